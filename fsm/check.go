@@ -1,0 +1,175 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+)
+
+// ReservedFamily describes a metric family the gateway exposes itself (go_*,
+// process_*, pushgateway_*). Pushed families of the same name must have the
+// same type; their help is replaced by this one in the exposition.
+type ReservedFamily struct {
+	Type dto.MetricType
+	Help string
+}
+
+// check returns the errors that storing next in place of prev would cause
+// in a full gather of the store, in the wording of client_golang's
+// Gatherers, which upstream uses for its check. Only the families next adds
+// or replaces are examined, against the indexes: the cost is proportional
+// to the pushed group. Errors come in a deterministic order (by family
+// name, then metric order).
+func (s *FSM) check(prev, next *Group) []error {
+	added := make([]string, 0, len(next.Families))
+	for name, f := range next.Families {
+		if prev == nil || prev.Families[name] != f {
+			added = append(added, name)
+		}
+	}
+	sort.Strings(added)
+
+	var errs []error
+	addedTypes := map[string]dto.MetricType{}
+	seen := map[uint64]struct{}{}
+	for _, name := range added {
+		mf := next.Families[name].MF
+		typ := mf.GetType()
+		if r, ok := s.reserved[name]; ok && r.Type != typ {
+			errs = append(errs, fmt.Errorf("gathered metric family %s has type %s but should have %s", name, typ, r.Type))
+			continue
+		}
+		if liveTyp, ok := s.ix.liveType(name, next.Key); ok && liveTyp != typ {
+			for _, m := range mf.GetMetric() {
+				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, m, liveTyp))
+			}
+			continue
+		}
+		if !s.nameExistsOutside(name, next.Key) {
+			exists := func(n string) (dto.MetricType, bool) {
+				if t, ok := addedTypes[n]; ok {
+					return t, true
+				}
+				if f, ok := next.Families[n]; ok && prev != nil && prev.Families[n] == f {
+					return f.MF.GetType(), true
+				}
+				if r, ok := s.reserved[n]; ok {
+					return r.Type, true
+				}
+				return s.ix.liveType(n, next.Key)
+			}
+			if err := suffixCollision(name, typ, exists); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		addedTypes[name] = typ
+
+		var replaced map[uint64]int32
+		if prev != nil {
+			if old, ok := prev.Families[name]; ok {
+				replaced = make(map[uint64]int32, len(old.MF.GetMetric()))
+				for _, m := range old.MF.GetMetric() {
+					replaced[seriesHash(name, m)]++
+				}
+			}
+		}
+		for _, m := range mf.GetMetric() {
+			if err := metricConsistency(name, typ, m); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			h := seriesHash(name, m)
+			_, dupInPush := seen[h]
+			if dupInPush || s.ix.series[h]-replaced[h] > 0 {
+				errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", name, m))
+				continue
+			}
+			seen[h] = struct{}{}
+		}
+	}
+	return errs
+}
+
+// nameExistsOutside reports whether a family of this name is exposed by the
+// gateway itself or stored in a group other than key.
+func (s *FSM) nameExistsOutside(name, key string) bool {
+	if _, ok := s.reserved[name]; ok {
+		return true
+	}
+	_, ok := s.ix.liveType(name, key)
+	return ok
+}
+
+// suffixCollision reports a clash of a new family name with the suffixes
+// (_count, _sum, _bucket) that summaries and histograms expand to, like
+// client_golang's check for a family seen for the first time in a gather.
+func suffixCollision(name string, typ dto.MetricType, exists func(string) (dto.MetricType, bool)) error {
+	base := ""
+	switch {
+	case strings.HasSuffix(name, "_count"):
+		base = strings.TrimSuffix(name, "_count")
+	case strings.HasSuffix(name, "_sum"):
+		base = strings.TrimSuffix(name, "_sum")
+	case strings.HasSuffix(name, "_bucket"):
+		base = strings.TrimSuffix(name, "_bucket")
+	}
+	if base != "" {
+		if t, ok := exists(base); ok {
+			switch {
+			case t == dto.MetricType_SUMMARY && !strings.HasSuffix(name, "_bucket"):
+				return fmt.Errorf("collected metric named %q collides with previously collected summary named %q", name, base)
+			case t == dto.MetricType_HISTOGRAM:
+				return fmt.Errorf("collected metric named %q collides with previously collected histogram named %q", name, base)
+			}
+		}
+	}
+	if typ == dto.MetricType_SUMMARY || typ == dto.MetricType_HISTOGRAM {
+		for _, suffix := range []string{"_count", "_sum"} {
+			if _, ok := exists(name + suffix); ok {
+				return fmt.Errorf("collected histogram or summary named %q collides with previously collected metric named %q", name, name+suffix)
+			}
+		}
+	}
+	if typ == dto.MetricType_HISTOGRAM {
+		if _, ok := exists(name + "_bucket"); ok {
+			return fmt.Errorf("collected histogram named %q collides with previously collected metric named %q", name, name+"_bucket")
+		}
+	}
+	return nil
+}
+
+// metricConsistency checks one metric against its family's type and the
+// rules for label pairs, with client_golang's wording. Label pairs are
+// sorted by name already (sanitizeLabels).
+func metricConsistency(name string, typ dto.MetricType, m *dto.Metric) error {
+	if typ == dto.MetricType_GAUGE && m.Gauge == nil ||
+		typ == dto.MetricType_COUNTER && m.Counter == nil ||
+		typ == dto.MetricType_SUMMARY && m.Summary == nil ||
+		typ == dto.MetricType_HISTOGRAM && m.Histogram == nil ||
+		typ == dto.MetricType_UNTYPED && m.Untyped == nil {
+		return fmt.Errorf("collected metric %q { %s} is not a %s", name, m, typ)
+	}
+	prev := ""
+	for _, lp := range m.GetLabel() {
+		ln := lp.GetName()
+		if ln == prev {
+			return fmt.Errorf("collected metric %q { %s} has two or more labels with the same name: %s", name, m, ln)
+		}
+		if !model.UTF8Validation.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix) {
+			return fmt.Errorf("collected metric %q { %s} has a label with an invalid name: %s", name, m, ln)
+		}
+		if m.Summary != nil && ln == model.QuantileLabel {
+			return fmt.Errorf("collected metric %q { %s} must not have an explicit %q label", name, m, model.QuantileLabel)
+		}
+		if !utf8.ValidString(lp.GetValue()) {
+			return fmt.Errorf("collected metric %q { %s} has a label named %q whose value is not utf8: %#v", name, m, ln, lp.GetValue())
+		}
+		prev = ln
+	}
+	return nil
+}

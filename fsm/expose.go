@@ -1,0 +1,91 @@
+package fsm
+
+import (
+	"sort"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+)
+
+// Families returns the pushed metric families merged by name across all
+// groups, as the exposition shows them: families sorted by name, empty
+// families left out, metrics ordered like client_golang's normalization
+// (by label values) with ties broken by grouping key, so the order is the
+// same on every node. A reserved name gets the gateway's own help string;
+// otherwise the help of the group with the smallest grouping key wins.
+//
+// The result is cached and rebuilt only for names changed since the last
+// call. The returned families are shared: callers must not modify them.
+func (s *FSM) Families() []*dto.MetricFamily {
+	s.mu.RLock()
+	if out := s.exposed; out != nil {
+		s.mu.RUnlock()
+		return out
+	}
+	s.mu.RUnlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exposed != nil {
+		return s.exposed
+	}
+	names := make([]string, 0, len(s.ix.names))
+	for name := range s.ix.names {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]*dto.MetricFamily, 0, len(names))
+	for _, name := range names {
+		e := s.ix.names[name]
+		if e.merged == nil {
+			e.merged = s.mergeFamily(name, e)
+		}
+		if len(e.merged.Metric) > 0 {
+			out = append(out, e.merged)
+		}
+	}
+	s.exposed = out
+	return out
+}
+
+// mergeFamily builds the exposition of one family name across groups.
+func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
+	keys := make([]string, 0, len(e.groups))
+	n := 0
+	for k, f := range e.groups {
+		keys = append(keys, k)
+		n += len(f.MF.GetMetric())
+	}
+	sort.Strings(keys)
+	first := e.groups[keys[0]].MF
+	merged := &dto.MetricFamily{
+		Name:   proto.String(name),
+		Help:   proto.String(first.GetHelp()),
+		Type:   first.Type,
+		Unit:   first.Unit,
+		Metric: make([]*dto.Metric, 0, n),
+	}
+	if r, ok := s.reserved[name]; ok {
+		merged.Help = proto.String(r.Help)
+	}
+	for _, k := range keys {
+		merged.Metric = append(merged.Metric, e.groups[k].MF.GetMetric()...)
+	}
+	sort.SliceStable(merged.Metric, func(i, j int) bool { return metricLess(merged.Metric[i], merged.Metric[j]) })
+	return merged
+}
+
+// metricLess orders metrics like client_golang's MetricSorter: by number of
+// labels, then label values in order. (Timestamps are never stored.)
+func metricLess(a, b *dto.Metric) bool {
+	if len(a.Label) != len(b.Label) {
+		return len(a.Label) < len(b.Label)
+	}
+	for i, lp := range a.Label {
+		va, vb := lp.GetValue(), b.Label[i].GetValue()
+		if va != vb {
+			return va < vb
+		}
+	}
+	return false
+}

@@ -1,0 +1,238 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// FSM is the state machine: the metric groups, the indexes over them and
+// the cached exposition. All methods are safe for concurrent use; Apply and
+// Restore must be called by one goroutine at a time (raft does that).
+type FSM struct {
+	reserved map[string]ReservedFamily
+
+	mu      sync.RWMutex
+	groups  map[string]*Group
+	ix      *index
+	applied uint64
+	// sortedKeys caches the group keys in order; nil when stale.
+	sortedKeys []string
+	// exposed caches the merged exposition; nil when stale.
+	exposed []*dto.MetricFamily
+}
+
+// New returns an empty FSM. reserved lists the families the gateway exposes
+// itself; it must be the same on every node (it is derived from the binary).
+func New(reserved map[string]ReservedFamily) *FSM {
+	if reserved == nil {
+		reserved = map[string]ReservedFamily{}
+	}
+	return &FSM{reserved: reserved, groups: map[string]*Group{}, ix: newIndex()}
+}
+
+// Result is the outcome of applying one command.
+type Result struct {
+	// Err is the consistency verdict of a rejected push in upstream's
+	// wording, nil if the command was applied. A rejected push still
+	// records push_failure_time_seconds.
+	Err error
+}
+
+// ConsistencyError carries the reason a push was rejected by the state
+// machine. The HTTP layer answers it with 400.
+type ConsistencyError struct{ Msg string }
+
+func (e *ConsistencyError) Error() string { return e.Msg }
+
+// Apply applies one encoded command at the given log index and returns its
+// result. A command that cannot be decoded means this node runs a build
+// that does not understand the log: Apply panics rather than let the node
+// diverge silently. Commands must be validated with DecodeCommand before
+// they are proposed.
+func (s *FSM) Apply(logIndex uint64, data []byte) *Result {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: cannot apply log entry %d: %v; refusing to diverge from the cluster", logIndex, err))
+	}
+	return s.ApplyCommand(logIndex, cmd)
+}
+
+// ApplyCommand applies a decoded command. It takes ownership of
+// cmd.Families (they are sanitized in place and stored).
+func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if logIndex > s.applied {
+		s.applied = logIndex
+	}
+	switch cmd.Op {
+	case OpDelete:
+		s.setGroup(GroupingKey(cmd.Labels), nil)
+		return &Result{}
+	case OpWipe:
+		for key := range s.groups {
+			s.setGroup(key, nil)
+		}
+		return &Result{}
+	case OpPut, OpPost:
+		return s.applyPush(cmd)
+	}
+	panic(fmt.Sprintf("fsm: unknown op %d at log entry %d", cmd.Op, logIndex))
+}
+
+// applyPush mirrors upstream's write loop: reject timestamps, sanitize,
+// check consistency, then either store the new group or record the failure.
+func (s *FSM) applyPush(cmd *Command) *Result {
+	key := GroupingKey(cmd.Labels)
+	names := sortedNames(cmd.Labels)
+	prev := s.groups[key]
+
+	if hasTimestamps(cmd.Families) {
+		s.recordFailure(prev, key, cmd, names)
+		return &Result{Err: ErrTimestamp}
+	}
+	for _, mf := range cmd.Families {
+		sanitizeLabels(mf, cmd.Labels, names)
+	}
+
+	var next *Group
+	if prev == nil {
+		next = &Group{Key: key, Labels: cmd.Labels, Families: map[string]*Family{}}
+	} else {
+		next = prev.clone()
+		if cmd.Op == OpPut {
+			for name := range next.Families {
+				if name != PushTimeMetricName && name != PushFailureTimeMetricName {
+					delete(next.Families, name)
+				}
+			}
+		}
+	}
+	pushed := make(map[string]*dto.MetricFamily, len(cmd.Families)+2)
+	for _, mf := range cmd.Families {
+		pushed[mf.GetName()] = mf
+	}
+	pushed[PushTimeMetricName] = timestampFamily(PushTimeMetricName, pushTimeMetricHelp, next.Labels, names, cmd.TimeUnixNano)
+	if _, ok := next.Families[PushFailureTimeMetricName]; !ok {
+		pushed[PushFailureTimeMetricName] = timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, next.Labels, names, 0)
+	}
+	for name, mf := range pushed {
+		next.Families[name] = &Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano}
+	}
+
+	if !cmd.Unchecked {
+		if errs := s.check(prev, next); len(errs) > 0 {
+			s.recordFailure(prev, key, cmd, names)
+			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).Error()}}
+		}
+	}
+	s.setGroup(key, next)
+	return &Result{}
+}
+
+// recordFailure sets push_failure_time_seconds of the group (creating it if
+// needed) to the command's time, and adds a zero push_time_seconds if the
+// group has none, as upstream does for a rejected push.
+func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []string) {
+	var next *Group
+	if prev == nil {
+		next = &Group{Key: key, Labels: cmd.Labels, Families: map[string]*Family{}}
+	} else {
+		next = prev.clone()
+		names = sortedNames(next.Labels)
+	}
+	next.Families[PushFailureTimeMetricName] = &Family{
+		MF:           timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, next.Labels, names, cmd.TimeUnixNano),
+		TimeUnixNano: cmd.TimeUnixNano,
+	}
+	if _, ok := next.Families[PushTimeMetricName]; !ok {
+		next.Families[PushTimeMetricName] = &Family{
+			MF:           timestampFamily(PushTimeMetricName, pushTimeMetricHelp, next.Labels, names, 0),
+			TimeUnixNano: cmd.TimeUnixNano,
+		}
+	}
+	s.setGroup(key, next)
+}
+
+// setGroup swaps a group in (next != nil) or out (next == nil) and keeps
+// the indexes and caches in step. Callers hold s.mu.
+func (s *FSM) setGroup(key string, next *Group) {
+	prev := s.groups[key]
+	if prev == nil && next == nil {
+		return
+	}
+	s.ix.replaceGroup(prev, next)
+	if next == nil {
+		delete(s.groups, key)
+	} else {
+		s.groups[key] = next
+	}
+	if prev == nil || next == nil {
+		s.sortedKeys = nil
+	}
+	s.exposed = nil
+}
+
+// AppliedIndex returns the log index of the last applied command.
+func (s *FSM) AppliedIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}
+
+// Groups returns all groups sorted by grouping key. The groups are
+// immutable; the slice belongs to the caller.
+func (s *FSM) Groups() []*Group {
+	s.mu.RLock()
+	if s.sortedKeys != nil {
+		out := s.groupsLocked()
+		s.mu.RUnlock()
+		return out
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groupsLocked()
+}
+
+func (s *FSM) groupsLocked() []*Group {
+	keys := s.sortedKeys
+	if keys == nil {
+		keys = make([]string, 0, len(s.groups))
+		for k := range s.groups {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		// Only cache under the write lock; callers under the read lock
+		// only get here when the cache is already filled.
+		s.sortedKeys = keys
+	}
+	out := make([]*Group, len(keys))
+	for i, k := range keys {
+		out[i] = s.groups[k]
+	}
+	return out
+}
+
+// Group returns the group with the given grouping labels, or nil.
+func (s *FSM) Group(labels map[string]string) *Group {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.groups[GroupingKey(labels)]
+}
+
+// Len returns the number of groups.
+func (s *FSM) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.groups)
+}
+
+// errInconsistentRestore is returned by Restore when a snapshot does not
+// describe a valid state.
+var errInconsistentRestore = errors.New("snapshot holds two groups with the same grouping key")

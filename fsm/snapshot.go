@@ -1,0 +1,310 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"sort"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Snapshot format, version 1:
+//
+//	magic "PGCSNAP" | version byte
+//	repeated: uvarint length (> 0) | Group message
+//	uvarint 0 | uvarint group count | uvarint applied index | CRC-32 (IEEE, big endian) of all preceding bytes
+//
+// A Group message is protobuf wire format: field 1 repeated LabelPair (the
+// grouping labels), field 2 repeated StoredFamily {1: int64 time_unix_nano,
+// 2: MetricFamily}. The trailer makes truncation and corruption detectable.
+const (
+	snapshotMagic   = "PGCSNAP"
+	snapshotVersion = 1
+
+	groupFieldLabel  = 1
+	groupFieldFamily = 2
+	famFieldTime     = 1
+	famFieldMF       = 2
+)
+
+// ErrCorruptSnapshot is wrapped by every error Restore returns for a
+// snapshot that is truncated, corrupted or of an unknown version.
+var ErrCorruptSnapshot = errors.New("corrupt snapshot")
+
+// Snapshot is an immutable view of the state at one log index. It can be
+// written while the FSM goes on applying commands.
+type Snapshot struct {
+	groups  []*Group
+	applied uint64
+}
+
+// Snapshot captures the current state. It only copies group pointers.
+func (s *FSM) Snapshot() *Snapshot {
+	groups := s.Groups()
+	return &Snapshot{groups: groups, applied: s.AppliedIndex()}
+}
+
+// AppliedIndex returns the log index the snapshot was taken at.
+func (sn *Snapshot) AppliedIndex() uint64 { return sn.applied }
+
+// Len returns the number of groups in the snapshot.
+func (sn *Snapshot) Len() int { return len(sn.groups) }
+
+// WriteTo streams the snapshot in the versioned format described above.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	crc := crc32.NewIEEE()
+	cw := &countingWriter{w: io.MultiWriter(w, crc)}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	if _, err := bw.WriteString(snapshotMagic); err != nil {
+		return cw.n, fmt.Errorf("write snapshot header: %w", err)
+	}
+	if err := bw.WriteByte(snapshotVersion); err != nil {
+		return cw.n, fmt.Errorf("write snapshot header: %w", err)
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	var buf []byte
+	for _, g := range sn.groups {
+		var err error
+		if buf, err = encodeGroup(buf[:0], g, opts); err != nil {
+			return cw.n, err
+		}
+		if _, err := bw.Write(protowire.AppendVarint(nil, uint64(len(buf)))); err != nil {
+			return cw.n, fmt.Errorf("write snapshot: %w", err)
+		}
+		if _, err := bw.Write(buf); err != nil {
+			return cw.n, fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+	trailer := protowire.AppendVarint(nil, 0)
+	trailer = protowire.AppendVarint(trailer, uint64(len(sn.groups)))
+	trailer = protowire.AppendVarint(trailer, sn.applied)
+	if _, err := bw.Write(trailer); err != nil {
+		return cw.n, fmt.Errorf("write snapshot trailer: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return cw.n, fmt.Errorf("write snapshot: %w", err)
+	}
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
+	n, err := w.Write(sum[:])
+	cw.n += int64(n)
+	if err != nil {
+		return cw.n, fmt.Errorf("write snapshot checksum: %w", err)
+	}
+	return cw.n, nil
+}
+
+func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
+	b = appendLabels(b, groupFieldLabel, g.Labels)
+	names := make([]string, 0, len(g.Families))
+	for n := range g.Families {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := g.Families[n]
+		mfBytes, err := opts.Marshal(f.MF)
+		if err != nil {
+			return nil, fmt.Errorf("encode family %q of group %v: %w", n, g.Labels, err)
+		}
+		var rec []byte
+		rec = protowire.AppendTag(rec, famFieldTime, protowire.VarintType)
+		rec = protowire.AppendVarint(rec, uint64(f.TimeUnixNano))
+		rec = protowire.AppendTag(rec, famFieldMF, protowire.BytesType)
+		rec = protowire.AppendBytes(rec, mfBytes)
+		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
+		b = protowire.AppendBytes(b, rec)
+	}
+	return b, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// crcReader feeds everything read through it into a checksum.
+type crcReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+}
+
+func (c *crcReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		_, _ = c.crc.Write([]byte{b})
+	}
+	return b, err
+}
+
+func (c *crcReader) readFull(p []byte) error {
+	if _, err := io.ReadFull(c.r, p); err != nil {
+		return err
+	}
+	_, _ = c.crc.Write(p)
+	return nil
+}
+
+// maxGroupRecord bounds one group record, so a corrupt length cannot make
+// Restore allocate without limit.
+const maxGroupRecord = 1 << 30
+
+// Restore replaces the state with the snapshot read from r. The new state is
+// built aside and swapped in only when the whole snapshot checked out; on
+// error the FSM is unchanged.
+func (s *FSM) Restore(r io.Reader) error {
+	cr := &crcReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.NewIEEE()}
+	head := make([]byte, len(snapshotMagic)+1)
+	if err := cr.readFull(head); err != nil {
+		return fmt.Errorf("%w: header: %v", ErrCorruptSnapshot, err)
+	}
+	if !bytes.Equal(head[:len(snapshotMagic)], []byte(snapshotMagic)) {
+		return fmt.Errorf("%w: bad magic %q", ErrCorruptSnapshot, head[:len(snapshotMagic)])
+	}
+	if v := head[len(snapshotMagic)]; v != snapshotVersion {
+		return fmt.Errorf("%w: unsupported version %d (this build reads %d)", ErrCorruptSnapshot, v, snapshotVersion)
+	}
+	groups := map[string]*Group{}
+	ix := newIndex()
+	var buf []byte
+	for {
+		n, err := binary.ReadUvarint(cr)
+		if err != nil {
+			return fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(groups), err)
+		}
+		if n == 0 {
+			break
+		}
+		if n > maxGroupRecord {
+			return fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
+		}
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if err := cr.readFull(buf); err != nil {
+			return fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+		}
+		g, err := decodeGroup(buf)
+		if err != nil {
+			return fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+		}
+		if _, dup := groups[g.Key]; dup {
+			return fmt.Errorf("%w: %v", ErrCorruptSnapshot, errInconsistentRestore)
+		}
+		groups[g.Key] = g
+		ix.replaceGroup(nil, g)
+	}
+	count, err := binary.ReadUvarint(cr)
+	if err != nil {
+		return fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
+	}
+	applied, err := binary.ReadUvarint(cr)
+	if err != nil {
+		return fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
+	}
+	want := cr.crc.Sum32()
+	var sum [4]byte
+	if _, err := io.ReadFull(cr.r, sum[:]); err != nil {
+		return fmt.Errorf("%w: checksum: %v", ErrCorruptSnapshot, err)
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorruptSnapshot, got, want)
+	}
+	if count != uint64(len(groups)) {
+		return fmt.Errorf("%w: trailer says %d groups, read %d", ErrCorruptSnapshot, count, len(groups))
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups, s.ix, s.applied = groups, ix, applied
+	s.sortedKeys, s.exposed = nil, nil
+	return nil
+}
+
+func decodeGroup(b []byte) (*Group, error) {
+	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, fmt.Errorf("bad field in group record")
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case groupFieldLabel:
+			lp := &dto.LabelPair{}
+			if err := proto.Unmarshal(v, lp); err != nil {
+				return nil, fmt.Errorf("grouping label: %w", err)
+			}
+			g.Labels[lp.GetName()] = lp.GetValue()
+		case groupFieldFamily:
+			f, err := decodeFamily(v)
+			if err != nil {
+				return nil, err
+			}
+			g.Families[f.MF.GetName()] = f
+		default:
+			return nil, fmt.Errorf("unknown field %d in group record", num)
+		}
+	}
+	if _, ok := g.Labels["job"]; !ok {
+		return nil, errors.New("group without job label")
+	}
+	g.Key = GroupingKey(g.Labels)
+	return g, nil
+}
+
+func decodeFamily(b []byte) (*Family, error) {
+	f := &Family{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == famFieldTime && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			f.TimeUnixNano = int64(v)
+		case num == famFieldMF && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			f.MF = &dto.MetricFamily{}
+			if err := proto.Unmarshal(v, f.MF); err != nil {
+				return nil, fmt.Errorf("metric family: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("unknown field %d in family record", num)
+		}
+	}
+	if f.MF == nil {
+		return nil, errors.New("family record without metric family")
+	}
+	return f, nil
+}
