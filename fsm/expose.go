@@ -71,13 +71,13 @@ func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
 	for _, k := range keys {
 		merged.Metric = append(merged.Metric, e.groups[k].MF.GetMetric()...)
 	}
-	sort.SliceStable(merged.Metric, func(i, j int) bool { return metricLess(merged.Metric[i], merged.Metric[j]) })
+	sort.SliceStable(merged.Metric, func(i, j int) bool { return MetricLess(merged.Metric[i], merged.Metric[j]) })
 	return merged
 }
 
-// metricLess orders metrics like client_golang's MetricSorter: by number of
+// MetricLess orders metrics like client_golang's MetricSorter: by number of
 // labels, then label values in order. (Timestamps are never stored.)
-func metricLess(a, b *dto.Metric) bool {
+func MetricLess(a, b *dto.Metric) bool {
 	if len(a.Label) != len(b.Label) {
 		return len(a.Label) < len(b.Label)
 	}

@@ -1,0 +1,106 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// raftFSM adapts fsm.FSM to raft.FSM and lets writers wait until a log index
+// has been applied locally.
+type raftFSM struct {
+	state *fsm.FSM
+
+	mu      sync.Mutex
+	applied uint64
+	waiters map[chan struct{}]uint64
+}
+
+func newRaftFSM(state *fsm.FSM) *raftFSM {
+	return &raftFSM{state: state, waiters: map[chan struct{}]uint64{}}
+}
+
+// Apply implements raft.FSM.
+func (r *raftFSM) Apply(l *raft.Log) interface{} {
+	var res *fsm.Result
+	if l.Type == raft.LogCommand {
+		res = r.state.Apply(l.Index, l.Data)
+	}
+	r.advance(l.Index)
+	return res
+}
+
+// advance records that everything up to index is applied and wakes the
+// waiters that were waiting for it.
+func (r *raftFSM) advance(index uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if index <= r.applied {
+		return
+	}
+	r.applied = index
+	for ch, want := range r.waiters {
+		if want <= index {
+			close(ch)
+			delete(r.waiters, ch)
+		}
+	}
+}
+
+// appliedIndex returns the last index applied locally.
+func (r *raftFSM) appliedIndex() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied
+}
+
+// waitCh returns a channel closed once index has been applied, and a
+// function to call when the caller gives up waiting.
+func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if index <= r.applied {
+		close(ch)
+		return ch, func() {}
+	}
+	r.waiters[ch] = index
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.waiters, ch)
+		r.mu.Unlock()
+	}
+}
+
+// Snapshot implements raft.FSM. It only captures group pointers.
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{snap: r.state.Snapshot()}, nil
+}
+
+// Restore implements raft.FSM.
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := r.state.Restore(rc); err != nil {
+		return fmt.Errorf("restore state from snapshot: %w", err)
+	}
+	r.advance(r.state.AppliedIndex())
+	return nil
+}
+
+type fsmSnapshot struct{ snap *fsm.Snapshot }
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.snap.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,183 @@
+// Command pushgateway-cluster is a highly available, drop-in replacement for
+// the Prometheus Pushgateway: the upstream HTTP API on top of a raft-
+// replicated state machine. With no peers it is a durable one-node cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "pushgateway-cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	app := kingpin.New(filepath.Base(os.Args[0]), "A highly available Pushgateway: the upstream API on a raft cluster.").UsageWriter(os.Stdout)
+	var (
+		webConfig       = webflag.AddFlags(app, ":9091")
+		metricsPath     = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		externalURL     = app.Flag("web.external-url", "The URL under which the Pushgateway is externally reachable.").Default("").URL()
+		routePrefix     = app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").String()
+		enableLifeCycle = app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").Bool()
+		enableAdminAPI  = app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").Bool()
+		persistenceFile = app.Flag("persistence.file", "Accepted for compatibility with upstream; the state lives in the raft log under --storage.path.").Default("").String()
+		_               = app.Flag("persistence.interval", "Accepted for compatibility with upstream; every acknowledged write is already durable.").Default("5m").Duration()
+		pushUnchecked   = app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").Bool()
+		pushUTF8Names   = app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").Bool()
+		storagePath     = app.Flag("storage.path", "Directory for the raft log, snapshots and the node name.").Default("data/").String()
+		nodeName        = app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String()
+		raftListen      = app.Flag("raft.listen-address", "Address raft and forwarded commands listen on.").Default("0.0.0.0:9095").String()
+		raftAdvertise   = app.Flag("raft.advertise-address", "Address other nodes reach raft at. Default: derived from --raft.listen-address, never 0.0.0.0.").Default("").String()
+		writeTimeout    = app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration()
+		promslogConfig  = promslog.Config{Style: promslog.GoKitStyle}
+	)
+	promslogflag.AddFlags(app, &promslogConfig)
+	app.Version(version.Print("pushgateway-cluster"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		return err
+	}
+	logger := promslog.New(&promslogConfig)
+
+	prefix := computeRoutePrefix(*routePrefix, *externalURL)
+	externalPathPrefix := computeRoutePrefix("", *externalURL)
+	logger.Info("starting pushgateway-cluster", "version", version.Info())
+	logger.Info("build context", "build_context", version.BuildContext())
+	if *persistenceFile != "" {
+		logger.Warn("--persistence.file is not used: state is kept in the raft log under --storage.path", "file", *persistenceFile)
+	}
+
+	flags := map[string]string{}
+	boilerplate := kingpin.New("", "").Version("")
+	for _, f := range app.Model().Flags {
+		if boilerplate.GetFlag(f.Name) == nil {
+			flags[f.Name] = f.Value.String()
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("pushgateway"),
+	)
+	reserved, err := httpapi.ReservedFamilies(reg)
+	if err != nil {
+		return fmt.Errorf("gather self-metrics: %w", err)
+	}
+	state := fsm.New(reserved)
+
+	node, err := cluster.Start(cluster.Config{
+		DataDir:       *storagePath,
+		NodeName:      *nodeName,
+		RaftListen:    *raftListen,
+		RaftAdvertise: *raftAdvertise,
+		WriteTimeout:  *writeTimeout,
+		State:         state,
+		Logger:        logger.With("component", "cluster"),
+	})
+	if err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+
+	quit := make(chan struct{})
+	api := httpapi.New(httpapi.Options{
+		Store:                   state,
+		Submitter:               node,
+		Readiness:               node,
+		Registry:                reg,
+		Logger:                  logger,
+		RoutePrefix:             prefix,
+		ExternalPathPrefix:      externalPathPrefix,
+		MetricsPath:             *metricsPath,
+		EnableLifecycle:         *enableLifeCycle,
+		EnableAdminAPI:          *enableAdminAPI,
+		DisableConsistencyCheck: *pushUnchecked,
+		EnableUTF8Names:         *pushUTF8Names,
+		Flags:                   flags,
+		BuildInfo: map[string]string{
+			"version":   version.Version,
+			"revision":  version.Revision,
+			"branch":    version.Branch,
+			"buildUser": version.BuildUser,
+			"buildDate": version.BuildDate,
+			"goVersion": version.GoVersion,
+		},
+		Quit: quit,
+	})
+
+	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		select {
+		case <-sig:
+			logger.Info("received SIGINT/SIGTERM; exiting gracefully...")
+		case <-quit:
+			logger.Warn("received termination request via web service, exiting gracefully...")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := server.Shutdown(ctx); err != nil {
+			logger.Error("HTTP server shutdown", "err", err)
+		}
+	}()
+
+	err = web.ListenAndServe(server, webConfig, logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		logger.Info("HTTP server stopped")
+		err = nil
+	} else {
+		logger.Error("HTTP server stopped", "err", err)
+	}
+	if serr := node.Shutdown(); serr != nil {
+		logger.Error("problem shutting down the cluster node", "err", serr)
+		if err == nil {
+			err = serr
+		}
+	}
+	return err
+}
+
+// computeRoutePrefix returns the route prefix from --web.route-prefix or,
+// when that is empty, the path of --web.external-url: "" for the root,
+// otherwise starting with "/" and without a trailing "/".
+func computeRoutePrefix(prefix string, externalURL *url.URL) string {
+	if prefix == "" && externalURL != nil {
+		prefix = externalURL.Path
+	}
+	if prefix == "/" || prefix == "" {
+		return ""
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	return strings.TrimSuffix(prefix, "/")
+}

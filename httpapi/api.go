@@ -1,0 +1,156 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/route"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// Submitter replicates a command and returns the state machine's verdict
+// once the command is applied on this node. Errors may implement
+// Unavailable() bool (the write was certainly not applied, 503) or
+// OutcomeUnknown() bool (it may still be applied, 504).
+type Submitter interface {
+	Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
+}
+
+// Readiness reports whether this node may serve (/-/ready).
+type Readiness interface {
+	Ready() error
+}
+
+// Store is the read side of the local state machine.
+type Store interface {
+	Groups() []*fsm.Group
+	Families() []*dto.MetricFamily
+}
+
+// Options configures the API. Field names follow upstream's flags.
+type Options struct {
+	Store     Store
+	Submitter Submitter
+	Readiness Readiness
+	// Registry holds the node's own metrics; it is exposed on /metrics
+	// next to the pushed ones and instrumented by this package.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+
+	// RoutePrefix is the computed internal route prefix ("" for root).
+	RoutePrefix string
+	// ExternalPathPrefix is the path of --web.external-url, for links.
+	ExternalPathPrefix string
+	// MetricsPath is --web.telemetry-path.
+	MetricsPath string
+	// EnableLifecycle is --web.enable-lifecycle.
+	EnableLifecycle bool
+	// EnableAdminAPI is --web.enable-admin-api.
+	EnableAdminAPI bool
+	// DisableConsistencyCheck is --push.disable-consistency-check.
+	DisableConsistencyCheck bool
+	// EnableUTF8Names is --push.enable-utf8-names.
+	EnableUTF8Names bool
+
+	// Flags and BuildInfo are shown by /api/v1/status and the status page.
+	Flags     map[string]string
+	BuildInfo map[string]string
+	// Quit is closed by /-/quit when the lifecycle API is on.
+	Quit chan struct{}
+	// Now returns the receive time of a request; nil means time.Now.
+	Now func() time.Time
+}
+
+// API serves the upstream-compatible HTTP interface.
+type API struct {
+	opts       Options
+	logger     *slog.Logger
+	metrics    *httpMetrics
+	startTime  time.Time
+	validation model.ValidationScheme
+	escaping   model.EscapingScheme
+	quitOnce   sync.Once
+}
+
+// New returns the API. It registers the HTTP self-metrics in opts.Registry.
+func New(opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MetricsPath == "" {
+		opts.MetricsPath = "/metrics"
+	}
+	a := &API{
+		opts:       opts,
+		logger:     opts.Logger,
+		metrics:    newHTTPMetrics(opts.Registry),
+		startTime:  time.Now(),
+		validation: model.LegacyValidation,
+		escaping:   model.NoEscaping,
+	}
+	if opts.EnableUTF8Names {
+		a.validation = model.UTF8Validation
+		a.escaping = model.ValueEncodingEscaping
+	}
+	return a
+}
+
+// Handler returns the root handler with every route, under the prefix.
+func (a *API) Handler() http.Handler {
+	prefix := a.opts.RoutePrefix
+	r := route.New()
+	r.Get(prefix+"/-/healthy", a.metrics.instrument("healthy", a.healthy))
+	r.Get(prefix+"/-/ready", a.metrics.instrument("ready", a.ready))
+	r.Get(path.Join(prefix, a.opts.MetricsPath), a.exposition().ServeHTTP)
+
+	pushPath := prefix + "/metrics"
+	for _, suffix := range []string{"", base64Suffix} {
+		jobBase64 := suffix == base64Suffix
+		put := a.push(fsm.OpPut, jobBase64)
+		post := a.push(fsm.OpPost, jobBase64)
+		del := a.delete(jobBase64)
+		r.Put(pushPath+"/job"+suffix+"/:job/*labels", put)
+		r.Post(pushPath+"/job"+suffix+"/:job/*labels", post)
+		r.Del(pushPath+"/job"+suffix+"/:job/*labels", del)
+		r.Put(pushPath+"/job"+suffix+"/:job", put)
+		r.Post(pushPath+"/job"+suffix+"/:job", post)
+		r.Del(pushPath+"/job"+suffix+"/:job", del)
+	}
+	r.Get(prefix+"/static/*filepath", a.metrics.instrument("static", http.NotFound))
+	status := a.metrics.instrument("status", a.statusPage)
+	r.Get(prefix+"/status", status)
+	r.Get(prefix+"/", status)
+	r.Get(prefix+"/debug/pprof/*pprof", handlePprof)
+
+	if a.opts.EnableLifecycle {
+		r.Put(prefix+"/-/quit", a.quit)
+		r.Post(prefix+"/-/quit", a.quit)
+	} else {
+		r.Put(prefix+"/-/quit", lifecycleDisabled)
+		r.Post(prefix+"/-/quit", lifecycleDisabled)
+	}
+	r.Get("/-/quit", quitWrongMethod)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", decodeRequest(r))
+
+	apiPath := "/api"
+	if prefix != "/" {
+		apiPath = prefix + apiPath
+	}
+	av1 := route.New()
+	a.registerAPIv1(av1)
+	mux.Handle(apiPath+"/v1/", http.StripPrefix(apiPath+"/v1", av1))
+	return mux
+}

@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/route"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// corsHeaders are set on every /api/v1 response, as upstream.
+var corsHeaders = map[string]string{
+	"Access-Control-Allow-Headers":  "Accept, Authorization, Content-Type, Origin",
+	"Access-Control-Allow-Methods":  "GET, POST, DELETE, OPTIONS",
+	"Access-Control-Allow-Origin":   "*",
+	"Access-Control-Expose-Headers": "Date",
+	"Cache-Control":                 "no-cache, no-store, must-revalidate",
+}
+
+// registerAPIv1 adds the /api/v1 routes (relative to /api/v1).
+func (a *API) registerAPIv1(r *route.Router) {
+	wrap := func(name string, f http.HandlerFunc) http.HandlerFunc {
+		return a.metrics.instrument(name, func(w http.ResponseWriter, r *http.Request) {
+			for h, v := range corsHeaders {
+				w.Header().Set(h, v)
+			}
+			f(w, r)
+		})
+	}
+	r.Options("/*path", wrap("api/v1/options", func(http.ResponseWriter, *http.Request) {}))
+	r.Get("/status", wrap("api/v1/status", a.apiStatus))
+	r.Get("/metrics", wrap("api/v1/metrics", a.apiMetrics))
+	if a.opts.EnableAdminAPI {
+		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.wipe))
+	}
+}
+
+// apiResponse is upstream's JSON envelope.
+type apiResponse struct {
+	Status    string `json:"status"`
+	Data      any    `json:"data,omitempty"`
+	ErrorType string `json:"errorType,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func (a *API) respond(w http.ResponseWriter, data any) {
+	b, err := json.Marshal(&apiResponse{Status: "success", Data: data})
+	if err != nil {
+		a.logger.Error("error marshaling JSON", "err", err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		b, _ = json.Marshal(&apiResponse{Status: "error", ErrorType: "bad_data", Error: err.Error()})
+		_, _ = w.Write(b)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(b); err != nil {
+		a.logger.Error("failed to write data to connection", "err", err)
+	}
+}
+
+func (a *API) apiStatus(w http.ResponseWriter, _ *http.Request) {
+	a.respond(w, map[string]any{
+		"flags":             a.opts.Flags,
+		"start_time":        a.startTime,
+		"build_information": a.opts.BuildInfo,
+	})
+}
+
+// apiFamily is one family of a group in /api/v1/metrics.
+type apiFamily struct {
+	Timestamp time.Time        `json:"time_stamp"`
+	Type      string           `json:"type"`
+	Help      string           `json:"help,omitempty"`
+	Metrics   []map[string]any `json:"metrics"`
+}
+
+// apiMetrics lists every group with its families, as upstream (groups in
+// grouping-key order, where upstream's order is random).
+func (a *API) apiMetrics(w http.ResponseWriter, _ *http.Request) {
+	groups := a.opts.Store.Groups()
+	res := make([]any, 0, len(groups))
+	for _, g := range groups {
+		res = append(res, groupJSON(g))
+	}
+	a.respond(w, res)
+}
+
+func groupJSON(g *fsm.Group) map[string]any {
+	out := make(map[string]any, len(g.Families)+2)
+	out["labels"] = g.Labels
+	out["last_push_successful"] = g.LastPushSuccess()
+	for name, f := range g.Families {
+		out[name] = apiFamily{
+			Timestamp: time.Unix(0, f.TimeUnixNano),
+			Type:      f.MF.GetType().String(),
+			Help:      f.MF.GetHelp(),
+			Metrics:   metricsJSON(f.MF.GetMetric(), f.MF.GetType()),
+		}
+	}
+	return out
+}
+
+func metricsJSON(ms []*dto.Metric, typ dto.MetricType) []map[string]any {
+	out := make([]map[string]any, len(ms))
+	for i, m := range ms {
+		labels := make(map[string]string, len(m.Label))
+		for _, lp := range m.Label {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		e := map[string]any{"labels": labels}
+		switch typ {
+		case dto.MetricType_SUMMARY:
+			q := map[string]string{}
+			for _, qq := range m.GetSummary().GetQuantile() {
+				q[fmt.Sprint(qq.GetQuantile())] = fmt.Sprint(qq.GetValue())
+			}
+			e["quantiles"] = q
+			e["count"] = fmt.Sprint(m.GetSummary().GetSampleCount())
+			e["sum"] = fmt.Sprint(m.GetSummary().GetSampleSum())
+		case dto.MetricType_HISTOGRAM:
+			h := m.GetHistogram()
+			e["sum"] = fmt.Sprint(h.GetSampleSum())
+			if len(h.GetNegativeSpan())+len(h.GetPositiveSpan()) > 0 {
+				count, buckets := nativeBuckets(h)
+				e["count"] = count
+				e["buckets"] = buckets
+			} else {
+				b := map[string]string{}
+				for _, bb := range h.GetBucket() {
+					if c := bb.GetCumulativeCountFloat(); c > 0 {
+						b[fmt.Sprint(bb.GetUpperBound())] = fmt.Sprint(c)
+					} else {
+						b[fmt.Sprint(bb.GetUpperBound())] = fmt.Sprint(bb.GetCumulativeCount())
+					}
+				}
+				e["buckets"] = b
+				if c := h.GetSampleCountFloat(); c > 0 {
+					e["count"] = fmt.Sprint(c)
+				} else {
+					e["count"] = fmt.Sprint(h.GetSampleCount())
+				}
+			}
+		default:
+			e["value"] = fmt.Sprint(simpleValue(m))
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func simpleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}

@@ -1,0 +1,59 @@
+package httpapi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/prometheus/common/route"
+)
+
+// healthy answers 200 while the process serves.
+func (a *API) healthy(w http.ResponseWriter, _ *http.Request) {
+	_, _ = io.WriteString(w, "OK")
+}
+
+// ready answers 200 when the node knows a leader and has caught up, 503
+// with the reason otherwise.
+func (a *API) ready(w http.ResponseWriter, _ *http.Request) {
+	if a.opts.Readiness != nil {
+		if err := a.opts.Readiness.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "OK")
+}
+
+// quit asks the process to shut down (lifecycle API).
+func (a *API) quit(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprint(w, "Requesting termination... Goodbye!")
+	if a.opts.Quit != nil {
+		a.quitOnce.Do(func() { close(a.opts.Quit) })
+	}
+}
+
+func lifecycleDisabled(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write([]byte("Lifecycle API is not enabled."))
+}
+
+func quitWrongMethod(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	_, _ = w.Write([]byte("Only POST or PUT requests allowed."))
+}
+
+// handlePprof serves the runtime profiles under /debug/pprof.
+func handlePprof(w http.ResponseWriter, r *http.Request) {
+	switch route.Param(r.Context(), "pprof") {
+	case "/cmdline":
+		pprof.Cmdline(w, r)
+	case "/profile":
+		pprof.Profile(w, r)
+	case "/symbol":
+		pprof.Symbol(w, r)
+	default:
+		pprof.Index(w, r)
+	}
+}

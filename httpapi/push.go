@@ -1,0 +1,194 @@
+package httpapi
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/golang/snappy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/route"
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// pushRejectedPrefix starts the message of a push the state machine
+// rejected, as upstream.
+const pushRejectedPrefix = "pushed metrics are invalid or inconsistent with existing metrics: "
+
+// groupingLabels extracts and validates the grouping key of a push or
+// delete URL. On error it has answered the request already.
+func (a *API) groupingLabels(w http.ResponseWriter, r *http.Request, jobBase64 bool) (map[string]string, bool) {
+	job := route.Param(r.Context(), "job")
+	if jobBase64 {
+		var err error
+		if job, err = decodeBase64(job); err != nil {
+			http.Error(w, fmt.Sprintf("invalid base64 encoding in job name %q: %v", job, err), http.StatusBadRequest)
+			a.logger.Debug("invalid base64 encoding in job name", "job", job, "err", err)
+			return nil, false
+		}
+	}
+	labelsString := route.Param(r.Context(), "labels")
+	labels, err := parseGroupingLabels(labelsString, a.validation, a.escaping)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		a.logger.Debug("failed to parse URL", "url", labelsString, "err", err)
+		return nil, false
+	}
+	if job == "" {
+		http.Error(w, "job name is required", http.StatusBadRequest)
+		a.logger.Debug("job name is required")
+		return nil, false
+	}
+	labels["job"] = job
+	return labels, true
+}
+
+// push returns the handler for PUT (OpPut) and POST (OpPost) pushes.
+func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
+	return a.metrics.instrumentPush(func(w http.ResponseWriter, r *http.Request) {
+		labels, ok := a.groupingLabels(w, r, jobBase64)
+		if !ok {
+			return
+		}
+		families, err := a.parseBody(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("failed to parse text", "source", r.RemoteAddr, "err", err)
+			return
+		}
+		cmd := &fsm.Command{
+			Op:           op,
+			Labels:       labels,
+			Families:     families,
+			TimeUnixNano: a.opts.Now().UnixNano(),
+			Unchecked:    a.opts.DisableConsistencyCheck,
+		}
+		res, err := a.opts.Submitter.Submit(r.Context(), cmd)
+		if err != nil {
+			a.writeSubmitError(w, r, err)
+			return
+		}
+		if a.opts.DisableConsistencyCheck {
+			// Upstream answers unchecked pushes before processing them.
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		if res.Err != nil {
+			http.Error(w, pushRejectedPrefix+res.Err.Error(), http.StatusBadRequest)
+			a.logger.Error("pushed metrics are invalid or inconsistent with existing metrics",
+				"method", r.Method, "source", r.RemoteAddr, "err", res.Err)
+		}
+	})
+}
+
+// parseBody reads the pushed metric families: delimited protobuf when the
+// Content-Type says so, the text format otherwise. When a name appears
+// twice, the last family wins, as upstream.
+func (a *API) parseBody(r *http.Request) ([]*dto.MetricFamily, error) {
+	var byName map[string]*dto.MetricFamily
+	mediaType, params, ctErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ctErr == nil && mediaType == "application/vnd.google.protobuf" &&
+		params["encoding"] == "delimited" && params["proto"] == "io.prometheus.client.MetricFamily" {
+		byName = map[string]*dto.MetricFamily{}
+		in := bufio.NewReader(r.Body)
+		opts := protodelim.UnmarshalOptions{MaxSize: -1}
+		for {
+			mf := &dto.MetricFamily{}
+			if err := opts.UnmarshalFrom(in, mf); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, err
+			}
+			byName[mf.GetName()] = mf
+		}
+	} else {
+		var err error
+		parser := expfmt.NewTextParser(a.validation)
+		if byName, err = parser.TextToMetricFamilies(r.Body); err != nil {
+			return nil, err
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*dto.MetricFamily, len(names))
+	for i, n := range names {
+		out[i] = byName[n]
+	}
+	return out, nil
+}
+
+// writeSubmitError answers a write the cluster could not complete.
+func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {
+	var unavailable interface{ Unavailable() bool }
+	var unknown interface{ OutcomeUnknown() bool }
+	code := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &unavailable) && unavailable.Unavailable():
+		code = http.StatusServiceUnavailable
+	case errors.As(err, &unknown) && unknown.OutcomeUnknown():
+		code = http.StatusGatewayTimeout
+	}
+	http.Error(w, err.Error(), code)
+	a.logger.Warn("write not completed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+}
+
+// delete returns the handler for DELETE of a group.
+func (a *API) delete(jobBase64 bool) http.HandlerFunc {
+	return a.metrics.instrument("delete", func(w http.ResponseWriter, r *http.Request) {
+		labels, ok := a.groupingLabels(w, r, jobBase64)
+		if !ok {
+			return
+		}
+		cmd := &fsm.Command{Op: fsm.OpDelete, Labels: labels, TimeUnixNano: a.opts.Now().UnixNano()}
+		if _, err := a.opts.Submitter.Submit(r.Context(), cmd); err != nil {
+			a.writeSubmitError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+}
+
+// wipe returns the admin handler that deletes every group.
+func (a *API) wipe(w http.ResponseWriter, r *http.Request) {
+	a.logger.Debug("start wiping metric store")
+	cmd := &fsm.Command{Op: fsm.OpWipe, TimeUnixNano: a.opts.Now().UnixNano()}
+	if _, err := a.opts.Submitter.Submit(r.Context(), cmd); err != nil {
+		a.writeSubmitError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// decodeRequest unwraps gzip or snappy request bodies (Content-Encoding is
+// matched case-insensitively, as in upstream 1.11).
+func decodeRequest(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer r.Body.Close()
+		switch strings.ToLower(r.Header.Get("Content-Encoding")) {
+		case "gzip":
+			gr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			defer gr.Close()
+			r.Body = gr
+		case "snappy":
+			r.Body = io.NopCloser(snappy.NewReader(r.Body))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
