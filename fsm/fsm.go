@@ -6,8 +6,8 @@ import (
 	"sort"
 	"sync"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // FSM is the state machine: the metric groups, the indexes over them and
@@ -128,7 +128,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	if !cmd.Unchecked {
 		if errs := s.check(prev, next); len(errs) > 0 {
 			s.recordFailure(prev, key, cmd, names)
-			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).Error()}}
+			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).MaybeUnwrap().Error()}}
 		}
 	}
 	s.setGroup(key, next)

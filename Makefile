@@ -1,0 +1,54 @@
+# pushgateway-cluster — build, run and test.
+GO        ?= go
+BINARY    ?= pushgateway-cluster
+VERSION   := $(shell cat VERSION)
+REVISION  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILDDATE := $(shell date -u +%Y%m%d-%H:%M:%S)
+VPKG      := github.com/prometheus/common/version
+LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) \
+             -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=$(USER)@$(shell hostname) \
+             -X $(VPKG).BuildDate=$(BUILDDATE)
+RUN_ARGS  ?= --storage.path=data/ --web.listen-address=:9091 --raft.listen-address=127.0.0.1:9095
+
+.PHONY: all build run test test-deps unit bench vet fmt clean
+
+all: build
+
+## build: static binary ./pushgateway-cluster
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/pushgateway-cluster
+
+## run: one durable node on :9091, state under ./data
+run: build
+	./$(BINARY) $(RUN_ARGS)
+
+## test-deps: what the tests need besides Go (the real upstream Pushgateway)
+test-deps:
+	@command -v prometheus-pushgateway >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus-pushgateway for the differential tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus-pushgateway >/dev/null; }
+	$(GO) mod download
+
+## test: vet, then every test with the race detector
+test: test-deps vet
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+## unit: the fast package tests only
+unit:
+	$(GO) test -count=1 ./fsm/ ./httpapi/ ./cluster/
+
+## bench: push and scrape benchmarks (1,000 groups)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./httpapi/
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -f $(BINARY)
