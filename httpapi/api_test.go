@@ -43,6 +43,15 @@ func fastRaft() *raft.Config {
 
 func startGateway(t *testing.T, mutate func(*httpapi.Options)) *gateway {
 	t.Helper()
+	g := startGatewayWith(t, mutate)
+	g.t = t
+	return g
+}
+
+func startGatewayTB(tb testing.TB) *gateway { return startGatewayWith(tb, nil) }
+
+func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
 	reserved, err := httpapi.ReservedFamilies(reg)
@@ -70,7 +79,7 @@ func startGateway(t *testing.T, mutate func(*httpapi.Options)) *gateway {
 			t.Error(err)
 		}
 	})
-	g := &gateway{t: t, url: srv.URL, node: node, quit: quit}
+	g := &gateway{url: srv.URL, node: node, quit: quit}
 	deadline := time.Now().Add(10 * time.Second)
 	for node.Ready() != nil {
 		if time.Now().After(deadline) {
