@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgc-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pushgateway-cluster")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	url string
+	out *bytes.Buffer
+}
+
+func start(t *testing.T, storage string, extra ...string) *proc {
+	t.Helper()
+	web := freePort(t)
+	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + freePort(t), "--cluster.node-name=n1"}, extra...)
+	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + web, out: &bytes.Buffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("process output:\n%s", p.out)
+		}
+	})
+	prefix := ""
+	for _, a := range extra {
+		if u, ok := strings.CutPrefix(a, "--web.external-url="); ok {
+			parsed, _ := url.Parse(u)
+			prefix = strings.TrimSuffix(parsed.Path, "/")
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get(p.url + prefix + "/-/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready in time:\n%s", p.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
+	}
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestPushSurvivesRestart is the README's promise: run, push with curl,
+// restart with the same --storage.path, and everything is still there,
+// push_time_seconds included.
+func TestPushSurvivesRestart(t *testing.T) {
+	storage := t.TempDir()
+	p := start(t, storage)
+	for i, path := range []string{"/metrics/job/backup/instance/db1", "/metrics/job/ci"} {
+		resp, err := http.Post(p.url+path, "text/plain", strings.NewReader(fmt.Sprintf("# TYPE backup_duration_seconds gauge\nbackup_duration_seconds %d\n", 10+i)))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("push: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	before := get(t, p.url+"/api/v1/metrics")
+	beforeExpo := pushedLines(get(t, p.url+"/metrics"))
+	p.stop(t)
+
+	p2 := start(t, storage)
+	if after := get(t, p2.url+"/api/v1/metrics"); after != before {
+		t.Fatalf("state changed across restart:\n%s\nvs\n%s", after, before)
+	}
+	if after := pushedLines(get(t, p2.url+"/metrics")); after != beforeExpo || !strings.Contains(after, `backup_duration_seconds{instance="db1",job="backup"} 10`) {
+		t.Fatalf("exposition after restart:\n%s\nbefore:\n%s", after, beforeExpo)
+	}
+}
+
+func pushedLines(expo string) string {
+	var out []string
+	for _, l := range strings.Split(expo, "\n") {
+		if strings.Contains(l, `job="`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestVersionAndBuildInfo(t *testing.T) {
+	out, err := exec.Command(binary, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "pushgateway-cluster, version") {
+		t.Fatalf("--version: %v %s", err, out)
+	}
+	p := start(t, t.TempDir(), "--web.external-url=http://example.org/pg/")
+	body := get(t, p.url+"/pg/metrics")
+	if !strings.Contains(body, "pushgateway_build_info{") {
+		t.Fatalf("no pushgateway_build_info:\n%s", body)
+	}
+	status := get(t, p.url+"/pg/api/v1/status")
+	for _, flag := range []string{`"storage.path"`, `"web.listen-address"`, `"push.disable-consistency-check":"false"`} {
+		if !strings.Contains(status, flag) {
+			t.Fatalf("status lacks %s: %s", flag, status)
+		}
+	}
+}
+
+func TestLifecycleQuitStopsTheProcess(t *testing.T) {
+	p := start(t, t.TempDir(), "--web.enable-lifecycle")
+	req, _ := http.NewRequest("PUT", p.url+"/-/quit", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("process did not exit after /-/quit")
+	}
+}
+
+func TestComputeRoutePrefix(t *testing.T) {
+	u, _ := url.Parse("http://example.org/ext/")
+	for _, c := range []struct {
+		prefix string
+		ext    *url.URL
+		want   string
+	}{{"", u, "/ext"}, {"/", u, ""}, {"pre/", nil, "/pre"}, {"", &url.URL{}, ""}} {
+		if got := computeRoutePrefix(c.prefix, c.ext); got != c.want {
+			t.Errorf("computeRoutePrefix(%q, %v) = %q, want %q", c.prefix, c.ext, got, c.want)
+		}
+	}
+}
