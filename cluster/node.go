@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
@@ -27,45 +29,92 @@ type Config struct {
 	// NodeName is the wanted node name; empty means the persisted one, or
 	// the hostname on first start.
 	NodeName string
-	// RaftListen is the address raft listens on (--raft.listen-address).
+	// RaftListen is the address raft and forwarded commands listen on.
 	RaftListen string
-	// RaftAdvertise is the address other nodes reach raft at; empty means
-	// derived from RaftListen (never 0.0.0.0).
+	// RaftAdvertise is the address other nodes reach RaftListen at; empty
+	// means derived (never 0.0.0.0).
 	RaftAdvertise string
+	// GossipListen is memberlist's address (TCP and UDP).
+	GossipListen string
+	// GossipAdvertise is the gossip address other nodes reach; empty
+	// means derived (never 0.0.0.0).
+	GossipAdvertise string
+	// Peers are gossip addresses (host:port) of members to join; a DNS name
+	// with several addresses joins them all.
+	Peers []string
+	// BootstrapExpect is how many voters must be seen before the first
+	// bootstrap (default 1).
+	BootstrapExpect int
+	// MaxVoters is the number of voters the leader keeps; further nodes
+	// join as non-voters (default 5).
+	MaxVoters int
+	// ReapTimeout is how long a failed or departed voter stays in the
+	// configuration before the leader removes it, quorum permitting.
+	ReapTimeout time.Duration
 	// WriteTimeout bounds how long a write may wait for a leader and a
 	// commit (--cluster.write-timeout).
 	WriteTimeout time.Duration
+	// APIURL is the URL of this node's HTTP API, shown to other members.
+	APIURL string
 	// State is the state machine the log is applied to.
 	State *fsm.FSM
-	// Logger receives the node's logs, raft's included.
+	// Logger receives the node's logs, raft's and memberlist's included.
 	Logger *slog.Logger
-	// Raft overrides raft's timing settings, for tests; nil means defaults.
+	// Registerer receives the cluster self-metrics; may be nil.
+	Registerer prometheus.Registerer
+	// Raft overrides raft's settings (timers), for tests; nil means defaults.
 	Raft *raft.Config
+	// LocalNetwork uses memberlist's timings for a loopback network (tests).
+	LocalNetwork bool
 }
 
-// Node is one member of the cluster: raft plus the state machine.
+// Node is one member of the cluster: raft, memberlist and the forwarding
+// of writes to the leader.
 type Node struct {
 	cfg       Config
 	name      string
-	advertise string
+	raftAddr  string
+	logger    *slog.Logger
+	state     *fsm.FSM
 	raft      *raft.Raft
 	fsm       *raftFSM
+	mux       *muxListener
 	transport *raft.NetworkTransport
 	stores    *raftboltdb.BoltStore
-	logger    *slog.Logger
-	ready     atomic.Bool
-	stop      chan struct{}
-	done      chan struct{}
+	snaps     *raft.FileSnapshotStore
+	rpc       *rpcClient
+	gossip    *gossip
+	metrics   *nodeMetrics
+
+	ready   atomic.Bool
+	events  chan struct{} // wakes the bootstrapper
+	changes chan struct{} // wakes the leader's reconciler
+	stop    chan struct{}
+	stopped sync.Once
+	wg      sync.WaitGroup
 }
 
-// Start opens the stores under cfg.DataDir, starts raft and, when this node
-// has no state yet and no peers, bootstraps a one-node cluster.
+// Start opens the stores under cfg.DataDir, starts raft and memberlist,
+// joins the peers and, when the cluster has never been bootstrapped,
+// bootstraps it once the expected number of voters are present.
 func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.BootstrapExpect <= 0 {
+		cfg.BootstrapExpect = 1
+	}
+	if cfg.MaxVoters <= 0 {
+		cfg.MaxVoters = 5
+	}
+	if cfg.ReapTimeout <= 0 {
+		cfg.ReapTimeout = 30 * time.Minute
+	}
+	if cfg.GossipListen == "" {
+		cfg.GossipListen = "127.0.0.1:0"
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create storage path: %w", err)
@@ -74,108 +123,164 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, name: name, logger: cfg.Logger, fsm: newRaftFSM(cfg.State), stop: make(chan struct{}), done: make(chan struct{})}
-
-	hlog := newHCLogger(cfg.Logger)
-	listener, err := net.Listen("tcp", cfg.RaftListen)
-	if err != nil {
-		return nil, fmt.Errorf("raft listen on %s: %w", cfg.RaftListen, err)
+	n := &Node{
+		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
+		rpc: newRPCClient(), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	adv, err := advertiseAddr(cfg.RaftAdvertise, listener.Addr())
-	if err != nil {
-		listener.Close()
+	if err := n.startRaft(); err != nil {
+		n.closeAll()
 		return nil, err
 	}
-	n.advertise = adv.String()
-	n.transport = raft.NewNetworkTransportWithLogger(&streamLayer{Listener: listener, advertise: adv}, 5, 10*time.Second, hlog.Named("transport"))
+	existing := n.hasState()
+	if n.gossip, err = startGossip(n, existing); err != nil {
+		n.closeAll()
+		return nil, err
+	}
+	n.metrics = newNodeMetrics(n, cfg.Registerer)
 
-	raftDir := filepath.Join(cfg.DataDir, "raft")
-	if err := os.MkdirAll(raftDir, 0o750); err != nil {
-		n.transport.Close()
-		return nil, fmt.Errorf("create raft dir: %w", err)
-	}
-	n.stores, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
-	if err != nil {
-		n.transport.Close()
-		return nil, fmt.Errorf("open raft log store: %w", err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog.Named("snapshots"))
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("open snapshot store: %w", err)
-	}
-
-	rc := raft.DefaultConfig()
-	if cfg.Raft != nil {
-		c := *cfg.Raft
-		rc = &c
-	}
-	rc.LocalID = raft.ServerID(name)
-	rc.Logger = hlog
-
-	existing, err := raft.HasExistingState(n.stores, n.stores, snaps)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("inspect raft state: %w", err)
-	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, n.stores, snaps, n.transport)
-	if err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("start raft: %w", err)
-	}
+	n.wg.Add(4)
+	go n.serveCommands()
+	go n.runJoin()
+	go n.runLeaderLoop()
+	go n.runReadiness()
 	if !existing {
-		n.logger.Info("no raft state found, bootstrapping a one-node cluster", "node", name, "raft_address", n.advertise)
-		f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(n.advertise),
-		}}})
-		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			_ = n.Shutdown()
-			return nil, fmt.Errorf("bootstrap cluster: %w", err)
-		}
+		n.wg.Add(1)
+		go n.runBootstrap()
 	} else {
-		n.logger.Info("restarting from existing raft state", "node", name, "raft_address", n.advertise)
+		n.logger.Info("restarting from existing raft state", "node", name, "raft_address", n.raftAddr)
 	}
-	go n.watchReady()
 	return n, nil
 }
 
-// Name returns the node's name, its raft server ID.
+func (n *Node) startRaft() error {
+	hlog := newHCLogger(n.logger)
+	ln, err := net.Listen("tcp", n.cfg.RaftListen)
+	if err != nil {
+		return fmt.Errorf("raft listen on %s: %w", n.cfg.RaftListen, err)
+	}
+	adv, err := advertiseAddr(n.cfg.RaftAdvertise, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.raftAddr = adv.String()
+	n.mux = newMuxListener(ln, adv, n.logger)
+	n.transport = raft.NewNetworkTransportWithLogger(&raftLayer{m: n.mux}, 5, 10*time.Second, hlog.Named("transport"))
+
+	raftDir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o750); err != nil {
+		return fmt.Errorf("create raft dir: %w", err)
+	}
+	if n.stores, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")}); err != nil {
+		return fmt.Errorf("open raft log store: %w", err)
+	}
+	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog.Named("snapshots")); err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	if n.cfg.Raft != nil {
+		c := *n.cfg.Raft
+		rc = &c
+	}
+	rc.LocalID = raft.ServerID(n.name)
+	rc.Logger = hlog
+	rc.BatchApplyCh = true
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, n.stores, n.snaps, n.transport); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// hasState reports whether this node belongs to a bootstrapped cluster:
+// it has a raft configuration (from its own log, a snapshot, or a leader).
+func (n *Node) hasState() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	return len(f.Configuration().Servers) > 0
+}
+
+// Name returns the node's name, its raft server ID and memberlist name.
 func (n *Node) Name() string { return n.name }
 
 // RaftAddress returns the advertised raft address.
-func (n *Node) RaftAddress() string { return n.advertise }
+func (n *Node) RaftAddress() string { return n.raftAddr }
 
-// watchReady marks the node ready once it knows a leader and has applied
-// everything committed before: on the leader, a barrier does both.
-func (n *Node) watchReady() {
-	defer close(n.done)
-	for {
+// GossipAddress returns the advertised memberlist address.
+func (n *Node) GossipAddress() string { return n.gossip.advertise }
+
+// signal wakes the loops that react to membership changes; never blocks.
+func (n *Node) signal() {
+	for _, ch := range []chan struct{}{n.events, n.changes} {
 		select {
-		case <-n.stop:
-			return
+		case ch <- struct{}{}:
 		default:
 		}
-		addr, _ := n.raft.LeaderWithID()
-		if addr == "" || n.raft.State() != raft.Leader {
-			select {
-			case <-n.stop:
+	}
+}
+
+// sleep waits for d or until the node stops; it reports false on stop.
+func (n *Node) sleep(d time.Duration) bool {
+	select {
+	case <-n.stop:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// runReadiness marks the node ready once it knows a leader and has applied
+// what the leader had committed at that moment, and then records that this
+// node holds cluster state (for other nodes' bootstrap decisions).
+func (n *Node) runReadiness() {
+	defer n.wg.Done()
+	for {
+		if err := n.catchUp(); err != nil {
+			n.logger.Debug("not ready yet", "reason", err)
+			if !n.sleep(50 * time.Millisecond) {
 				return
-			case <-time.After(20 * time.Millisecond):
 			}
 			continue
 		}
-		if err := n.raft.Barrier(n.cfg.WriteTimeout).Error(); err != nil {
-			n.logger.Warn("barrier after election failed, retrying", "err", err)
-			continue
-		}
 		n.ready.Store(true)
-		n.logger.Info("node is ready", "node", n.name, "applied_index", n.fsm.appliedIndex())
+		n.logger.Info("node is ready", "node", n.name, "applied_index", n.raft.AppliedIndex())
+		n.gossip.setHasState()
 		return
 	}
 }
 
-// Ready returns nil when the node knows the leader and has applied what was
-// committed when it became ready, or an error saying what it waits for.
+// catchUp waits until this node has applied what the leader committed.
+func (n *Node) catchUp() error {
+	addr, id := n.raft.LeaderWithID()
+	if addr == "" {
+		return errors.New("no raft leader known")
+	}
+	if id == raft.ServerID(n.name) {
+		return n.raft.Barrier(n.cfg.WriteTimeout).Error()
+	}
+	reply, err := n.rpc.call(string(addr), time.Now().Add(n.cfg.WriteTimeout), []byte{methodStatus})
+	if err != nil {
+		return fmt.Errorf("ask leader for its commit index: %w", err)
+	}
+	st, err := decodeStatusReply(reply)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(n.cfg.WriteTimeout)
+	for n.raft.AppliedIndex() < st.commitIndex {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("applied %d of the leader's %d committed entries", n.raft.AppliedIndex(), st.commitIndex)
+		}
+		if !n.sleep(10 * time.Millisecond) {
+			return errors.New("stopping")
+		}
+	}
+	return nil
+}
+
+// Ready returns nil when the node knows the leader and has caught up with
+// the log, or an error saying what it waits for.
 func (n *Node) Ready() error {
 	if addr, _ := n.raft.LeaderWithID(); addr == "" {
 		return errors.New("no raft leader known")
@@ -186,10 +291,10 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// Submit proposes a command and waits until it is committed and applied
-// on this node. The returned result carries the state machine's verdict.
-// Errors are *UnavailableError (certainly not applied) or
-// *OutcomeUnknownError (may still be applied).
+// Submit proposes a command, from any node, and waits until it is
+// committed and applied on this node. The result carries the state
+// machine's verdict. Errors are *UnavailableError (certainly not applied)
+// or *OutcomeUnknownError (may still be applied).
 func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
 	data, err := cmd.Encode()
 	if err != nil {
@@ -197,69 +302,170 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
 	defer cancel()
-	if err := n.waitForLeader(ctx); err != nil {
-		return nil, err
-	}
 	deadline, _ := ctx.Deadline()
-	f := n.raft.Apply(data, time.Until(deadline))
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
-			return nil, &UnavailableError{Reason: err.Error()}
-		default:
-			return nil, &OutcomeUnknownError{Reason: err.Error()}
+	start := time.Now()
+
+	var reply applyReply
+	lastReason := "no raft leader known"
+	for {
+		if ctx.Err() != nil {
+			return nil, &UnavailableError{Reason: fmt.Sprintf("%s within %s", lastReason, n.cfg.WriteTimeout)}
 		}
+		addr, id := n.raft.LeaderWithID()
+		if addr == "" {
+			lastReason = "no raft leader known"
+			if !n.sleep(10 * time.Millisecond) {
+				return nil, &UnavailableError{Reason: "node is shutting down"}
+			}
+			continue
+		}
+		if id == raft.ServerID(n.name) {
+			reply = n.applyAsLeader(data, time.Until(deadline))
+		} else {
+			reply, err = n.forward(string(addr), data, deadline)
+			if err != nil {
+				n.metrics.forwarded.WithLabelValues("error").Inc()
+				if errors.Is(err, errNotSent) {
+					lastReason = "could not reach the leader: " + err.Error()
+					if !n.sleep(20 * time.Millisecond) {
+						return nil, &UnavailableError{Reason: "node is shutting down"}
+					}
+					continue
+				}
+				return nil, &OutcomeUnknownError{Reason: "lost contact with the leader: " + err.Error()}
+			}
+			n.metrics.forwarded.WithLabelValues(replyCodeName(reply.code)).Inc()
+		}
+		if reply.code == codeUnavailable {
+			// Not (or no longer) the leader, nothing appended: try again.
+			lastReason = reply.message
+			if !n.sleep(10 * time.Millisecond) {
+				return nil, &UnavailableError{Reason: "node is shutting down"}
+			}
+			continue
+		}
+		break
 	}
-	res, _ := f.Response().(*fsm.Result)
-	if res == nil {
-		res = &fsm.Result{}
+	switch reply.code {
+	case codeUnknown:
+		return nil, &OutcomeUnknownError{Reason: reply.message}
+	case codeBadRequest:
+		return nil, fmt.Errorf("leader refused the command: %s", reply.message)
 	}
-	// The leader applied the entry before the future resolved; wait all the
-	// same so the rule "answer after local apply" holds on every path.
-	ch, giveUp := n.fsm.waitCh(f.Index())
+	ch, giveUp := n.fsm.waitCh(reply.index)
 	defer giveUp()
 	select {
 	case <-ch:
-		return res, nil
 	case <-ctx.Done():
-		return nil, &OutcomeUnknownError{Reason: "committed but not applied locally in time"}
+		return nil, &OutcomeUnknownError{Reason: fmt.Sprintf("committed at index %d but not applied on this node in time", reply.index)}
 	}
+	n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+	res := &fsm.Result{}
+	if reply.message != "" {
+		res.Err = &fsm.ConsistencyError{Msg: reply.message}
+	}
+	return res, nil
 }
 
-// waitForLeader waits until this node is the leader. (Forwarding writes to
-// another leader is the cluster layer's next step.)
-func (n *Node) waitForLeader(ctx context.Context) error {
-	for {
-		if n.raft.State() == raft.Leader {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return &UnavailableError{Reason: fmt.Sprintf("no raft leader within %s", n.cfg.WriteTimeout)}
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// Shutdown stops raft and closes the stores.
-func (n *Node) Shutdown() error {
-	select {
-	case <-n.stop:
-	default:
-		close(n.stop)
-	}
-	<-n.done
-	err := n.raft.Shutdown().Error()
-	n.closeStores()
+// forward sends an encoded command to the leader's command port.
+func (n *Node) forward(leaderAddr string, data []byte, deadline time.Time) (applyReply, error) {
+	req := make([]byte, 0, len(data)+12)
+	req = append(req, methodApply)
+	req = appendUvarint(req, uint64(max(time.Until(deadline).Milliseconds(), 1)))
+	req = append(req, data...)
+	b, err := n.rpc.call(leaderAddr, deadline, req)
 	if err != nil {
-		return fmt.Errorf("shut down raft: %w", err)
+		return applyReply{}, err
 	}
-	return nil
+	return decodeApplyReply(b)
 }
 
-func (n *Node) closeStores() {
+// applyAsLeader appends an encoded command to the log and waits for its
+// commit and local application.
+func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
+	if n.raft.State() != raft.Leader {
+		return applyReply{code: codeUnavailable, message: "this node is not the leader"}
+	}
+	if timeout <= 0 {
+		return applyReply{code: codeUnavailable, message: "write timeout exhausted"}
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+			return applyReply{code: codeUnavailable, message: err.Error()}
+		default:
+			return applyReply{code: codeUnknown, message: err.Error()}
+		}
+	}
+	reply := applyReply{code: codeOK, index: f.Index()}
+	if res, ok := f.Response().(*fsm.Result); ok && res != nil && res.Err != nil {
+		reply.message = res.Err.Error()
+	}
+	return reply
+}
+
+func replyCodeName(c byte) string {
+	switch c {
+	case codeOK:
+		return "ok"
+	case codeUnavailable:
+		return "unavailable"
+	case codeUnknown:
+		return "unknown"
+	}
+	return "refused"
+}
+
+// Shutdown leaves the cluster gracefully: a leader hands leadership to
+// another voter first, the node leaves memberlist (it stays in the raft
+// configuration, so a restart rejoins with its data), then raft stops.
+func (n *Node) Shutdown() error {
+	var err error
+	n.stopped.Do(func() {
+		if n.raft.State() == raft.Leader && n.voterCount() > 1 {
+			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
+				n.logger.Warn("leadership transfer before shutdown failed", "err", terr)
+			} else {
+				n.logger.Info("transferred leadership before shutdown")
+			}
+		}
+		if n.gossip != nil {
+			n.gossip.leave()
+		}
+		close(n.stop)
+		if serr := n.raft.Shutdown().Error(); serr != nil {
+			err = fmt.Errorf("shut down raft: %w", serr)
+		}
+		n.wg.Wait()
+		n.closeAll()
+	})
+	return err
+}
+
+func (n *Node) voterCount() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *Node) closeAll() {
+	if n.rpc != nil {
+		n.rpc.close()
+	}
 	if n.transport != nil {
 		_ = n.transport.Close()
+	}
+	if n.mux != nil {
+		_ = n.mux.close()
 	}
 	if n.stores != nil {
 		if err := n.stores.Close(); err != nil {
@@ -268,7 +474,7 @@ func (n *Node) closeStores() {
 	}
 }
 
-// Snapshot asks raft to take a snapshot now (used by tests and operators).
+// Snapshot asks raft to take a snapshot now.
 func (n *Node) Snapshot() error {
 	return n.raft.Snapshot().Error()
 }
@@ -361,44 +567,35 @@ func defaultIP() (net.IP, error) {
 	return nil, errors.New("no usable interface address")
 }
 
-// streamLayer is raft's TCP stream layer with an explicit advertise address.
-type streamLayer struct {
-	net.Listener
-	advertise net.Addr
-}
-
-// Dial implements raft.StreamLayer.
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
-}
-
-// Addr implements net.Listener with the advertised address.
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
-
 // newHCLogger routes raft's hclog output into the node's slog logger.
 func newHCLogger(l *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:        "raft",
 		DisableTime: true,
 		Level:       hclog.Info,
-		Output:      &slogWriter{l: l},
+		Output:      &logWriter{l: l, component: "raft"},
 	})
 }
 
-// slogWriter forwards hclog's formatted lines to slog.
-type slogWriter struct{ l *slog.Logger }
+// logWriter forwards the formatted lines of raft's and memberlist's
+// loggers to slog at the level their prefix names.
+type logWriter struct {
+	l         *slog.Logger
+	component string
+}
 
-func (w *slogWriter) Write(p []byte) (int, error) {
+func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	level := slog.LevelInfo
 	switch {
-	case strings.Contains(line, "[ERROR]"):
+	case strings.Contains(line, "[ERR"):
 		level = slog.LevelError
 	case strings.Contains(line, "[WARN]"):
 		level = slog.LevelWarn
 	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
 		level = slog.LevelDebug
 	}
-	w.l.Log(context.Background(), level, line, "component", "raft")
+	w.l.Log(context.Background(), level, line, "component", w.component)
 	return len(p), nil
 }
+

@@ -29,9 +29,13 @@ func fastRaft() *raft.Config {
 }
 
 func startNode(t *testing.T, dir string) (*Node, *fsm.FSM) {
+	return startNodeTimeout(t, dir, 5*time.Second)
+}
+
+func startNodeTimeout(t *testing.T, dir string, writeTimeout time.Duration) (*Node, *fsm.FSM) {
 	t.Helper()
 	state := fsm.New(nil)
-	n, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", State: state, WriteTimeout: 5 * time.Second, Raft: fastRaft()})
+	n, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: writeTimeout, Raft: fastRaft()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,16 +148,14 @@ func TestAdvertiseAddressIsNeverUnspecified(t *testing.T) {
 }
 
 func TestSubmitWithoutLeaderIsUnavailable(t *testing.T) {
-	n, _ := startNode(t, t.TempDir())
+	n, _ := startNodeTimeout(t, t.TempDir(), 300*time.Millisecond)
+	defer n.Shutdown()
 	if err := n.raft.Shutdown().Error(); err != nil {
 		t.Fatal(err)
 	}
-	defer n.closeStores()
-	n.cfg.WriteTimeout = 200 * time.Millisecond
 	_, err := n.Submit(context.Background(), &fsm.Command{Op: fsm.OpWipe})
 	var u *UnavailableError
 	if !errors.As(err, &u) {
 		t.Fatalf("want UnavailableError, got %v", err)
 	}
-	close(n.stop)
 }

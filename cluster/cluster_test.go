@@ -1,0 +1,294 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// testNode is one in-process member on loopback.
+type testNode struct {
+	*Node
+	state *fsm.FSM
+	dir   string
+}
+
+type testCluster struct {
+	t     *testing.T
+	nodes []*testNode
+}
+
+func nodeConfig(dir, name string, expect int, peers []string) Config {
+	return Config{
+		DataDir: dir, NodeName: name, RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0",
+		Peers: peers, BootstrapExpect: expect, WriteTimeout: 3 * time.Second,
+		State: fsm.New(nil), Raft: fastRaft(), LocalNetwork: true,
+	}
+}
+
+func (c *testCluster) start(cfg Config) *testNode {
+	c.t.Helper()
+	n, err := Start(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tn := &testNode{Node: n, state: cfg.State, dir: cfg.DataDir}
+	c.t.Cleanup(func() { _ = n.Shutdown() })
+	return tn
+}
+
+// startCluster starts size nodes at once with bootstrap-expect=size; the
+// first node's gossip address is every other node's peer.
+func startCluster(t *testing.T, size int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t}
+	first := c.start(nodeConfig(t.TempDir(), "node-0", size, nil))
+	c.nodes = append(c.nodes, first)
+	for i := 1; i < size; i++ {
+		c.nodes = append(c.nodes, c.start(nodeConfig(t.TempDir(), fmt.Sprintf("node-%d", i), size, []string{first.GossipAddress()})))
+	}
+	return c
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReadyAll waits until every node is ready and all agree on one leader.
+func (c *testCluster) waitReadyAll(nodes ...*testNode) string {
+	c.t.Helper()
+	if len(nodes) == 0 {
+		nodes = c.nodes
+	}
+	var leader string
+	waitFor(c.t, "all nodes ready with one leader", 20*time.Second, func() bool {
+		leader = ""
+		for _, n := range nodes {
+			if n.Ready() != nil {
+				return false
+			}
+			_, id := n.raft.LeaderWithID()
+			if leader != "" && string(id) != leader {
+				return false
+			}
+			leader = string(id)
+		}
+		return true
+	})
+	return leader
+}
+
+func (c *testCluster) byName(name string) *testNode {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", name)
+	return nil
+}
+
+// assertIdentical checks every node renders the same pushed exposition.
+func (c *testCluster) assertIdentical(nodes ...*testNode) string {
+	c.t.Helper()
+	if len(nodes) == 0 {
+		nodes = c.nodes
+	}
+	var want string
+	waitFor(c.t, "identical exposition on every node", 10*time.Second, func() bool {
+		want = exposition(c.t, nodes[0].state)
+		for _, n := range nodes[1:] {
+			if exposition(c.t, n.state) != want {
+				return false
+			}
+		}
+		return true
+	})
+	return want
+}
+
+func TestThreeNodesBootstrapOneClusterEveryTime(t *testing.T) {
+	runs := 20
+	if testing.Short() {
+		runs = 3
+	}
+	for run := 0; run < runs; run++ {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			c := startCluster(t, 3)
+			leader := c.waitReadyAll()
+			for _, n := range c.nodes {
+				f := n.raft.GetConfiguration()
+				if err := f.Error(); err != nil {
+					t.Fatal(err)
+				}
+				servers := f.Configuration().Servers
+				if len(servers) != 3 {
+					t.Fatalf("%s sees %d servers: %v", n.name, len(servers), servers)
+				}
+				for _, s := range servers {
+					if s.Suffrage != raft.Voter {
+						t.Fatalf("%s is not a voter", s.ID)
+					}
+				}
+			}
+			if leader == "" {
+				t.Fatal("no leader")
+			}
+		})
+	}
+}
+
+func TestWritesThroughEveryNodeReadYourWritesIdenticalEverywhere(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReadyAll()
+	for i, n := range c.nodes {
+		res := push(t, n.Node, int64(1_700_000_000+i)*1e9, fmt.Sprintf("# TYPE written_by counter\nwritten_by{via=%q} %d\n", n.name, i+1), map[string]string{"job": "j", "instance": n.name})
+		if res.Err != nil {
+			t.Fatalf("push via %s: %v", n.name, res.Err)
+		}
+		// Read-your-writes: the accepting node shows it before answering.
+		if got := exposition(t, n.state); !strings.Contains(got, fmt.Sprintf(`written_by{instance=%q,job="j",via=%q} %d`, n.name, n.name, i+1)) {
+			t.Fatalf("%s does not show its own write:\n%s", n.name, got)
+		}
+		c.assertIdentical()
+	}
+	// A consistency error from a follower comes back with upstream's words.
+	for _, n := range c.nodes {
+		res := push(t, n.Node, 1_800_000_000e9, "# TYPE written_by gauge\nwritten_by 1\n", map[string]string{"job": "other-" + n.name})
+		if res.Err == nil || !strings.Contains(res.Err.Error(), `is not a COUNTER`) {
+			t.Fatalf("via %s: want consistency error, got %v", n.name, res.Err)
+		}
+	}
+	want := c.assertIdentical()
+	if !strings.Contains(want, `push_failure_time_seconds{instance="",job="other-node-1"} 1.8e+09`) {
+		t.Fatalf("failure not recorded identically:\n%s", want)
+	}
+}
+
+func TestLateNodeJoinsAsVoterAfterCatchingUp(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReadyAll()
+	for i := 0; i < 20; i++ {
+		push(t, c.nodes[i%3].Node, int64(i+1)*1e9, fmt.Sprintf("m %d\n", i), map[string]string{"job": fmt.Sprint("j", i)})
+	}
+	late := c.start(nodeConfig(t.TempDir(), "node-late", 1, []string{c.nodes[1].GossipAddress()}))
+	c.nodes = append(c.nodes, late)
+	c.waitReadyAll()
+	waitFor(t, "late node promoted to voter", 15*time.Second, func() bool {
+		for _, m := range late.Status().Members {
+			if m.Name == "node-late" {
+				return m.Suffrage == "voter" && m.Status == "alive"
+			}
+		}
+		return false
+	})
+	c.assertIdentical()
+	// It accepts writes too.
+	if res := push(t, late.Node, 99e9, "late 1\n", map[string]string{"job": "late"}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	c.assertIdentical()
+}
+
+func TestRestartedNodeRejoinsWithItsData(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReadyAll()
+	push(t, c.nodes[0].Node, 1e9, "a 1\n", map[string]string{"job": "a"})
+	victim := c.nodes[2]
+	if err := victim.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	push(t, c.nodes[0].Node, 2e9, "b 1\n", map[string]string{"job": "b"})
+	cfg := nodeConfig(victim.dir, "node-2", 3, []string{c.nodes[0].GossipAddress()})
+	restarted := c.start(cfg)
+	c.nodes[2] = restarted
+	c.waitReadyAll()
+	got := c.assertIdentical()
+	if !strings.Contains(got, `b{instance="",job="b"} 1`) {
+		t.Fatalf("restarted node missed a write:\n%s", got)
+	}
+	if n := len(restarted.Status().Members); n != 3 {
+		t.Fatalf("restarted node sees %d members", n)
+	}
+}
+
+func TestMinorityRefusesWritesAndServesReads(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReadyAll()
+	push(t, c.nodes[0].Node, 1e9, "kept 1\n", map[string]string{"job": "kept"})
+	c.assertIdentical()
+	survivor := c.nodes[0]
+	for _, n := range c.nodes[1:] {
+		if err := n.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "survivor loses its leader", 10*time.Second, func() bool {
+		addr, _ := survivor.raft.LeaderWithID()
+		return addr == "" && survivor.raft.State() != raft.Leader
+	})
+	start := time.Now()
+	_, err := survivor.Submit(context.Background(), &fsm.Command{Op: fsm.OpDelete, Labels: map[string]string{"job": "kept"}})
+	var u *UnavailableError
+	if !errors.As(err, &u) {
+		t.Fatalf("minority write: want UnavailableError, got %v", err)
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("gave up after %v, before the write timeout", d)
+	}
+	if got := exposition(t, survivor.state); !strings.Contains(got, `kept{instance="",job="kept"} 1`) {
+		t.Fatalf("minority must still serve its last state:\n%s", got)
+	}
+	if survivor.Ready() == nil {
+		t.Fatal("a node without leader must not be ready")
+	}
+}
+
+func TestRemoveMember(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.waitReadyAll()
+	var follower *testNode
+	for _, n := range c.nodes {
+		if n.name != leader {
+			follower = n
+			break
+		}
+	}
+	// Removal asked through a follower is forwarded to the leader.
+	if err := follower.RemoveMember(context.Background(), "node-x-unknown"); err == nil {
+		t.Fatal("removing an unknown member must fail")
+	}
+	victim := c.byName(leader)
+	if err := follower.RemoveMember(context.Background(), victim.name); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.Shutdown()
+	var rest []*testNode
+	for _, n := range c.nodes {
+		if n != victim {
+			rest = append(rest, n)
+		}
+	}
+	c.waitReadyAll(rest...)
+	if v := rest[0].voterCount(); v != 2 {
+		t.Fatalf("%d voters after removal", v)
+	}
+	if res := push(t, rest[1].Node, 1e9, "after 1\n", map[string]string{"job": "after"}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	c.assertIdentical(rest...)
+}

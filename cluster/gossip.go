@@ -1,0 +1,227 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// nodeMeta is what every member tells the others about itself through
+// memberlist (at most memberlist.MetaMaxSize bytes).
+type nodeMeta struct {
+	// RaftAddr is the advertised raft (and command) address.
+	RaftAddr string `json:"r"`
+	// APIURL is the URL of the node's HTTP API.
+	APIURL string `json:"a,omitempty"`
+	// Expect is the node's --cluster.bootstrap-expect.
+	Expect int `json:"e"`
+	// HasState is true once the node belongs to a bootstrapped cluster.
+	HasState bool `json:"s"`
+}
+
+// memberInfo is what a node knows about one member, including departed ones.
+type memberInfo struct {
+	name   string
+	addr   string
+	meta   nodeMeta
+	state  memberlist.NodeStateType
+	since  time.Time // when state last changed
+	hasRaw bool
+}
+
+// gossip wraps memberlist: this node's meta, the member table fed by
+// memberlist's callbacks, join and leave.
+type gossip struct {
+	n         *Node
+	ml        *memberlist.Memberlist
+	advertise string
+
+	mu      sync.Mutex
+	meta    nodeMeta
+	members map[string]*memberInfo
+}
+
+func startGossip(n *Node, hasState bool) (*gossip, error) {
+	g := &gossip{n: n, members: map[string]*memberInfo{}}
+	g.meta = nodeMeta{RaftAddr: n.raftAddr, APIURL: n.cfg.APIURL, Expect: n.cfg.BootstrapExpect, HasState: hasState}
+
+	host, portStr, err := net.SplitHostPort(n.cfg.GossipListen)
+	if err != nil {
+		return nil, fmt.Errorf("gossip listen address %q: %w", n.cfg.GossipListen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip listen port %q: %w", portStr, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	if n.cfg.LocalNetwork {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name = n.name
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.Delegate = g
+	mc.Events = g
+	mc.Logger = log.New(&logWriter{l: n.logger, component: "memberlist"}, "", 0)
+
+	advHost, advPort := "", port
+	if n.cfg.GossipAdvertise != "" {
+		h, p, err := net.SplitHostPort(n.cfg.GossipAdvertise)
+		if err != nil {
+			return nil, fmt.Errorf("gossip advertise address %q: %w", n.cfg.GossipAdvertise, err)
+		}
+		if advPort, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("gossip advertise port %q: %w", p, err)
+		}
+		advHost = h
+	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		advHost = host
+	} else {
+		ip, err := defaultIP()
+		if err != nil {
+			return nil, fmt.Errorf("gossip: no advertise address: %w", err)
+		}
+		advHost = ip.String()
+	}
+	if ip := net.ParseIP(advHost); ip == nil || ip.IsUnspecified() {
+		return nil, fmt.Errorf("gossip advertise address %q is not a concrete IP address", advHost)
+	}
+	mc.AdvertiseAddr = advHost
+	mc.AdvertisePort = advPort
+
+	if g.ml, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("start memberlist on %s: %w", n.cfg.GossipListen, err)
+	}
+	local := g.ml.LocalNode()
+	g.advertise = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	return g, nil
+}
+
+// NodeMeta implements memberlist.Delegate.
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, err := json.Marshal(g.meta)
+	if err != nil || len(b) > limit {
+		g.n.logger.Error("node meta does not fit", "bytes", len(b), "limit", limit, "err", err)
+		return nil
+	}
+	return b
+}
+
+// NotifyMsg implements memberlist.Delegate (no user messages).
+func (g *gossip) NotifyMsg([]byte) {}
+
+// GetBroadcasts implements memberlist.Delegate (no user broadcasts).
+func (g *gossip) GetBroadcasts(int, int) [][]byte { return nil }
+
+// LocalState implements memberlist.Delegate (no push/pull state).
+func (g *gossip) LocalState(bool) []byte { return nil }
+
+// MergeRemoteState implements memberlist.Delegate.
+func (g *gossip) MergeRemoteState([]byte, bool) {}
+
+// NotifyJoin implements memberlist.EventDelegate. Callbacks only update the
+// table and signal; they never block or call into memberlist.
+func (g *gossip) NotifyJoin(node *memberlist.Node) { g.record(node) }
+
+// NotifyLeave implements memberlist.EventDelegate.
+func (g *gossip) NotifyLeave(node *memberlist.Node) { g.record(node) }
+
+// NotifyUpdate implements memberlist.EventDelegate.
+func (g *gossip) NotifyUpdate(node *memberlist.Node) { g.record(node) }
+
+func (g *gossip) record(node *memberlist.Node) {
+	var meta nodeMeta
+	hasMeta := json.Unmarshal(node.Meta, &meta) == nil
+	g.mu.Lock()
+	m := g.members[node.Name]
+	if m == nil {
+		m = &memberInfo{name: node.Name, since: time.Now()}
+		g.members[node.Name] = m
+	}
+	if m.state != node.State {
+		m.since = time.Now()
+	}
+	m.state = node.State
+	m.addr = net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port)))
+	if hasMeta {
+		m.meta, m.hasRaw = meta, true
+	}
+	g.mu.Unlock()
+	g.n.signal()
+}
+
+// snapshot returns a copy of the member table with current states (memberlist
+// reports suspicion only through Members()).
+func (g *gossip) snapshot() map[string]memberInfo {
+	live := map[string]memberlist.NodeStateType{}
+	for _, node := range g.ml.Members() {
+		live[node.Name] = node.State
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]memberInfo, len(g.members))
+	for name, m := range g.members {
+		c := *m
+		if st, ok := live[name]; ok && st == memberlist.StateSuspect {
+			c.state = st
+		}
+		out[name] = c
+	}
+	return out
+}
+
+// setHasState announces that this node belongs to a bootstrapped cluster.
+func (g *gossip) setHasState() {
+	g.mu.Lock()
+	changed := !g.meta.HasState
+	g.meta.HasState = true
+	g.mu.Unlock()
+	if changed {
+		if err := g.ml.UpdateNode(5 * time.Second); err != nil {
+			g.n.logger.Warn("announce cluster membership via gossip", "err", err)
+		}
+	}
+}
+
+// leave announces a graceful departure and stops memberlist.
+func (g *gossip) leave() {
+	if err := g.ml.Leave(5 * time.Second); err != nil {
+		g.n.logger.Warn("leave memberlist", "err", err)
+	}
+	if err := g.ml.Shutdown(); err != nil {
+		g.n.logger.Warn("stop memberlist", "err", err)
+	}
+}
+
+// runJoin joins the configured peers, retrying with backoff until another
+// member is known. memberlist resolves a DNS name to all its addresses
+// and joins each.
+func (n *Node) runJoin() {
+	defer n.wg.Done()
+	if len(n.cfg.Peers) == 0 {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		joined, err := n.gossip.ml.Join(n.cfg.Peers)
+		// Joining only ourselves (a peer list naming every node) is not
+		// enough: keep trying until another member is known.
+		if joined > 0 && n.gossip.ml.NumMembers() > 1 {
+			n.logger.Info("joined the cluster's gossip", "peers", n.cfg.Peers, "contacted", joined)
+			return
+		}
+		n.logger.Warn("could not join any peer yet, retrying", "peers", n.cfg.Peers, "err", err, "retry_in", backoff)
+		if !n.sleep(backoff) {
+			return
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}

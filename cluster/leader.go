@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// runBootstrap bootstraps the cluster once, like Consul's bootstrap-expect:
+// only while this node has no raft state, only when at least Expect alive
+// members with no state agree on Expect and no member belongs to a cluster
+// already; then every one of them bootstraps with the same sorted set.
+// With Expect 1 and no peers, the node bootstraps alone at once.
+func (n *Node) runBootstrap() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		done, err := n.maybeBootstrap()
+		if err != nil {
+			n.logger.Error("bootstrap failed", "err", err)
+		}
+		if done {
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-n.events:
+		case <-ticker.C:
+		}
+	}
+}
+
+// maybeBootstrap reports done once bootstrapping is no longer this node's
+// business: it bootstrapped, or it learned of an existing cluster.
+func (n *Node) maybeBootstrap() (bool, error) {
+	if n.hasState() {
+		return true, nil
+	}
+	expect := n.cfg.BootstrapExpect
+	var servers []raft.Server
+	if expect == 1 && len(n.cfg.Peers) == 0 {
+		servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.name), Address: raft.ServerAddress(n.raftAddr)}}
+	} else {
+		for name, m := range n.gossip.snapshot() {
+			if m.state != memberlist.StateAlive || !m.hasRaw {
+				continue
+			}
+			if m.meta.HasState {
+				n.logger.Info("found a bootstrapped cluster; waiting to be added by its leader", "member", name)
+				return true, nil
+			}
+			if m.meta.Expect != expect {
+				n.logger.Warn("member disagrees on bootstrap-expect; not bootstrapping", "member", name, "its_expect", m.meta.Expect, "ours", expect)
+				return false, nil
+			}
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(m.meta.RaftAddr)})
+		}
+		if len(servers) < expect {
+			return false, nil
+		}
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	n.logger.Info("bootstrapping the cluster", "servers", fmt.Sprint(servers))
+	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return false, fmt.Errorf("bootstrap cluster: %w", err)
+	}
+	return true, nil
+}
+
+// runLeaderLoop reconciles the raft configuration with the members while
+// this node is the leader, on every membership event and every second.
+func (n *Node) runLeaderLoop() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		if n.raft.State() == raft.Leader {
+			if err := n.reconcile(); err != nil {
+				n.logger.Warn("reconcile raft membership", "err", err)
+			}
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-n.changes:
+		case <-ticker.C:
+		case <-n.raft.LeaderCh():
+		}
+	}
+}
+
+// reconcile adds alive members that are not in the configuration (as
+// non-voters first, promoted once caught up while voters are fewer than
+// MaxVoters) and removes voters that failed or left longer than
+// ReapTimeout ago, as long as the remaining voters keep a quorum.
+func (n *Node) reconcile() error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	cfg := f.Configuration()
+	inConfig := map[raft.ServerID]raft.Server{}
+	voters := 0
+	for _, s := range cfg.Servers {
+		inConfig[s.ID] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	members := n.gossip.snapshot()
+	timeout := n.cfg.WriteTimeout
+
+	for name, m := range members {
+		if m.state != memberlist.StateAlive || !m.hasRaw || name == n.name {
+			continue
+		}
+		id := raft.ServerID(name)
+		s, ok := inConfig[id]
+		switch {
+		case !ok:
+			n.logger.Info("adding member to raft as non-voter", "member", name, "raft_address", m.meta.RaftAddr)
+			if err := n.raft.AddNonvoter(id, raft.ServerAddress(m.meta.RaftAddr), 0, timeout).Error(); err != nil {
+				return fmt.Errorf("add non-voter %s: %w", name, err)
+			}
+		case s.Address != raft.ServerAddress(m.meta.RaftAddr):
+			n.logger.Info("member's raft address changed", "member", name, "old", s.Address, "new", m.meta.RaftAddr)
+			add := n.raft.AddNonvoter
+			if s.Suffrage == raft.Voter {
+				add = n.raft.AddVoter
+			}
+			if err := add(id, raft.ServerAddress(m.meta.RaftAddr), 0, timeout).Error(); err != nil {
+				return fmt.Errorf("update address of %s: %w", name, err)
+			}
+		case s.Suffrage == raft.Nonvoter && voters < n.cfg.MaxVoters:
+			if !n.caughtUp(m.meta.RaftAddr) {
+				continue
+			}
+			n.logger.Info("promoting caught-up member to voter", "member", name)
+			if err := n.raft.AddVoter(id, s.Address, 0, timeout).Error(); err != nil {
+				return fmt.Errorf("promote %s: %w", name, err)
+			}
+			voters++
+		}
+	}
+
+	aliveVoters := 0
+	for id, s := range inConfig {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		if m, ok := members[string(id)]; (ok && m.state == memberlist.StateAlive) || string(id) == n.name {
+			aliveVoters++
+		}
+	}
+	for id, s := range inConfig {
+		if string(id) == n.name {
+			continue
+		}
+		m, ok := members[string(id)]
+		if !ok || (m.state != memberlist.StateDead && m.state != memberlist.StateLeft) || time.Since(m.since) < n.cfg.ReapTimeout {
+			continue
+		}
+		if s.Suffrage == raft.Voter {
+			remaining := voters - 1
+			if aliveVoters < remaining/2+1 {
+				n.logger.Warn("not reaping failed voter: quorum would be at risk", "member", id, "alive_voters", aliveVoters, "voters", voters)
+				continue
+			}
+			voters--
+		}
+		n.logger.Warn("reaping member gone longer than the reap timeout", "member", id, "state", memberStatus(m.state), "since", m.since)
+		if err := n.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+			return fmt.Errorf("remove %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// caughtUp asks a member for its applied index and compares it with ours.
+func (n *Node) caughtUp(raftAddr string) bool {
+	reply, err := n.rpc.call(raftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
+	if err != nil {
+		return false
+	}
+	st, err := decodeStatusReply(reply)
+	if err != nil {
+		return false
+	}
+	const maxLag = 64
+	return st.appliedIndex+maxLag >= n.raft.CommitIndex()
+}
+
+// removeServer removes a server from the raft configuration; this node
+// must be the leader.
+func (n *Node) removeServer(id raft.ServerID) error {
+	if n.raft.State() != raft.Leader {
+		return &UnavailableError{Reason: "this node is not the leader"}
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	found := false
+	for _, s := range f.Configuration().Servers {
+		found = found || s.ID == id
+	}
+	if !found {
+		return fmt.Errorf("no server %q in the raft configuration", id)
+	}
+	if err := n.raft.RemoveServer(id, 0, n.cfg.WriteTimeout).Error(); err != nil {
+		return fmt.Errorf("remove server %q: %w", id, err)
+	}
+	n.logger.Info("removed server from the raft configuration", "server", id)
+	return nil
+}
+
+// RemoveMember removes a member from the raft configuration for good (an
+// operator's decision, e.g. a node that will not come back), through the
+// leader. A removed node that is still running stops receiving the log.
+func (n *Node) RemoveMember(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	for {
+		addr, id := n.raft.LeaderWithID()
+		switch {
+		case addr == "":
+		case id == raft.ServerID(n.name):
+			return n.removeServer(raft.ServerID(name))
+		default:
+			reply, err := n.rpc.call(string(addr), deadline, append([]byte{methodRemove}, name...))
+			if err == nil && len(reply) > 0 {
+				switch reply[0] {
+				case codeOK:
+					return nil
+				case codeBadRequest:
+					return errors.New(string(reply[1:]))
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return &UnavailableError{Reason: "no leader reachable to remove " + name}
+		}
+		if !n.sleep(20 * time.Millisecond) {
+			return &UnavailableError{Reason: "node is shutting down"}
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// The command protocol between nodes, on the raft port after protoCommand:
+// a sequence of frames (uvarint length, payload) alternating request and
+// response on one connection. A request starts with a method byte.
+const (
+	methodApply  byte = 1 // [uvarint timeout ms][encoded fsm.Command] → applyReply
+	methodStatus byte = 2 // [] → statusReply
+	methodRemove byte = 3 // [server name] → [code][message]
+)
+
+// Reply codes of methodApply and methodRemove.
+const (
+	codeOK          byte = 0 // applied; the message is the state machine's verdict ("" = accepted)
+	codeUnavailable byte = 1 // certainly not applied
+	codeUnknown     byte = 2 // appended, outcome unknown
+	codeBadRequest  byte = 3 // refused (undecodable command, unknown server)
+)
+
+// maxFrame bounds one frame so a stranger cannot make a node allocate
+// without limit.
+const maxFrame = 256 << 20
+
+func writeFrame(w *bufio.Writer, payload []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(payload)))
+	if _, err := w.Write(hdr[:n]); err != nil {
+		return err
+	}
+	if _, err := w.Write(payload); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxFrame {
+		return nil, fmt.Errorf("frame of %d bytes exceeds the limit of %d", n, maxFrame)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// applyReply is the leader's answer to a forwarded command.
+type applyReply struct {
+	code    byte
+	index   uint64
+	message string
+}
+
+func (r applyReply) encode() []byte {
+	b := []byte{r.code}
+	b = binary.AppendUvarint(b, r.index)
+	return append(b, r.message...)
+}
+
+func decodeApplyReply(b []byte) (applyReply, error) {
+	if len(b) < 2 {
+		return applyReply{}, errors.New("short apply reply")
+	}
+	idx, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return applyReply{}, errors.New("bad index in apply reply")
+	}
+	return applyReply{code: b[0], index: idx, message: string(b[1+n:])}, nil
+}
+
+// statusReply is a node's raft progress.
+type statusReply struct {
+	commitIndex, appliedIndex, lastIndex, term uint64
+}
+
+func (s statusReply) encode() []byte {
+	var b []byte
+	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term} {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
+}
+
+func decodeStatusReply(b []byte) (statusReply, error) {
+	var vals [4]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return statusReply{}, errors.New("bad status reply")
+		}
+		vals[i], b = v, b[n:]
+	}
+	return statusReply{vals[0], vals[1], vals[2], vals[3]}, nil
+}
+
+// rpcClient keeps a few idle connections per peer address.
+type rpcClient struct {
+	mu   sync.Mutex
+	idle map[string][]*rpcConn
+}
+
+type rpcConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+}
+
+const maxIdlePerPeer = 16
+
+func newRPCClient() *rpcClient { return &rpcClient{idle: map[string][]*rpcConn{}} }
+
+func (c *rpcClient) get(addr string, timeout time.Duration) (*rpcConn, bool, error) {
+	c.mu.Lock()
+	if conns := c.idle[addr]; len(conns) > 0 {
+		rc := conns[len(conns)-1]
+		c.idle[addr] = conns[:len(conns)-1]
+		c.mu.Unlock()
+		return rc, true, nil
+	}
+	c.mu.Unlock()
+	conn, err := dialProto(addr, protoCommand, timeout)
+	if err != nil {
+		return nil, false, err
+	}
+	return &rpcConn{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}, false, nil
+}
+
+func (c *rpcClient) put(addr string, rc *rpcConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle[addr]) >= maxIdlePerPeer {
+		rc.conn.Close()
+		return
+	}
+	c.idle[addr] = append(c.idle[addr], rc)
+}
+
+func (c *rpcClient) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr, conns := range c.idle {
+		for _, rc := range conns {
+			rc.conn.Close()
+		}
+		delete(c.idle, addr)
+	}
+}
+
+// errNotSent means the request never reached the peer: it was certainly
+// not applied.
+var errNotSent = errors.New("request not sent")
+
+// call sends one request and reads one reply before the deadline. An error
+// wrapping errNotSent means the peer cannot have seen the request.
+func (c *rpcClient) call(addr string, deadline time.Time, req []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		rc, reused, err := c.get(addr, time.Until(deadline))
+		if err != nil {
+			return nil, fmt.Errorf("%w: dial %s: %v", errNotSent, addr, err)
+		}
+		_ = rc.conn.SetDeadline(deadline)
+		if err := writeFrame(rc.w, req); err != nil {
+			rc.conn.Close()
+			if reused && attempt == 0 {
+				// A pooled connection the peer closed meanwhile: the
+				// write failed before anything was delivered.
+				continue
+			}
+			return nil, fmt.Errorf("%w: write to %s: %v", errNotSent, addr, err)
+		}
+		reply, err := readFrame(rc.r)
+		if err != nil {
+			rc.conn.Close()
+			if reused && attempt == 0 && errors.Is(err, io.EOF) {
+				// The peer had closed the idle connection before our
+				// request arrived; a closed connection delivers nothing.
+				continue
+			}
+			return nil, fmt.Errorf("read reply from %s: %w", addr, err)
+		}
+		_ = rc.conn.SetDeadline(time.Time{})
+		c.put(addr, rc)
+		return reply, nil
+	}
+}

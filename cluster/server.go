@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// serveCommands answers forwarded commands and status requests arriving on
+// the raft port.
+func (n *Node) serveCommands() {
+	defer n.wg.Done()
+	for {
+		select {
+		case conn := <-n.mux.cmdConns:
+			go n.serveConn(conn)
+		case <-n.mux.closed:
+			return
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+func (n *Node) serveConn(conn net.Conn) {
+	defer conn.Close()
+	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
+	go func() {
+		<-n.stop
+		conn.Close()
+	}()
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+		req, err := readFrame(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				n.logger.Debug("command connection closed", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		reply, ok := n.handleRequest(conn.RemoteAddr().String(), req)
+		if !ok {
+			return
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if err := writeFrame(w, reply); err != nil {
+			return
+		}
+	}
+}
+
+// handleRequest answers one request; ok is false when the connection must
+// be dropped (a malformed request from a stranger).
+func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
+	if len(req) == 0 {
+		n.logger.Warn("refused empty request on the command port", "remote", remote)
+		return nil, false
+	}
+	switch req[0] {
+	case methodApply:
+		timeoutMs, k := binary.Uvarint(req[1:])
+		if k <= 0 {
+			n.logger.Warn("refused malformed forwarded command", "remote", remote)
+			return nil, false
+		}
+		data := req[1+k:]
+		if _, err := fsm.DecodeCommand(data); err != nil {
+			n.logger.Warn("refused undecodable forwarded command", "remote", remote, "err", err)
+			return applyReply{code: codeBadRequest, message: err.Error()}.encode(), true
+		}
+		timeout := min(time.Duration(timeoutMs)*time.Millisecond, n.cfg.WriteTimeout)
+		return n.applyAsLeader(data, timeout).encode(), true
+	case methodStatus:
+		return n.localStatus().encode(), true
+	case methodRemove:
+		name := string(req[1:])
+		if err := n.removeServer(raft.ServerID(name)); err != nil {
+			var u *UnavailableError
+			code := codeBadRequest
+			if errors.As(err, &u) {
+				code = codeUnavailable
+			}
+			return append([]byte{code}, err.Error()...), true
+		}
+		return []byte{codeOK}, true
+	default:
+		n.logger.Warn("refused unknown method on the command port", "remote", remote, "method", req[0])
+		return nil, false
+	}
+}
+
+// localStatus reports this node's raft progress.
+func (n *Node) localStatus() statusReply {
+	return statusReply{
+		commitIndex:  n.raft.CommitIndex(),
+		appliedIndex: n.raft.AppliedIndex(),
+		lastIndex:    n.raft.LastIndex(),
+		term:         n.raft.CurrentTerm(),
+	}
+}
