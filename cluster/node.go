@@ -598,4 +598,3 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	w.l.Log(context.Background(), level, line, "component", w.component)
 	return len(p), nil
 }
-

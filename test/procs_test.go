@@ -101,7 +101,9 @@ func startUpstream(t *testing.T, extra ...string) *proc {
 	return startProc(t, "upstream", func() (string, []string) {
 		port := freePort(t)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := append([]string{"--web.listen-address=" + addr}, extra...)
+		// Debian's build defaults --persistence.file to a shared file
+		// under /var/lib/prometheus: keep each instance in memory only.
+		args := append([]string{"--web.listen-address=" + addr, "--persistence.file="}, extra...)
 		return addr, args
 	}, upstreamBinary)
 }
@@ -207,24 +209,12 @@ func (p *proc) waitReady(timeout time.Duration) error {
 	}
 }
 
-// startPair starts upstream and ours concurrently with the same extra flags
-// (ours also gets its cluster flags).
+// startPair starts upstream and ours with the same extra flags (ours also
+// gets its cluster flags). Upstream is ready within ~100 ms, so starting
+// them one after the other costs little; scenarios run in parallel anyway.
 func startPair(t *testing.T, extra ...string) (up, our *proc) {
 	t.Helper()
-	requireUpstream(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	// startProc calls t.Fatal, which must run on the test goroutine: start
-	// upstream (fast) in the background only as a plain process launch and
-	// wait for readiness on this goroutine.
-	done := make(chan struct{})
-	go func() {
-		defer wg.Done()
-		defer close(done)
-	}()
 	up = startUpstream(t, extra...)
 	our = startOurs(t, extra...)
-	wg.Wait()
-	<-done
 	return up, our
 }
