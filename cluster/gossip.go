@@ -94,6 +94,9 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	}
 	mc.AdvertiseAddr = advHost
 	mc.AdvertisePort = advPort
+	if g.meta.APIURL == "" && n.cfg.APIListen != "" {
+		g.meta.APIURL = deriveAPIURL(n.cfg.APIListen, advHost)
+	}
 
 	if g.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("start memberlist on %s: %w", n.cfg.GossipListen, err)
@@ -101,6 +104,19 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	local := g.ml.LocalNode()
 	g.advertise = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	return g, nil
+}
+
+// deriveAPIURL builds the API URL other members show for this node: the
+// listen address with an unspecified host replaced by the advertise host.
+func deriveAPIURL(listen, advHost string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = advHost
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // NodeMeta implements memberlist.Delegate.

@@ -7,7 +7,49 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
+
+// Names and help strings of the cluster self-metrics.
+const (
+	forwardedName     = "pushgateway_cluster_forwarded_writes_total"
+	forwardedHelp     = "Writes this node forwarded to the leader, by outcome."
+	commitName        = "pushgateway_cluster_write_commit_seconds"
+	commitHelp        = "Time from submitting a write to its application on this node (quorum commit included)."
+	leaderChangesName = "pushgateway_cluster_leader_changes_total"
+	leaderChangesHelp = "Leader changes this node observed."
+	stateName         = "pushgateway_cluster_raft_state"
+	stateHelp         = "Raft state of this node (1 for the current state)."
+	termName          = "pushgateway_cluster_raft_term"
+	termHelp          = "Current raft term."
+	indexName         = "pushgateway_cluster_raft_index"
+	indexHelp         = "Raft log indexes of this node."
+	membersName       = "pushgateway_cluster_members"
+	membersHelp       = "Members known through gossip, by status."
+	snapshotAgeName   = "pushgateway_cluster_snapshot_age_seconds"
+	snapshotAgeHelp   = "Age of the newest local raft snapshot (-1 if none)."
+	isLeaderName      = "pushgateway_cluster_is_leader"
+	isLeaderHelp      = "1 if this node is the raft leader."
+)
+
+// SelfMetricFamilies lists the cluster self-metrics with their types, so the
+// state machine can treat them like the gateway's other own families.
+func SelfMetricFamilies() map[string]fsm.ReservedFamily {
+	gauge, counter := dto.MetricType_GAUGE, dto.MetricType_COUNTER
+	return map[string]fsm.ReservedFamily{
+		forwardedName:     {Type: counter, Help: forwardedHelp},
+		commitName:        {Type: dto.MetricType_HISTOGRAM, Help: commitHelp},
+		leaderChangesName: {Type: counter, Help: leaderChangesHelp},
+		stateName:         {Type: gauge, Help: stateHelp},
+		termName:          {Type: gauge, Help: termHelp},
+		indexName:         {Type: gauge, Help: indexHelp},
+		membersName:       {Type: gauge, Help: membersHelp},
+		snapshotAgeName:   {Type: gauge, Help: snapshotAgeHelp},
+		isLeaderName:      {Type: gauge, Help: isLeaderHelp},
+	}
+}
 
 // nodeMetrics are the node-local cluster self-metrics. None carries a job
 // label, so they never mix with pushed metrics.
@@ -22,26 +64,16 @@ type nodeMetrics struct {
 
 func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	m := &nodeMetrics{
-		n: n,
-		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushgateway_cluster_forwarded_writes_total",
-			Help: "Writes this node forwarded to the leader, by outcome.",
-		}, []string{"result"}),
-		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushgateway_cluster_write_commit_seconds",
-			Help:    "Time from submitting a write to its application on this node (quorum commit included).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushgateway_cluster_leader_changes_total",
-			Help: "Leader changes this node observed.",
-		}),
-		stateDesc:       prometheus.NewDesc("pushgateway_cluster_raft_state", "Raft state of this node (1 for the current state).", []string{"state"}, nil),
-		termDesc:        prometheus.NewDesc("pushgateway_cluster_raft_term", "Current raft term.", nil, nil),
-		indexDesc:       prometheus.NewDesc("pushgateway_cluster_raft_index", "Raft log indexes of this node.", []string{"kind"}, nil),
-		membersDesc:     prometheus.NewDesc("pushgateway_cluster_members", "Members known through gossip, by status.", []string{"status"}, nil),
-		snapshotAgeDesc: prometheus.NewDesc("pushgateway_cluster_snapshot_age_seconds", "Age of the newest local raft snapshot (-1 if none).", nil, nil),
-		leaderDesc:      prometheus.NewDesc("pushgateway_cluster_is_leader", "1 if this node is the raft leader.", nil, nil),
+		n:               n,
+		forwarded:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
+		commitSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		leaderChanges:   prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
+		stateDesc:       prometheus.NewDesc(stateName, stateHelp, []string{"state"}, nil),
+		termDesc:        prometheus.NewDesc(termName, termHelp, nil, nil),
+		indexDesc:       prometheus.NewDesc(indexName, indexHelp, []string{"kind"}, nil),
+		membersDesc:     prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
+		snapshotAgeDesc: prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
+		leaderDesc:      prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
 	}
 	for _, r := range []string{"ok", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)

@@ -55,7 +55,10 @@ type Config struct {
 	// commit (--cluster.write-timeout).
 	WriteTimeout time.Duration
 	// APIURL is the URL of this node's HTTP API, shown to other members.
+	// Empty means derived from APIListen and the gossip advertise address.
 	APIURL string
+	// APIListen is the HTTP API's listen address (--web.listen-address).
+	APIListen string
 	// State is the state machine the log is applied to.
 	State *fsm.FSM
 	// Logger receives the node's logs, raft's and memberlist's included.

@@ -29,6 +29,13 @@ type Readiness interface {
 	Ready() error
 }
 
+// Cluster reports the cluster's state (/api/v1/cluster) and removes
+// members for good (admin API). The status value is serialized as JSON.
+type Cluster interface {
+	ClusterStatus() any
+	RemoveMember(ctx context.Context, name string) error
+}
+
 // Store is the read side of the local state machine.
 type Store interface {
 	Groups() []*fsm.Group
@@ -40,6 +47,8 @@ type Options struct {
 	Store     Store
 	Submitter Submitter
 	Readiness Readiness
+	// Cluster may be nil (then /api/v1/cluster is 404).
+	Cluster Cluster
 	// Registry holds the node's own metrics; it is exposed on /metrics
 	// next to the pushed ones and instrumented by this package.
 	Registry *prometheus.Registry

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -34,8 +35,14 @@ func (a *API) registerAPIv1(r *route.Router) {
 	r.Options("/*path", wrap("api/v1/options", func(http.ResponseWriter, *http.Request) {}))
 	r.Get("/status", wrap("api/v1/status", a.apiStatus))
 	r.Get("/metrics", wrap("api/v1/metrics", a.apiMetrics))
+	if a.opts.Cluster != nil {
+		r.Get("/cluster", wrap("api/v1/cluster", a.apiCluster))
+	}
 	if a.opts.EnableAdminAPI {
 		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.wipe))
+		if a.opts.Cluster != nil {
+			r.Del("/admin/cluster/members/:name", wrap("api/v1/admin/cluster/members", a.apiRemoveMember))
+		}
 	}
 }
 
@@ -70,6 +77,38 @@ func (a *API) apiStatus(w http.ResponseWriter, _ *http.Request) {
 		"start_time":        a.startTime,
 		"build_information": a.opts.BuildInfo,
 	})
+}
+
+// apiCluster reports this node's view of the cluster.
+func (a *API) apiCluster(w http.ResponseWriter, _ *http.Request) {
+	a.respond(w, a.opts.Cluster.ClusterStatus())
+}
+
+// apiRemoveMember removes a member from the raft configuration for good.
+func (a *API) apiRemoveMember(w http.ResponseWriter, r *http.Request) {
+	name := route.Param(r.Context(), "name")
+	if err := a.opts.Cluster.RemoveMember(r.Context(), name); err != nil {
+		code := http.StatusBadRequest
+		var unavailable interface{ Unavailable() bool }
+		if errors.As(err, &unavailable) && unavailable.Unavailable() {
+			code = http.StatusServiceUnavailable
+		}
+		a.respondError(w, code, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// respondError answers with upstream's error envelope.
+func (a *API) respondError(w http.ResponseWriter, code int, err error) {
+	typ := "bad_data"
+	if code >= 500 {
+		typ = "unavailable"
+	}
+	b, _ := json.Marshal(&apiResponse{Status: "error", ErrorType: typ, Error: err.Error()})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
 }
 
 // apiFamily is one family of a group in /api/v1/metrics.

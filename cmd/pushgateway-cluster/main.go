@@ -55,6 +55,12 @@ func run(args []string) error {
 		nodeName        = app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String()
 		raftListen      = app.Flag("raft.listen-address", "Address raft and forwarded commands listen on.").Default("0.0.0.0:9095").String()
 		raftAdvertise   = app.Flag("raft.advertise-address", "Address other nodes reach raft at. Default: derived from --raft.listen-address, never 0.0.0.0.").Default("").String()
+		gossipListen    = app.Flag("cluster.listen-address", "Address memberlist gossip listens on (TCP and UDP).").Default("0.0.0.0:9094").String()
+		gossipAdvertise = app.Flag("cluster.advertise-address", "Gossip address other nodes reach this node at. Default: derived, never 0.0.0.0.").Default("").String()
+		peers           = app.Flag("cluster.peer", "Gossip address (host:port) of a member to join; repeatable. A DNS name with several addresses joins them all.").Strings()
+		bootstrapExpect = app.Flag("cluster.bootstrap-expect", "Number of voters that must be present before the cluster bootstraps for the first time.").Default("1").Int()
+		maxVoters       = app.Flag("cluster.max-voters", "Number of voters the leader keeps; further nodes join as non-voters.").Default("5").Int()
+		reapTimeout     = app.Flag("cluster.reap-timeout", "How long a failed or departed voter stays in the raft configuration before the leader removes it (only while the rest keep a quorum).").Default("30m").Duration()
 		writeTimeout    = app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration()
 		promslogConfig  = promslog.Config{Style: promslog.GoKitStyle}
 	)
@@ -88,20 +94,43 @@ func run(args []string) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("pushgateway"),
 	)
+	// The state machine needs the self-metric families before the node
+	// starts applying the log; the cluster metrics are registered by the
+	// node, so their families are added from a throw-away node-less list.
 	reserved, err := httpapi.ReservedFamilies(reg)
 	if err != nil {
 		return fmt.Errorf("gather self-metrics: %w", err)
 	}
+	for name, f := range cluster.SelfMetricFamilies() {
+		reserved[name] = f
+	}
 	state := fsm.New(reserved)
 
+	apiURL := ""
+	if *externalURL != nil && (*externalURL).Host != "" {
+		apiURL = (*externalURL).String()
+	}
+	apiListen := ""
+	if addrs := *webConfig.WebListenAddresses; len(addrs) > 0 {
+		apiListen = addrs[0]
+	}
 	node, err := cluster.Start(cluster.Config{
-		DataDir:       *storagePath,
-		NodeName:      *nodeName,
-		RaftListen:    *raftListen,
-		RaftAdvertise: *raftAdvertise,
-		WriteTimeout:  *writeTimeout,
-		State:         state,
-		Logger:        logger.With("component", "cluster"),
+		DataDir:         *storagePath,
+		NodeName:        *nodeName,
+		RaftListen:      *raftListen,
+		RaftAdvertise:   *raftAdvertise,
+		GossipListen:    *gossipListen,
+		GossipAdvertise: *gossipAdvertise,
+		Peers:           *peers,
+		BootstrapExpect: *bootstrapExpect,
+		MaxVoters:       *maxVoters,
+		ReapTimeout:     *reapTimeout,
+		WriteTimeout:    *writeTimeout,
+		APIURL:          apiURL,
+		APIListen:       apiListen,
+		State:           state,
+		Logger:          logger.With("component", "cluster"),
+		Registerer:      reg,
 	})
 	if err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
@@ -112,6 +141,7 @@ func run(args []string) error {
 		Store:                   state,
 		Submitter:               node,
 		Readiness:               node,
+		Cluster:                 node,
 		Registry:                reg,
 		Logger:                  logger,
 		RoutePrefix:             prefix,

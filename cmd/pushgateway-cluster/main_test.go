@@ -55,7 +55,7 @@ type proc struct {
 func start(t *testing.T, storage string, extra ...string) *proc {
 	t.Helper()
 	web := freePort(t)
-	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + freePort(t), "--cluster.node-name=n1"}, extra...)
+	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + freePort(t), "--cluster.listen-address=" + freePort(t), "--cluster.node-name=n1"}, extra...)
 	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + web, out: &bytes.Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
