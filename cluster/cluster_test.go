@@ -292,3 +292,101 @@ func TestRemoveMember(t *testing.T) {
 	}
 	c.assertIdentical(rest...)
 }
+
+func TestLeaderTransfersLeadershipOnShutdownAndStaysInConfig(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.byName(c.waitReadyAll())
+	var rest []*testNode
+	for _, n := range c.nodes {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	start := time.Now()
+	if err := leader.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	newLeader := c.waitReadyAll(rest...)
+	if newLeader == leader.name {
+		t.Fatal("old leader still reported as leader")
+	}
+	t.Logf("new leader %s after %v", newLeader, time.Since(start))
+	waitFor(t, "departed node shown as left, still a voter", 5*time.Second, func() bool {
+		for _, m := range rest[0].Status().Members {
+			if m.Name == leader.name {
+				return m.Status == "left" && m.Suffrage == "voter"
+			}
+		}
+		return false
+	})
+}
+
+func TestNodesBeyondMaxVotersJoinAsNonVoters(t *testing.T) {
+	// A cluster whose nodes keep 3 voters; the fourth node joins later.
+	c2 := &testCluster{t: t}
+	first := nodeConfig(t.TempDir(), "m-0", 3, nil)
+	first.MaxVoters = 3
+	n0 := c2.start(first)
+	c2.nodes = append(c2.nodes, n0)
+	for i := 1; i < 4; i++ {
+		expect := 3
+		if i == 3 {
+			expect = 1
+		}
+		cfg := nodeConfig(t.TempDir(), fmt.Sprintf("m-%d", i), expect, []string{n0.GossipAddress()})
+		cfg.MaxVoters = 3
+		if i == 3 {
+			c2.waitReadyAll()
+		}
+		c2.nodes = append(c2.nodes, c2.start(cfg))
+	}
+	c2.waitReadyAll()
+	waitFor(t, "fourth node present as non-voter", 10*time.Second, func() bool {
+		for _, m := range n0.Status().Members {
+			if m.Name == "m-3" {
+				return m.Suffrage == "nonvoter"
+			}
+		}
+		return false
+	})
+	if v := n0.voterCount(); v != 3 {
+		t.Fatalf("%d voters, want 3", v)
+	}
+	// A non-voter serves and forwards writes like any node.
+	if res := push(t, c2.nodes[3].Node, 5e9, "nv 1\n", map[string]string{"job": "nv"}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	c2.assertIdentical()
+}
+
+func TestLeaderReapsDepartedVoterAfterTimeout(t *testing.T) {
+	c := &testCluster{t: t}
+	mk := func(i int, peers []string) Config {
+		cfg := nodeConfig(t.TempDir(), fmt.Sprintf("r-%d", i), 3, peers)
+		cfg.ReapTimeout = 500 * time.Millisecond
+		return cfg
+	}
+	first := c.start(mk(0, nil))
+	c.nodes = []*testNode{first, c.start(mk(1, []string{first.GossipAddress()})), c.start(mk(2, []string{first.GossipAddress()}))}
+	leader := c.waitReadyAll()
+	var victim *testNode
+	for _, n := range c.nodes {
+		if n.name != leader {
+			victim = n
+			break
+		}
+	}
+	if err := victim.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	l := c.byName(leader)
+	waitFor(t, "departed voter reaped", 10*time.Second, func() bool { return l.voterCount() == 2 })
+	// The remaining two still form a working cluster.
+	for _, n := range c.nodes {
+		if n != victim {
+			if res := push(t, n.Node, 7e9, "after_reap 1\n", map[string]string{"job": "reap", "via": n.name}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		}
+	}
+}

@@ -23,6 +23,9 @@ type nodeMeta struct {
 	Expect int `json:"e"`
 	// HasState is true once the node belongs to a bootstrapped cluster.
 	HasState bool `json:"s"`
+	// Leaving is set just before a graceful leave, so the others can tell
+	// "left" from "dead" (memberlist's callbacks do not say).
+	Leaving bool `json:"l,omitempty"`
 }
 
 // memberInfo is what a node knows about one member, including departed ones.
@@ -145,15 +148,16 @@ func (g *gossip) MergeRemoteState([]byte, bool) {}
 
 // NotifyJoin implements memberlist.EventDelegate. Callbacks only update the
 // table and signal; they never block or call into memberlist.
-func (g *gossip) NotifyJoin(node *memberlist.Node) { g.record(node) }
+func (g *gossip) NotifyJoin(node *memberlist.Node) { g.record(node, memberlist.StateAlive) }
 
-// NotifyLeave implements memberlist.EventDelegate.
-func (g *gossip) NotifyLeave(node *memberlist.Node) { g.record(node) }
+// NotifyLeave implements memberlist.EventDelegate. The node is "left" if it
+// announced its departure, "dead" otherwise.
+func (g *gossip) NotifyLeave(node *memberlist.Node) { g.record(node, memberlist.StateDead) }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (g *gossip) NotifyUpdate(node *memberlist.Node) { g.record(node) }
+func (g *gossip) NotifyUpdate(node *memberlist.Node) { g.record(node, memberlist.StateAlive) }
 
-func (g *gossip) record(node *memberlist.Node) {
+func (g *gossip) record(node *memberlist.Node, state memberlist.NodeStateType) {
 	var meta nodeMeta
 	hasMeta := json.Unmarshal(node.Meta, &meta) == nil
 	g.mu.Lock()
@@ -162,14 +166,17 @@ func (g *gossip) record(node *memberlist.Node) {
 		m = &memberInfo{name: node.Name, since: time.Now()}
 		g.members[node.Name] = m
 	}
-	if m.state != node.State {
-		m.since = time.Now()
-	}
-	m.state = node.State
-	m.addr = net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port)))
 	if hasMeta {
 		m.meta, m.hasRaw = meta, true
 	}
+	if state == memberlist.StateDead && m.meta.Leaving {
+		state = memberlist.StateLeft
+	}
+	if m.state != state {
+		m.since = time.Now()
+	}
+	m.state = state
+	m.addr = net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port)))
 	g.mu.Unlock()
 	g.n.signal()
 }
@@ -209,6 +216,12 @@ func (g *gossip) setHasState() {
 
 // leave announces a graceful departure and stops memberlist.
 func (g *gossip) leave() {
+	g.mu.Lock()
+	g.meta.Leaving = true
+	g.mu.Unlock()
+	if err := g.ml.UpdateNode(2 * time.Second); err != nil {
+		g.n.logger.Warn("announce leaving via gossip", "err", err)
+	}
 	if err := g.ml.Leave(5 * time.Second); err != nil {
 		g.n.logger.Warn("leave memberlist", "err", err)
 	}
