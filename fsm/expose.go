@@ -60,7 +60,7 @@ func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
 	first := e.groups[keys[0]].MF
 	merged := &dto.MetricFamily{
 		Name:   proto.String(name),
-		Help:   proto.String(first.GetHelp()),
+		Help:   first.Help,
 		Type:   first.Type,
 		Unit:   first.Unit,
 		Metric: make([]*dto.Metric, 0, n),

@@ -126,13 +126,33 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	}
 
 	if !cmd.Unchecked {
-		if errs := s.check(prev, next); len(errs) > 0 {
+		errs := s.check(prev, next)
+		if len(errs) == 0 && !s.ix.consistent() {
+			// The store is inconsistent already. Upstream's full gather
+			// rejects every push until that is mended; see whether this
+			// push mends it.
+			s.ix.replaceGroup(prev, next)
+			if !s.ix.consistent() {
+				errs = s.ix.storeErrors()
+			}
+			s.ix.replaceGroup(next, prev)
+		}
+		if len(errs) > 0 {
 			s.recordFailure(prev, key, cmd, names)
 			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).MaybeUnwrap().Error()}}
 		}
 	}
 	s.setGroup(key, next)
 	return &Result{}
+}
+
+// Consistent reports whether the store as a whole would pass upstream's
+// full gather check. It is false only after unchecked pushes or a failed
+// push that created a group whose timestamps collide with another group's.
+func (s *FSM) Consistent() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ix.consistent()
 }
 
 // recordFailure sets push_failure_time_seconds of the group (creating it if

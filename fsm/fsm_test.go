@@ -16,8 +16,7 @@ func TestPutReplacesGroupAndStampsPushTime(t *testing.T) {
 	a := &applier{t: t, s: newTestFSM()}
 	a.mustOK(pushCmd(t, OpPut, t1, "a 1\nb 2\n", "job", "j", "instance", "i"))
 	a.mustOK(pushCmd(t, OpPut, t2, "# TYPE c counter\nc 3\n", "job", "j", "instance", "i"))
-	want := `# HELP c 
-# TYPE c counter
+	want := `# TYPE c counter
 c{instance="i",job="j"} 3
 # HELP push_failure_time_seconds Last Unix time when changing this group in the Pushgateway failed.
 # TYPE push_failure_time_seconds gauge

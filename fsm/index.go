@@ -1,6 +1,9 @@
 package fsm
 
 import (
+	"fmt"
+	"sort"
+
 	"github.com/cespare/xxhash/v2"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
@@ -25,11 +28,28 @@ type index struct {
 	names map[string]*nameEntry
 	// series counts stored metrics by the hash of name and label pairs.
 	series map[uint64]int32
+	// dups holds one of the metrics of every series stored more than once,
+	// and mixed the names stored with more than one type: the store
+	// inconsistencies that upstream's full gather would report. They arise
+	// from unchecked pushes and from the failure record of a rejected push
+	// to a new group.
+	dups  map[uint64]dupSeries
+	mixed map[string]struct{}
+}
+
+// dupSeries is a series stored more than once.
+type dupSeries struct {
+	name   string
+	metric *dto.Metric
 }
 
 func newIndex() *index {
-	return &index{names: map[string]*nameEntry{}, series: map[uint64]int32{}}
+	return &index{names: map[string]*nameEntry{}, series: map[uint64]int32{}, dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
 }
+
+// consistent reports whether a full gather of the store would succeed (as
+// far as duplicate series and mixed types go).
+func (ix *index) consistent() bool { return len(ix.dups) == 0 && len(ix.mixed) == 0 }
 
 var separator = []byte{model.SeparatorByte}
 
@@ -57,9 +77,15 @@ func (ix *index) add(key, name string, f *Family) {
 	}
 	e.groups[key] = f
 	e.types[f.MF.GetType()]++
+	if len(e.types) > 1 {
+		ix.mixed[name] = struct{}{}
+	}
 	e.merged = nil
 	for _, m := range f.MF.GetMetric() {
-		ix.series[seriesHash(name, m)]++
+		h := seriesHash(name, m)
+		if ix.series[h]++; ix.series[h] == 2 {
+			ix.dups[h] = dupSeries{name: name, metric: m}
+		}
 	}
 }
 
@@ -74,16 +100,67 @@ func (ix *index) remove(key, name string, f *Family) {
 	if e.types[t]--; e.types[t] <= 0 {
 		delete(e.types, t)
 	}
+	if len(e.types) <= 1 {
+		delete(ix.mixed, name)
+	}
 	e.merged = nil
 	if len(e.groups) == 0 {
 		delete(ix.names, name)
 	}
 	for _, m := range f.MF.GetMetric() {
 		h := seriesHash(name, m)
-		if ix.series[h]--; ix.series[h] <= 0 {
+		ix.series[h]--
+		switch c := ix.series[h]; {
+		case c <= 0:
 			delete(ix.series, h)
+		case c == 1:
+			delete(ix.dups, h)
 		}
 	}
+}
+
+// storeErrors describes the inconsistencies already in the store, in the
+// wording of a full gather, in a deterministic order.
+func (ix *index) storeErrors() []error {
+	var errs []error
+	hashes := make([]uint64, 0, len(ix.dups))
+	for h := range ix.dups {
+		hashes = append(hashes, h)
+	}
+	sort.Slice(hashes, func(i, j int) bool {
+		a, b := ix.dups[hashes[i]], ix.dups[hashes[j]]
+		if a.name != b.name {
+			return a.name < b.name
+		}
+		return hashes[i] < hashes[j]
+	})
+	for _, h := range hashes {
+		d := ix.dups[h]
+		for n := int32(1); n < ix.series[h]; n++ {
+			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, d.metric))
+		}
+	}
+	names := make([]string, 0, len(ix.mixed))
+	for n := range ix.mixed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e := ix.names[name]
+		keys := make([]string, 0, len(e.groups))
+		for k := range e.groups {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		first := e.groups[keys[0]].MF.GetType()
+		for _, k := range keys[1:] {
+			if mf := e.groups[k].MF; mf.GetType() != first && len(mf.GetMetric()) > 0 {
+				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, mf.GetMetric()[0], first))
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // replaceGroup updates the index for a group changing from old to new;

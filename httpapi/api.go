@@ -40,6 +40,9 @@ type Cluster interface {
 type Store interface {
 	Groups() []*fsm.Group
 	Families() []*dto.MetricFamily
+	// Consistent reports whether the store would pass upstream's full
+	// gather check.
+	Consistent() bool
 }
 
 // Options configures the API. Field names follow upstream's flags.

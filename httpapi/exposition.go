@@ -16,21 +16,20 @@ import (
 // with the pushed families, with promhttp's content negotiation (text
 // 0.0.4 with escaping, delimited protobuf, gzip), as upstream.
 //
-// With the consistency check on, the pushed families are consistent by
-// construction and are merged without re-checking. With it off, the full
-// gather check runs on every scrape, so an inconsistent store fails the
-// scrape with 500 exactly like upstream.
+// A consistent store (the normal case) is merged without re-checking. An
+// inconsistent one (after unchecked pushes, or upstream's failure record
+// colliding with another group) goes through client_golang's full gather
+// check, so the scrape fails with 500 exactly like upstream.
 func (a *API) exposition() http.Handler {
-	var g prometheus.Gatherer
 	pushed := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.opts.Store.Families(), nil })
-	if a.opts.DisableConsistencyCheck {
-		g = prometheus.Gatherers{a.opts.Registry, pushed}
-	} else {
-		g = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-			self, err := a.opts.Registry.Gather()
-			return mergeFamilies(self, a.opts.Store.Families()), err
-		})
-	}
+	checked := prometheus.Gatherers{a.opts.Registry, pushed}
+	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		if !a.opts.Store.Consistent() {
+			return checked.Gather()
+		}
+		self, err := a.opts.Registry.Gather()
+		return mergeFamilies(self, a.opts.Store.Families()), err
+	})
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
 	})

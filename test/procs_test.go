@@ -118,6 +118,7 @@ func startOurs(t *testing.T, extra ...string) *proc {
 			"--web.listen-address=" + addr,
 			"--storage.path=" + t.TempDir(),
 			"--raft.listen-address=" + raftAddr,
+			"--cluster.listen-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
 			"--cluster.node-name=n1",
 		}, extra...)
 		return addr, args
