@@ -390,3 +390,17 @@ func TestLeaderReapsDepartedVoterAfterTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerByDNSName joins through a host name: memberlist resolves it and
+// tries every address it resolves to (localhost may give 127.0.0.1 and ::1).
+func TestPeerByDNSName(t *testing.T) {
+	c := &testCluster{t: t}
+	first := c.start(nodeConfig(t.TempDir(), "dns-0", 2, nil))
+	_, port, _ := strings.Cut(first.GossipAddress(), ":")
+	second := c.start(nodeConfig(t.TempDir(), "dns-1", 2, []string{"localhost:" + port}))
+	c.nodes = []*testNode{first, second}
+	c.waitReadyAll()
+	if v := first.voterCount(); v != 2 {
+		t.Fatalf("%d voters", v)
+	}
+}

@@ -65,7 +65,7 @@ func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
 	}
 	quit := make(chan struct{})
 	opts := httpapi.Options{
-		Store: state, Submitter: node, Readiness: node, Registry: reg,
+		Store: state, Submitter: node, Readiness: node, Cluster: node, Registry: reg,
 		Flags: map[string]string{"web.enable-admin-api": "false"}, BuildInfo: map[string]string{"version": "test"},
 		Quit: quit,
 	}
@@ -312,4 +312,45 @@ func TestNativeHistogramBucketsInAPI(t *testing.T) {
 	if !strings.Contains(body, want) {
 		t.Fatalf("native buckets: want %s in\n%s", want, body)
 	}
+}
+
+func TestClusterAPIAndPprof(t *testing.T) {
+	g := startGateway(t, nil)
+	_, body, _ := g.do("GET", "/api/v1/cluster", nil)
+	var resp struct {
+		Status string `json:"status"`
+		Data   struct {
+			Self    string              `json:"self"`
+			Leader  string              `json:"leader"`
+			Raft    map[string]any      `json:"raft"`
+			Members []map[string]string `json:"members"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	d := resp.Data
+	if resp.Status != "success" || d.Self != "n1" || d.Leader != "n1" || d.Raft["state"] != "Leader" || len(d.Members) != 1 {
+		t.Fatalf("cluster status: %s", body)
+	}
+	for _, k := range []string{"term", "last_index", "commit_index", "applied_index"} {
+		if _, ok := d.Raft[k]; !ok {
+			t.Fatalf("raft.%s missing: %s", k, body)
+		}
+	}
+	m := d.Members[0]
+	for k, want := range map[string]string{"name": "n1", "status": "alive", "suffrage": "voter"} {
+		if m[k] != want {
+			t.Fatalf("member %s = %q, want %q: %s", k, m[k], want, body)
+		}
+	}
+	for _, k := range []string{"api_url", "gossip_address", "raft_address"} {
+		if _, ok := m[k]; !ok {
+			t.Fatalf("member field %s missing: %s", k, body)
+		}
+	}
+	g.expect("GET", "/debug/pprof/", "", 200, "goroutine")
+	g.expect("DELETE", "/api/v1/admin/cluster/members/n2", "", 404, "")
+	admin := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true })
+	admin.expect("DELETE", "/api/v1/admin/cluster/members/nobody", "", 400, `no server \"nobody\" in the raft configuration`)
 }

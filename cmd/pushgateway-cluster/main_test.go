@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 var binary string
@@ -197,5 +199,77 @@ func TestComputeRoutePrefix(t *testing.T) {
 		if got := computeRoutePrefix(c.prefix, c.ext); got != c.want {
 			t.Errorf("computeRoutePrefix(%q, %v) = %q, want %q", c.prefix, c.ext, got, c.want)
 		}
+	}
+}
+
+// TestWebConfigBasicAuth checks --web.config.file (exporter-toolkit): API
+// requests need the credentials, and writes still work with them.
+func TestWebConfigBasicAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  alice: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	web := freePort(t)
+	p := &proc{url: "http://" + web, out: &bytes.Buffer{}}
+	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
+		"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", "--web.config.file="+cfg)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	do := func(method, path, body string, auth bool) int {
+		req, _ := http.NewRequest(method, p.url+path, strings.NewReader(body))
+		if auth {
+			req.SetBasicAuth("alice", "s3cret")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for do("GET", "/-/ready", "", true) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready:\n%s", p.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := do("PUT", "/metrics/job/j", "a 1\n", false); code != 401 {
+		t.Fatalf("push without credentials: %d", code)
+	}
+	if code := do("GET", "/metrics", "", false); code != 401 {
+		t.Fatalf("scrape without credentials: %d", code)
+	}
+	if code := do("PUT", "/metrics/job/j", "a 1\n", true); code != 200 {
+		t.Fatalf("push with credentials: %d", code)
+	}
+}
+
+// TestClusterSelfMetricsAreReserved checks the cluster self-metrics are
+// exposed without a job label and that a push may not reuse one of their
+// names with another type.
+func TestClusterSelfMetricsAreReserved(t *testing.T) {
+	p := start(t, t.TempDir())
+	body := get(t, p.url+"/metrics")
+	for _, want := range []string{"pushgateway_cluster_raft_state{state=\"leader\"} 1", "pushgateway_cluster_is_leader 1", "pushgateway_cluster_raft_index{kind=\"applied\"}", "pushgateway_cluster_members{status=\"alive\"} 1", "pushgateway_cluster_forwarded_writes_total{result=\"ok\"} 0"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+	resp, err := http.Post(p.url+"/metrics/job/j", "text/plain", strings.NewReader("# TYPE pushgateway_cluster_raft_term counter\npushgateway_cluster_raft_term 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "gathered metric family pushgateway_cluster_raft_term has type COUNTER but should have GAUGE") {
+		t.Fatalf("conflicting push: %d %s", resp.StatusCode, b)
 	}
 }
