@@ -9,9 +9,9 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) \
              -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=$(USER)@$(shell hostname) \
              -X $(VPKG).BuildDate=$(BUILDDATE)
-RUN_ARGS  ?= --storage.path=data/ --web.listen-address=:9091 --raft.listen-address=127.0.0.1:9095
+RUN_ARGS  ?= --storage.path=data/ --web.listen-address=:9091 --raft.listen-address=127.0.0.1:9095 --cluster.listen-address=127.0.0.1:9094
 
-.PHONY: all build run test test-deps unit bench vet fmt clean
+.PHONY: all build run cluster test test-deps unit bench vet fmt clean
 
 all: build
 
@@ -22,6 +22,10 @@ build:
 ## run: one durable node on :9091, state under ./data
 run: build
 	./$(BINARY) $(RUN_ARGS)
+
+## cluster: three local nodes on 127.0.0.1 (APIs :9091-9093), state under ./data/nodeN
+cluster: build
+	./scripts/local-cluster.sh ./$(BINARY)
 
 ## test-deps: what the tests need besides Go (the real upstream Pushgateway)
 test-deps:

@@ -598,6 +598,6 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
 		level = slog.LevelDebug
 	}
-	w.l.Log(context.Background(), level, line, "component", w.component)
+	w.l.Log(context.Background(), level, line, "module", w.component)
 	return len(p), nil
 }
