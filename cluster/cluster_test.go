@@ -29,7 +29,7 @@ func nodeConfig(dir, name string, expect int, peers []string) Config {
 	return Config{
 		DataDir: dir, NodeName: name, RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0",
 		Peers: peers, BootstrapExpect: expect, WriteTimeout: 3 * time.Second,
-		State: fsm.New(nil), Raft: fastRaft(), LocalNetwork: true,
+		State: fsm.New(nil), LocalNetwork: true,
 	}
 }
 

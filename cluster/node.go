@@ -65,9 +65,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the cluster self-metrics; may be nil.
 	Registerer prometheus.Registerer
-	// Raft overrides raft's settings (timers), for tests; nil means defaults.
-	Raft *raft.Config
-	// LocalNetwork uses memberlist's timings for a loopback network (tests).
+	// LocalNetwork shortens raft's and memberlist's timers for a loopback
+	// network (tests, a cluster on one machine).
 	LocalNetwork bool
 }
 
@@ -181,9 +180,11 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	rc := raft.DefaultConfig()
-	if n.cfg.Raft != nil {
-		c := *n.cfg.Raft
-		rc = &c
+	if n.cfg.LocalNetwork {
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
 	}
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog

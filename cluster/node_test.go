@@ -11,22 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
-
-// fastRaft shortens raft's timers for loopback tests.
-func fastRaft() *raft.Config {
-	c := raft.DefaultConfig()
-	c.HeartbeatTimeout = 200 * time.Millisecond
-	c.ElectionTimeout = 200 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
-	return c
-}
 
 func startNode(t *testing.T, dir string) (*Node, *fsm.FSM) {
 	return startNodeTimeout(t, dir, 5*time.Second)
@@ -35,7 +24,7 @@ func startNode(t *testing.T, dir string) (*Node, *fsm.FSM) {
 func startNodeTimeout(t *testing.T, dir string, writeTimeout time.Duration) (*Node, *fsm.FSM) {
 	t.Helper()
 	state := fsm.New(nil)
-	n, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: writeTimeout, Raft: fastRaft()})
+	n, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: writeTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

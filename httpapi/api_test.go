@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
@@ -32,15 +31,6 @@ type gateway struct {
 	quit chan struct{}
 }
 
-func fastRaft() *raft.Config {
-	c := raft.DefaultConfig()
-	c.HeartbeatTimeout = 200 * time.Millisecond
-	c.ElectionTimeout = 200 * time.Millisecond
-	c.LeaderLeaseTimeout = 100 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
-	return c
-}
-
 func startGateway(t *testing.T, mutate func(*httpapi.Options)) *gateway {
 	t.Helper()
 	g := startGatewayWith(t, mutate)
@@ -59,7 +49,7 @@ func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
 		t.Fatal(err)
 	}
 	state := fsm.New(reserved)
-	node, err := cluster.Start(cluster.Config{DataDir: t.TempDir(), NodeName: "n1", RaftListen: "127.0.0.1:0", State: state, WriteTimeout: 5 * time.Second, Raft: fastRaft()})
+	node, err := cluster.Start(cluster.Config{DataDir: t.TempDir(), NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
