@@ -404,3 +404,31 @@ func TestPeerByDNSName(t *testing.T) {
 		t.Fatalf("%d voters", v)
 	}
 }
+
+// TestLateNodeNeverBootstrapsItsOwnCluster repeats the start of a node with
+// the default bootstrap-expect of 1 and a peer in a running cluster: it must
+// join that cluster every time, never bootstrap one of its own before its
+// gossip reached the peer.
+func TestLateNodeNeverBootstrapsItsOwnCluster(t *testing.T) {
+	runs := 10
+	if testing.Short() {
+		runs = 2
+	}
+	for run := 0; run < runs; run++ {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			c := &testCluster{t: t}
+			first := c.start(nodeConfig(t.TempDir(), "solo", 1, nil))
+			c.nodes = []*testNode{first}
+			c.waitReadyAll()
+			late := c.start(nodeConfig(t.TempDir(), "late", 1, []string{first.GossipAddress()}))
+			c.nodes = append(c.nodes, late)
+			if leader := c.waitReadyAll(); leader != "solo" {
+				t.Fatalf("leader %q: the late node formed its own cluster", leader)
+			}
+			waitFor(t, "late node in the solo cluster's configuration", 10*time.Second, func() bool {
+				f := first.raft.GetConfiguration()
+				return f.Error() == nil && len(f.Configuration().Servers) == 2
+			})
+		})
+	}
+}

@@ -236,6 +236,7 @@ func (g *gossip) leave() {
 func (n *Node) runJoin() {
 	defer n.wg.Done()
 	if len(n.cfg.Peers) == 0 {
+		close(n.joined)
 		return
 	}
 	backoff := 100 * time.Millisecond
@@ -245,6 +246,8 @@ func (n *Node) runJoin() {
 		// enough: keep trying until another member is known.
 		if joined > 0 && n.gossip.ml.NumMembers() > 1 {
 			n.logger.Info("joined the cluster's gossip", "peers", n.cfg.Peers, "contacted", joined)
+			close(n.joined)
+			n.signal()
 			return
 		}
 		n.logger.Warn("could not join any peer yet, retrying", "peers", n.cfg.Peers, "err", err, "retry_in", backoff)

@@ -15,7 +15,8 @@ import (
 // only while this node has no raft state, only when at least Expect alive
 // members with no state agree on Expect and no member belongs to a cluster
 // already; then every one of them bootstraps with the same sorted set.
-// With Expect 1 and no peers, the node bootstraps alone at once.
+// With Expect 1 and no peers, the node bootstraps alone at once; with peers,
+// nothing happens before gossip reached one of them.
 func (n *Node) runBootstrap() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(200 * time.Millisecond)
@@ -42,6 +43,13 @@ func (n *Node) runBootstrap() {
 func (n *Node) maybeBootstrap() (bool, error) {
 	if n.hasState() {
 		return true, nil
+	}
+	select {
+	case <-n.joined:
+	default:
+		// Until gossip reached a peer, this node cannot know whether a
+		// cluster exists already: never bootstrap on a partial view.
+		return false, nil
 	}
 	expect := n.cfg.BootstrapExpect
 	var servers []raft.Server

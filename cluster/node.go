@@ -87,8 +87,13 @@ type Node struct {
 	rpc       *rpcClient
 	gossip    *gossip
 	metrics   *nodeMetrics
+	// contactTimeout is how long a follower may go without hearing from
+	// the leader before it stops trusting that leader (raft's heartbeat
+	// timeout): writes wait instead of being forwarded into a partition.
+	contactTimeout time.Duration
 
 	ready   atomic.Bool
+	joined  chan struct{} // closed once gossip reached another member (at once without peers)
 	events  chan struct{} // wakes the bootstrapper
 	changes chan struct{} // wakes the leader's reconciler
 	stop    chan struct{}
@@ -127,7 +132,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
-		rpc: newRPCClient(), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
+		rpc: newRPCClient(), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	if err := n.startRaft(); err != nil {
 		n.closeAll()
@@ -186,6 +191,7 @@ func (n *Node) startRaft() error {
 		rc.LeaderLeaseTimeout = 100 * time.Millisecond
 		rc.CommitTimeout = 5 * time.Millisecond
 	}
+	n.contactTimeout = rc.HeartbeatTimeout
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
@@ -283,11 +289,26 @@ func (n *Node) catchUp() error {
 	return nil
 }
 
+// leaderContact returns the leader's raft address and ID if this node is
+// the leader or has heard from it within contactTimeout; otherwise a reason.
+func (n *Node) leaderContact() (raft.ServerAddress, raft.ServerID, string) {
+	addr, id := n.raft.LeaderWithID()
+	if addr == "" {
+		return "", "", "no raft leader known"
+	}
+	if id != raft.ServerID(n.name) {
+		if since := time.Since(n.raft.LastContact()); since > n.contactTimeout {
+			return "", "", fmt.Sprintf("no contact with the leader %s for %s", id, since.Round(time.Millisecond))
+		}
+	}
+	return addr, id, ""
+}
+
 // Ready returns nil when the node knows the leader and has caught up with
 // the log, or an error saying what it waits for.
 func (n *Node) Ready() error {
-	if addr, _ := n.raft.LeaderWithID(); addr == "" {
-		return errors.New("no raft leader known")
+	if _, _, reason := n.leaderContact(); reason != "" {
+		return errors.New(reason)
 	}
 	if !n.ready.Load() {
 		return errors.New("catching up with the raft log")
@@ -315,9 +336,9 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		if ctx.Err() != nil {
 			return nil, &UnavailableError{Reason: fmt.Sprintf("%s within %s", lastReason, n.cfg.WriteTimeout)}
 		}
-		addr, id := n.raft.LeaderWithID()
-		if addr == "" {
-			lastReason = "no raft leader known"
+		addr, id, reason := n.leaderContact()
+		if reason != "" {
+			lastReason = reason
 			if !n.sleep(10 * time.Millisecond) {
 				return nil, &UnavailableError{Reason: "node is shutting down"}
 			}
