@@ -11,7 +11,7 @@ LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION)
              -X $(VPKG).BuildDate=$(BUILDDATE)
 RUN_ARGS  ?= --storage.path=data/ --web.listen-address=:9091 --raft.listen-address=127.0.0.1:9095 --cluster.listen-address=127.0.0.1:9094
 
-.PHONY: all build run cluster test test-deps unit bench vet fmt clean
+.PHONY: all build run cluster docker e2e test test-deps unit bench vet fmt clean
 
 all: build
 
@@ -27,12 +27,27 @@ run: build
 cluster: build
 	./scripts/local-cluster.sh ./$(BINARY)
 
-## test-deps: what the tests need besides Go (the real upstream Pushgateway)
+## docker: image pushgateway-cluster:latest FROM scratch, from a static binary built here
+docker: build
+	rm -rf .build/docker && mkdir -p .build/docker/data
+	cp $(BINARY) .build/docker/pushgateway-cluster
+	cp /etc/ssl/certs/ca-certificates.crt .build/docker/
+	touch .build/docker/data/.keep
+	docker build -q -t pushgateway-cluster:latest -f Dockerfile .build/docker
+
+## e2e: the compose cluster end to end (build, up, faults, Prometheus, down); skips without Docker
+e2e: test-deps
+	$(GO) test -count=1 -timeout 15m -run 'E2E' -v ./test/
+
+## test-deps: what the tests need besides Go: the real upstream Pushgateway and Prometheus,
+## Python's prometheus_client and curl (Debian packages)
 test-deps:
-	@command -v prometheus-pushgateway >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus-pushgateway for the differential tests"; \
+	@{ command -v prometheus-pushgateway && command -v prometheus && command -v curl && \
+	   /usr/bin/python3 -c 'import prometheus_client'; } >/dev/null 2>&1 || { \
+	  echo "installing Debian packages for the tests: prometheus-pushgateway prometheus python3-prometheus-client curl"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus-pushgateway >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus-pushgateway prometheus python3-prometheus-client curl >/dev/null; }
 	$(GO) mod download
 
 ## test: vet, then every test with the race detector

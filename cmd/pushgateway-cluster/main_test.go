@@ -273,3 +273,15 @@ func TestClusterSelfMetricsAreReserved(t *testing.T) {
 		t.Fatalf("conflicting push: %d %s", resp.StatusCode, b)
 	}
 }
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	p := start(t, t.TempDir())
+	out, err := exec.Command(binary, "healthcheck", "--url="+p.url+"/-/ready").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "answered 200") {
+		t.Fatalf("healthcheck of a ready node: %v %s", err, out)
+	}
+	out, err = exec.Command(binary, "healthcheck", "--url=http://"+freePort(t)+"/-/ready", "--timeout=1s").CombinedOutput()
+	if err == nil {
+		t.Fatalf("healthcheck of nothing must fail: %s", out)
+	}
+}
