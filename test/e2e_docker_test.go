@@ -170,6 +170,29 @@ func TestE2EComposeCluster(t *testing.T) {
 	}
 	sameState(t, nodes...)
 
+	// The batch jobs of the README, each through another container.
+	jobRun(t, 0, []string{"PUSHGATEWAY_URL=" + nodes[0].url, "SIMULATE_FAILURE="}, "bash", "examples/backup.sh")
+	jobRun(t, 0, nil, "go", "run", "./examples/gojob", "-url", nodes[2].url)
+	wantJobs := []string{`backup_success{instance=`, `gojob_records_processed{instance=`}
+	if exec.Command(jobPython, "-c", "import prometheus_client").Run() == nil {
+		jobRun(t, 0, nil, jobPython, "examples/push_job.py", "client", nodes[1].url)
+		wantJobs = append(wantJobs, `pyjob_records_processed{instance=`)
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("python3-prometheus-client missing under CI")
+	}
+	sameState(t, nodes...)
+	for _, n := range nodes {
+		_, body, err := httpDo("GET", n.url+"/metrics", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range wantJobs {
+			if !strings.Contains(body, w) {
+				t.Fatalf("%s lacks %s", n.service, w)
+			}
+		}
+	}
+
 	scrapeWithPrometheus(t)
 
 	// Stop one container: the other two keep taking writes.
