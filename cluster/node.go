@@ -330,52 +330,62 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	deadline, _ := ctx.Deadline()
 	start := time.Now()
 
+	// Commands are idempotent, so an attempt whose outcome is unknown (the
+	// connection to the leader broke, the leader lost leadership after
+	// appending) is simply tried again until the write timeout. Only if
+	// no attempt is confirmed by then, the answer is "unknown" (504) when
+	// one of them may have been appended, "unavailable" (503) otherwise.
 	var reply applyReply
 	lastReason := "no raft leader known"
+	maybeApplied := false
+	failure := func() error {
+		if maybeApplied {
+			return &OutcomeUnknownError{Reason: fmt.Sprintf("%s; no attempt confirmed within %s", lastReason, n.cfg.WriteTimeout)}
+		}
+		return &UnavailableError{Reason: fmt.Sprintf("%s within %s", lastReason, n.cfg.WriteTimeout)}
+	}
 	for {
 		if ctx.Err() != nil {
-			return nil, &UnavailableError{Reason: fmt.Sprintf("%s within %s", lastReason, n.cfg.WriteTimeout)}
+			return nil, failure()
 		}
 		addr, id, reason := n.leaderContact()
-		if reason != "" {
+		switch {
+		case reason != "":
 			lastReason = reason
-			if !n.sleep(10 * time.Millisecond) {
-				return nil, &UnavailableError{Reason: "node is shutting down"}
-			}
-			continue
-		}
-		if id == raft.ServerID(n.name) {
+			reply = applyReply{code: codeUnavailable}
+		case id == raft.ServerID(n.name):
 			reply = n.applyAsLeader(data, time.Until(deadline))
-		} else {
+		default:
 			reply, err = n.forward(string(addr), data, deadline)
-			if err != nil {
+			switch {
+			case err == nil:
+				n.metrics.forwarded.WithLabelValues(replyCodeName(reply.code)).Inc()
+			case errors.Is(err, errNotSent):
 				n.metrics.forwarded.WithLabelValues("error").Inc()
-				if errors.Is(err, errNotSent) {
-					lastReason = "could not reach the leader: " + err.Error()
-					if !n.sleep(20 * time.Millisecond) {
-						return nil, &UnavailableError{Reason: "node is shutting down"}
-					}
-					continue
-				}
-				return nil, &OutcomeUnknownError{Reason: "lost contact with the leader: " + err.Error()}
+				reply = applyReply{code: codeUnavailable, message: "could not reach the leader: " + err.Error()}
+			default:
+				n.metrics.forwarded.WithLabelValues("error").Inc()
+				reply = applyReply{code: codeUnknown, message: "lost contact with the leader: " + err.Error()}
 			}
-			n.metrics.forwarded.WithLabelValues(replyCodeName(reply.code)).Inc()
 		}
-		if reply.code == codeUnavailable {
-			// Not (or no longer) the leader, nothing appended: try again.
-			lastReason = reply.message
+		switch reply.code {
+		case codeOK:
+		case codeBadRequest:
+			return nil, fmt.Errorf("leader refused the command: %s", reply.message)
+		default:
+			if reply.code == codeUnknown {
+				maybeApplied = true
+			}
+			if reply.message != "" {
+				lastReason = reply.message
+			}
 			if !n.sleep(10 * time.Millisecond) {
-				return nil, &UnavailableError{Reason: "node is shutting down"}
+				lastReason = "node is shutting down"
+				return nil, failure()
 			}
 			continue
 		}
 		break
-	}
-	switch reply.code {
-	case codeUnknown:
-		return nil, &OutcomeUnknownError{Reason: reply.message}
-	case codeBadRequest:
-		return nil, fmt.Errorf("leader refused the command: %s", reply.message)
 	}
 	ch, giveUp := n.fsm.waitCh(reply.index)
 	defer giveUp()
