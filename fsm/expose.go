@@ -38,6 +38,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	for _, name := range names {
 		e := s.ix.names[name]
 		if e.merged == nil {
+			e.settle()
 			e.merged = s.mergeFamily(name, e)
 		}
 		if len(e.merged.Metric) > 0 {
@@ -48,30 +49,29 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	return out
 }
 
-// mergeFamily builds the exposition of one family name across groups.
+// mergeFamily builds the exposition of one family name across groups from
+// the ordered list the index keeps.
 func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
-	keys := make([]string, 0, len(e.groups))
-	n := 0
-	for k, f := range e.groups {
-		keys = append(keys, k)
-		n += len(f.MF.GetMetric())
+	firstKey := ""
+	for k := range e.groups {
+		if firstKey == "" || k < firstKey {
+			firstKey = k
+		}
 	}
-	sort.Strings(keys)
-	first := e.groups[keys[0]].MF
+	first := e.groups[firstKey].MF
 	merged := &dto.MetricFamily{
 		Name:   proto.String(name),
 		Help:   first.Help,
 		Type:   first.Type,
 		Unit:   first.Unit,
-		Metric: make([]*dto.Metric, 0, n),
+		Metric: make([]*dto.Metric, len(e.sorted)),
 	}
 	if r, ok := s.reserved[name]; ok {
 		merged.Help = proto.String(r.Help)
 	}
-	for _, k := range keys {
-		merged.Metric = append(merged.Metric, e.groups[k].MF.GetMetric()...)
+	for i, sm := range e.sorted {
+		merged.Metric[i] = sm.m
 	}
-	sort.SliceStable(merged.Metric, func(i, j int) bool { return MetricLess(merged.Metric[i], merged.Metric[j]) })
 	return merged
 }
 

@@ -17,9 +17,83 @@ type nameEntry struct {
 	// types counts those families by type. With the consistency check on
 	// there is only ever one type; with it off there may be several.
 	types map[dto.MetricType]int
+	// sorted holds the metrics of all these families in exposition order
+	// as of the last exposition; changes since then wait in pendingRemove
+	// (group keys whose metrics must go) and pendingAdd (metrics by group
+	// key), so Apply stays O(1) per family and a scrape pays for what
+	// changed, not for a full sort.
+	sorted        []sortedMetric
+	pendingRemove map[string]struct{}
+	pendingAdd    map[string][]*dto.Metric
 	// merged caches the exposition of this name across groups; nil when
 	// it must be rebuilt.
 	merged *dto.MetricFamily
+}
+
+// sortedMetric is one metric of a family name with the group it belongs to.
+type sortedMetric struct {
+	m   *dto.Metric
+	key string
+}
+
+// exposedBefore orders metrics of one name across groups: client_golang's
+// order by label values, ties broken by grouping key.
+func exposedBefore(a, b sortedMetric) bool {
+	if MetricLess(a.m, b.m) {
+		return true
+	}
+	if MetricLess(b.m, a.m) {
+		return false
+	}
+	return a.key < b.key
+}
+
+// settle applies the pending changes to the ordered list: drop the metrics
+// of removed groups, then insert the added ones by binary search, or
+// append and sort when many arrived.
+func (e *nameEntry) settle() {
+	if len(e.pendingRemove) > 0 {
+		kept := e.sorted[:0]
+		for _, sm := range e.sorted {
+			if _, gone := e.pendingRemove[sm.key]; !gone {
+				kept = append(kept, sm)
+			}
+		}
+		clear(e.sorted[len(kept):])
+		e.sorted = kept
+		clear(e.pendingRemove)
+	}
+	if len(e.pendingAdd) == 0 {
+		return
+	}
+	added := 0
+	for _, ms := range e.pendingAdd {
+		added += len(ms)
+	}
+	keys := make([]string, 0, len(e.pendingAdd))
+	for k := range e.pendingAdd {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if added*8 > len(e.sorted) {
+		for _, k := range keys {
+			for _, m := range e.pendingAdd[k] {
+				e.sorted = append(e.sorted, sortedMetric{m: m, key: k})
+			}
+		}
+		sort.SliceStable(e.sorted, func(i, j int) bool { return exposedBefore(e.sorted[i], e.sorted[j]) })
+	} else {
+		for _, k := range keys {
+			for _, m := range e.pendingAdd[k] {
+				sm := sortedMetric{m: m, key: k}
+				i := sort.Search(len(e.sorted), func(i int) bool { return exposedBefore(sm, e.sorted[i]) })
+				e.sorted = append(e.sorted, sortedMetric{})
+				copy(e.sorted[i+1:], e.sorted[i:])
+				e.sorted[i] = sm
+			}
+		}
+	}
+	clear(e.pendingAdd)
 }
 
 // index holds what the incremental consistency check and the exposition
@@ -72,10 +146,11 @@ func seriesHash(name string, m *dto.Metric) uint64 {
 func (ix *index) add(key, name string, f *Family) {
 	e := ix.names[name]
 	if e == nil {
-		e = &nameEntry{groups: map[string]*Family{}, types: map[dto.MetricType]int{}}
+		e = &nameEntry{groups: map[string]*Family{}, types: map[dto.MetricType]int{}, pendingRemove: map[string]struct{}{}, pendingAdd: map[string][]*dto.Metric{}}
 		ix.names[name] = e
 	}
 	e.groups[key] = f
+	e.pendingAdd[key] = f.MF.GetMetric()
 	e.types[f.MF.GetType()]++
 	if len(e.types) > 1 {
 		ix.mixed[name] = struct{}{}
@@ -96,6 +171,8 @@ func (ix *index) remove(key, name string, f *Family) {
 		return
 	}
 	delete(e.groups, key)
+	delete(e.pendingAdd, key)
+	e.pendingRemove[key] = struct{}{}
 	t := f.MF.GetType()
 	if e.types[t]--; e.types[t] <= 0 {
 		delete(e.types, t)
