@@ -25,10 +25,12 @@ import (
 
 // gateway is one real node (raft on loopback) behind the API.
 type gateway struct {
-	t    *testing.T
-	url  string
-	node *cluster.Node
-	quit chan struct{}
+	t     *testing.T
+	url   string
+	node  *cluster.Node
+	quit  chan struct{}
+	state *fsm.FSM
+	reg   *prometheus.Registry
 }
 
 func startGateway(t *testing.T, mutate func(*httpapi.Options)) *gateway {
@@ -69,7 +71,7 @@ func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
 			t.Error(err)
 		}
 	})
-	g := &gateway{url: srv.URL, node: node, quit: quit}
+	g := &gateway{url: srv.URL, node: node, quit: quit, state: state, reg: reg}
 	deadline := time.Now().Add(10 * time.Second)
 	for node.Ready() != nil {
 		if time.Now().After(deadline) {

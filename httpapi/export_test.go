@@ -1,0 +1,4 @@
+package httpapi
+
+// MergeFamiliesForTest exposes mergeFamilies to the external tests.
+var MergeFamiliesForTest = mergeFamilies
