@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -203,6 +205,16 @@ func DecodeCommand(b []byte) (*Command, error) {
 	}
 	if c.Op == 0 {
 		return nil, fmt.Errorf("%w: no op", ErrMalformedCommand)
+	}
+	if c.Op != OpWipe {
+		if c.Labels["job"] == "" {
+			return nil, fmt.Errorf("%w: %s without a job label", ErrMalformedCommand, c.Op)
+		}
+		for name := range c.Labels {
+			if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+				return nil, fmt.Errorf("%w: invalid grouping label name %q", ErrMalformedCommand, name)
+			}
+		}
 	}
 	return c, nil
 }

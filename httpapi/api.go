@@ -71,6 +71,10 @@ type Options struct {
 	DisableConsistencyCheck bool
 	// EnableUTF8Names is --push.enable-utf8-names.
 	EnableUTF8Names bool
+	// MaxBodyBytes bounds a push body after decompression
+	// (--push.max-body-bytes); 0 means DefaultMaxBodyBytes. Larger
+	// bodies get 413 and change nothing.
+	MaxBodyBytes int64
 
 	// Flags and BuildInfo are shown by /api/v1/status and the status page.
 	Flags     map[string]string

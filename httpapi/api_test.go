@@ -346,3 +346,30 @@ func TestClusterAPIAndPprof(t *testing.T) {
 	admin := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true })
 	admin.expect("DELETE", "/api/v1/admin/cluster/members/nobody", "", 400, `no server \"nobody\" in the raft configuration`)
 }
+
+func TestBodyLimits(t *testing.T) {
+	g := startGateway(t, func(o *httpapi.Options) { o.MaxBodyBytes = 4096 })
+	g.expect("PUT", "/metrics/job/keep", "keep 1\n", 200, "")
+	before := g.pushed("/metrics")
+
+	g.expect("PUT", "/metrics/job/big", strings.Repeat("a 1\n", 1100), 413, "exceeds --push.max-body-bytes=4096")
+	// A decompression bomb: a few hundred bytes that inflate far past the limit.
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	io.WriteString(zw, "# TYPE a gauge\n")
+	io.WriteString(zw, strings.Repeat("# "+strings.Repeat("x", 1000)+"\n", 1000))
+	zw.Close()
+	if bomb.Len() > 4096 {
+		t.Fatalf("bomb of %d bytes is not small", bomb.Len())
+	}
+	g.expect("PUT", "/metrics/job/bomb", bomb.String(), 413, "exceeds --push.max-body-bytes", "Content-Encoding", "gzip")
+	// A delimited protobuf message claiming 4 GiB.
+	g.expect("PUT", "/metrics/job/claim", "\xff\xff\xff\xff\x0f", 400, "", "Content-Type", `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`)
+	// Exactly at the limit is fine.
+	body := "a 1\n# " + strings.Repeat("x", 4096-7) + "\n"
+	g.expect("PUT", "/metrics/job/exact", body, 200, "")
+	g.expect("DELETE", "/metrics/job/exact", "", 202, "")
+	if after := g.pushed("/metrics"); after != before {
+		t.Fatalf("rejected pushes changed the state:\n%s\nvs\n%s", after, before)
+	}
+}

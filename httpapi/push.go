@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"sort"
@@ -59,7 +60,15 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
+		body := &limitedBody{r: r.Body, left: a.maxBodyBytes()}
+		r.Body = body
 		families, err := a.parseBody(r)
+		if body.exceeded {
+			msg := fmt.Sprintf("request body (after decompression) exceeds --push.max-body-bytes=%d", a.maxBodyBytes())
+			http.Error(w, msg, http.StatusRequestEntityTooLarge)
+			a.logger.Debug("push body too large", "source", r.RemoteAddr, "limit", a.maxBodyBytes())
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			a.logger.Debug("failed to parse text", "source", r.RemoteAddr, "err", err)
@@ -100,7 +109,7 @@ func (a *API) parseBody(r *http.Request) ([]*dto.MetricFamily, error) {
 		params["encoding"] == "delimited" && params["proto"] == "io.prometheus.client.MetricFamily" {
 		byName = map[string]*dto.MetricFamily{}
 		in := bufio.NewReader(r.Body)
-		opts := protodelim.UnmarshalOptions{MaxSize: -1}
+		opts := protodelim.UnmarshalOptions{MaxSize: min(a.maxBodyBytes(), math.MaxInt32)}
 		for {
 			mf := &dto.MetricFamily{}
 			if err := opts.UnmarshalFrom(in, mf); err != nil {
@@ -129,6 +138,49 @@ func (a *API) parseBody(r *http.Request) ([]*dto.MetricFamily, error) {
 	}
 	return out, nil
 }
+
+// DefaultMaxBodyBytes bounds a push body after decompression when
+// Options.MaxBodyBytes is not set.
+const DefaultMaxBodyBytes = 64 << 20
+
+func (a *API) maxBodyBytes() int64 {
+	if a.opts.MaxBodyBytes > 0 {
+		return a.opts.MaxBodyBytes
+	}
+	return DefaultMaxBodyBytes
+}
+
+// errBodyTooLarge is what a limitedBody returns once the limit is passed.
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitedBody reads at most left bytes and remembers if there were more,
+// so that a decompression bomb is cut off after the limit, not after it
+// filled the memory.
+type limitedBody struct {
+	r        io.ReadCloser
+	left     int64
+	exceeded bool
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One more byte tells a body of exactly the limit from a larger one.
+		var one [1]byte
+		if n, _ := l.r.Read(one[:]); n > 0 {
+			l.exceeded = true
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limitedBody) Close() error { return l.r.Close() }
 
 // writeSubmitError answers a write the cluster could not complete.
 func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {

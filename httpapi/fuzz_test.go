@@ -1,0 +1,94 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/golang/snappy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzParseGroupingLabels checks the URL grouping-key parser never panics,
+// and that whatever it accepts has only valid, non-reserved label names.
+func FuzzParseGroupingLabels(f *testing.F) {
+	for _, seed := range []string{"", "/", "/a/b", "/a", "/instance@base64/=", "/v@base64/Zm9vYg==", "/v@base64/!!!",
+		"/__x/y", "/in-valid/x", "/U__my_2e_label/v", "/a/b/c/d/e/f", "/a//b/c"} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, path string, utf8 bool) {
+		validation, escaping := model.LegacyValidation, model.NoEscaping
+		if utf8 {
+			validation, escaping = model.UTF8Validation, model.ValueEncodingEscaping
+		}
+		labels, err := parseGroupingLabels(path, validation, escaping)
+		if err != nil {
+			return
+		}
+		for name := range labels {
+			if !validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+				t.Fatalf("accepted label name %q from %q", name, path)
+			}
+		}
+	})
+}
+
+// FuzzParseBody pushes arbitrary bodies, as text or delimited protobuf,
+// plain, gzip or snappy encoded, through the request decoding and the body
+// parser: no panic, and an error or families with names.
+func FuzzParseBody(f *testing.F) {
+	var pb bytes.Buffer
+	_, _ = protodelim.MarshalTo(&pb, &dto.MetricFamily{Name: proto.String("x"), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(1)}}}})
+	for _, body := range [][]byte{[]byte("a 1\n"), []byte("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"),
+		[]byte("a{ 1\n"), []byte("a 1 123\n"), pb.Bytes(), {0xff, 0xff, 0xff, 0xff, 0x0f}, nil} {
+		for enc := uint8(0); enc < 3; enc++ {
+			f.Add(body, true, enc)
+			f.Add(body, false, enc)
+		}
+	}
+	a := &API{validation: model.LegacyValidation}
+	f.Fuzz(func(t *testing.T, body []byte, protobuf bool, enc uint8) {
+		var wire bytes.Buffer
+		encoding := ""
+		switch enc % 3 {
+		case 1:
+			zw := gzip.NewWriter(&wire)
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			encoding = "gzip"
+		case 2:
+			sw := snappy.NewBufferedWriter(&wire)
+			_, _ = sw.Write(body)
+			_ = sw.Close()
+			encoding = "snappy"
+		default:
+			wire.Write(body)
+		}
+		req := httptest.NewRequest("PUT", "/metrics/job/j", &wire)
+		if encoding != "" {
+			req.Header.Set("Content-Encoding", encoding)
+		}
+		if protobuf {
+			req.Header.Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+		}
+		decodeRequest(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fams, err := a.parseBody(r)
+			if err != nil {
+				return
+			}
+			for i := 1; i < len(fams); i++ {
+				if fams[i-1].GetName() >= fams[i].GetName() {
+					t.Fatalf("families not sorted and unique: %q, %q", fams[i-1].GetName(), fams[i].GetName())
+				}
+			}
+		})).ServeHTTP(httptest.NewRecorder(), req)
+	})
+}
