@@ -11,7 +11,9 @@ LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION)
              -X $(VPKG).BuildDate=$(BUILDDATE)
 RUN_ARGS  ?= --storage.path=data/ --web.listen-address=:9091 --raft.listen-address=127.0.0.1:9095 --cluster.listen-address=127.0.0.1:9094
 
-.PHONY: all build run cluster docker e2e test test-deps unit bench vet fmt clean
+CERTS_DIR ?= .build/certs
+
+.PHONY: all build run cluster cluster-secure certs docker e2e test test-deps unit bench vet fmt clean
 
 all: build
 
@@ -26,6 +28,16 @@ run: build
 ## cluster: three local nodes on 127.0.0.1 (APIs :9091-9093), state under ./data/nodeN
 cluster: build
 	./scripts/local-cluster.sh ./$(BINARY)
+
+## certs: TEST credentials in $(CERTS_DIR): a CA, node certificates (and a rogue CA's), a gossip key,
+## cluster-tls.yml, web-config.yml (HTTPS + basic auth), healthcheck.yml; replaces existing ones
+certs:
+	./scripts/gen-test-certs.sh $(CERTS_DIR)
+
+## cluster-secure: like cluster, with HTTPS + basic auth, encrypted gossip and mutual TLS (credentials from make certs)
+cluster-secure: build
+	test -f $(CERTS_DIR)/cluster-tls.yml || ./scripts/gen-test-certs.sh $(CERTS_DIR)
+	./scripts/local-cluster.sh ./$(BINARY) $(CERTS_DIR)
 
 ## docker: image pushgateway-cluster:latest FROM scratch, from a static binary built here
 docker: build
@@ -61,6 +73,13 @@ unit:
 ## bench: push and scrape benchmarks (1,000 groups)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./httpapi/
+
+## bench-compare: side-by-side benchmark against Debian's upstream Pushgateway (one node and a 3-node
+## cluster of ours, on loopback); prints the tables, writes BENCHMARKS.md and docs/bench.png.
+## Extra flags: make bench-compare BENCH_ARGS='--quick' (see go run ./cmd/pgbench -h)
+.PHONY: bench-compare
+bench-compare: build
+	$(GO) run ./cmd/pgbench --binary=./$(BINARY) $(BENCH_ARGS)
 
 vet:
 	$(GO) vet ./...

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -44,6 +45,7 @@ type gossip struct {
 	n         *Node
 	ml        *memberlist.Memberlist
 	advertise string
+	encrypted bool // memberlist encrypts and verifies every message
 
 	mu      sync.Mutex
 	meta    nodeMeta
@@ -72,6 +74,19 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = log.New(&logWriter{l: n.logger, component: "memberlist"}, "", 0)
+	if len(n.cfg.GossipKeys) > 0 {
+		// The first key encrypts; every key decrypts, so a new key can be
+		// rolled out (as a second key first) without a flag day.
+		kr, err := memberlist.NewKeyring(n.cfg.GossipKeys, n.cfg.GossipKeys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keys: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		n.logger.Warn("gossip is not encrypted: anyone who reaches the gossip port can join the member list and read it; keep it on a private network or set --cluster.gossip-key-file", "gossip_listen_address", n.cfg.GossipListen)
+	}
 
 	advHost, advPort := "", port
 	if n.cfg.GossipAdvertise != "" {
@@ -98,9 +113,10 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	mc.AdvertiseAddr = advHost
 	mc.AdvertisePort = advPort
 	if g.meta.APIURL == "" && n.cfg.APIListen != "" {
-		g.meta.APIURL = deriveAPIURL(n.cfg.APIListen, advHost)
+		g.meta.APIURL = deriveAPIURL(n.cfg.APIListen, advHost, n.cfg.APITLS)
 	}
 
+	g.encrypted = mc.EncryptionEnabled() && mc.GossipVerifyIncoming && mc.GossipVerifyOutgoing
 	if g.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("start memberlist on %s: %w", n.cfg.GossipListen, err)
 	}
@@ -111,7 +127,7 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 
 // deriveAPIURL builds the API URL other members show for this node: the
 // listen address with an unspecified host replaced by the advertise host.
-func deriveAPIURL(listen, advHost string) string {
+func deriveAPIURL(listen, advHost string, https bool) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return ""
@@ -119,7 +135,11 @@ func deriveAPIURL(listen, advHost string) string {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = advHost
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http://"
+	if https {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/"
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -250,7 +270,16 @@ func (n *Node) runJoin() {
 			n.signal()
 			return
 		}
-		n.logger.Warn("could not join any peer yet, retrying", "peers", n.cfg.Peers, "err", err, "retry_in", backoff)
+		if err == nil {
+			// memberlist drops the errors of the other peers when one
+			// address (this node's own) answered.
+			err = errors.New("no other member answered")
+		}
+		if isEncryptionError(err.Error()) {
+			n.logger.Warn("could not join any peer yet, retrying", "peers", n.cfg.Peers, "err", err, "hint", gossipKeyHint, "retry_in", backoff)
+		} else {
+			n.logger.Warn("could not join any peer yet, retrying", "peers", n.cfg.Peers, "err", err, "retry_in", backoff)
+		}
 		if !n.sleep(backoff) {
 			return
 		}

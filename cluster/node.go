@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,9 @@ type Config struct {
 	APIURL string
 	// APIListen is the HTTP API's listen address (--web.listen-address).
 	APIListen string
+	// APITLS says the API serves HTTPS (--web.config.file with TLS), for
+	// the derived APIURL.
+	APITLS bool
 	// State is the state machine the log is applied to.
 	State *fsm.FSM
 	// Logger receives the node's logs, raft's and memberlist's included.
@@ -68,6 +72,17 @@ type Config struct {
 	// LocalNetwork shortens raft's and memberlist's timers for a loopback
 	// network (tests, a cluster on one machine).
 	LocalNetwork bool
+	// GossipKeys turn on memberlist's encryption (--cluster.gossip-key-file):
+	// the first key encrypts, all of them decrypt (rotation). Each is 16,
+	// 24 or 32 bytes. Empty: gossip is not encrypted.
+	GossipKeys [][]byte
+	// TLSServer and TLSClient turn on TLS for every connection on the raft
+	// port, raft's and forwarded commands' alike (--cluster.tls-config-file):
+	// TLSServer for the listener (it should require and verify client
+	// certificates), TLSClient for the connections this node opens. Both
+	// or neither must be set.
+	TLSServer *tls.Config
+	TLSClient *tls.Config
 }
 
 // Node is one member of the cluster: raft, memberlist and the forwarding
@@ -84,6 +99,7 @@ type Node struct {
 	transport *raft.NetworkTransport
 	stores    *raftboltdb.BoltStore
 	snaps     *raft.FileSnapshotStore
+	dialer    *dialer
 	rpc       *rpcClient
 	gossip    *gossip
 	metrics   *nodeMetrics
@@ -123,6 +139,14 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.GossipListen == "" {
 		cfg.GossipListen = "127.0.0.1:0"
 	}
+	if (cfg.TLSServer == nil) != (cfg.TLSClient == nil) {
+		return nil, errors.New("cluster TLS needs both a server and a client configuration")
+	}
+	for i, k := range cfg.GossipKeys {
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("gossip key %d is %d bytes long; it must be 16, 24 or 32 bytes", i+1, l)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create storage path: %w", err)
 	}
@@ -130,9 +154,10 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	d := &dialer{tls: cfg.TLSClient}
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
-		rpc: newRPCClient(), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
+		dialer: d, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	if err := n.startRaft(); err != nil {
 		n.closeAll()
@@ -171,8 +196,11 @@ func (n *Node) startRaft() error {
 		return err
 	}
 	n.raftAddr = adv.String()
-	n.mux = newMuxListener(ln, adv, n.logger)
-	n.transport = raft.NewNetworkTransportWithLogger(&raftLayer{m: n.mux}, 5, 10*time.Second, hlog.Named("transport"))
+	n.mux = newMuxListener(ln, adv, n.cfg.TLSServer, n.logger)
+	n.transport = raft.NewNetworkTransportWithLogger(&raftLayer{m: n.mux, d: n.dialer}, 5, 10*time.Second, hlog.Named("transport"))
+	if n.cfg.TLSServer == nil && !isLoopback(ln.Addr()) {
+		n.logger.Warn("the raft port is not protected: anyone who reaches it can join raft and inject writes; keep it on a private network or set --cluster.tls-config-file", "raft_listen_address", ln.Addr().String())
+	}
 
 	raftDir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o750); err != nil {
@@ -602,6 +630,13 @@ func defaultIP() (net.IP, error) {
 	return nil, errors.New("no usable interface address")
 }
 
+// isLoopback reports whether a listener address is a loopback address
+// (reachable from this machine only).
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
 // newHCLogger routes raft's hclog output into the node's slog logger.
 func newHCLogger(l *slog.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
@@ -629,6 +664,17 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		level = slog.LevelWarn
 	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
 		level = slog.LevelDebug
+	}
+	if w.component == "memberlist" && isEncryptionError(line) {
+		// memberlist logs a failed join attempt at debug level only, and
+		// drops the error when another address (often this node's own)
+		// answered: a key mismatch must be visible at the default level.
+		if level < slog.LevelWarn {
+			level = slog.LevelWarn
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(line, "[DEBUG]"), "[INFO]"))
+		}
+		w.l.Log(context.Background(), level, line, "module", w.component, "hint", gossipKeyHint)
+		return len(p), nil
 	}
 	w.l.Log(context.Background(), level, line, "module", w.component)
 	return len(p), nil

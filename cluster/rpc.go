@@ -110,6 +110,7 @@ func decodeStatusReply(b []byte) (statusReply, error) {
 
 // rpcClient keeps a few idle connections per peer address.
 type rpcClient struct {
+	d    *dialer
 	mu   sync.Mutex
 	idle map[string][]*rpcConn
 }
@@ -122,18 +123,36 @@ type rpcConn struct {
 
 const maxIdlePerPeer = 16
 
-func newRPCClient() *rpcClient { return &rpcClient{idle: map[string][]*rpcConn{}} }
+// alive reports whether an idle connection is still open: the peer has
+// not closed or reset it (a crashed or restarted peer). Sending a request
+// on a dead connection would make its outcome look unknown.
+func (rc *rpcConn) alive() bool {
+	_ = rc.conn.SetReadDeadline(time.Now())
+	_, err := rc.r.Peek(1)
+	_ = rc.conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func newRPCClient(d *dialer) *rpcClient { return &rpcClient{d: d, idle: map[string][]*rpcConn{}} }
 
 func (c *rpcClient) get(addr string, timeout time.Duration) (*rpcConn, bool, error) {
-	c.mu.Lock()
-	if conns := c.idle[addr]; len(conns) > 0 {
+	for {
+		c.mu.Lock()
+		conns := c.idle[addr]
+		if len(conns) == 0 {
+			c.mu.Unlock()
+			break
+		}
 		rc := conns[len(conns)-1]
 		c.idle[addr] = conns[:len(conns)-1]
 		c.mu.Unlock()
-		return rc, true, nil
+		if rc.alive() {
+			return rc, true, nil
+		}
+		rc.conn.Close()
 	}
-	c.mu.Unlock()
-	conn, err := dialProto(addr, protoCommand, timeout)
+	conn, err := c.d.dial(addr, protoCommand, timeout)
 	if err != nil {
 		return nil, false, err
 	}

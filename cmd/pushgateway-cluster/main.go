@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
@@ -65,6 +67,8 @@ func run(args []string) error {
 		maxVoters       = app.Flag("cluster.max-voters", "Number of voters the leader keeps; further nodes join as non-voters.").Default("5").Int()
 		reapTimeout     = app.Flag("cluster.reap-timeout", "How long a failed or departed voter stays in the raft configuration before the leader removes it (only while the rest keep a quorum).").Default("30m").Duration()
 		writeTimeout    = app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration()
+		gossipKeyFile   = app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String()
+		clusterTLSFile  = app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String()
 		promslogConfig  = promslog.Config{Style: promslog.GoKitStyle}
 	)
 	promslogflag.AddFlags(app, &promslogConfig)
@@ -117,6 +121,20 @@ func run(args []string) error {
 	if addrs := *webConfig.WebListenAddresses; len(addrs) > 0 {
 		apiListen = addrs[0]
 	}
+	var gossipKeys [][]byte
+	if *gossipKeyFile != "" {
+		if gossipKeys, err = cluster.LoadGossipKeyFile(*gossipKeyFile); err != nil {
+			return err
+		}
+		logger.Info("gossip encryption on", "keys", len(gossipKeys), "file", *gossipKeyFile)
+	}
+	var tlsServer, tlsClient *tls.Config
+	if *clusterTLSFile != "" {
+		if tlsServer, tlsClient, err = cluster.LoadTLSConfigFile(*clusterTLSFile); err != nil {
+			return err
+		}
+		logger.Info("mutual TLS on the raft port", "file", *clusterTLSFile)
+	}
 	node, err := cluster.Start(cluster.Config{
 		DataDir:         *storagePath,
 		NodeName:        *nodeName,
@@ -131,9 +149,13 @@ func run(args []string) error {
 		WriteTimeout:    *writeTimeout,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
+		APITLS:          webServesTLS(*webConfig.WebConfigFile),
 		State:           state,
 		Logger:          logger.With("component", "cluster"),
 		Registerer:      reg,
+		GossipKeys:      gossipKeys,
+		TLSServer:       tlsServer,
+		TLSClient:       tlsClient,
 	})
 	if err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
@@ -213,4 +235,24 @@ func computeRoutePrefix(prefix string, externalURL *url.URL) string {
 		prefix = "/" + prefix
 	}
 	return strings.TrimSuffix(prefix, "/")
+}
+
+// webServesTLS reports whether the --web.config.file turns on TLS, so that
+// other members show this node's API URL with https. Errors are left to
+// exporter-toolkit, which reports them when it starts the server.
+func webServesTLS(path string) bool {
+	if path == "" {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var c struct {
+		TLS web.TLSConfig `yaml:"tls_server_config"`
+	}
+	if yaml.Unmarshal(b, &c) != nil {
+		return false
+	}
+	return c.TLS.IsEnabled()
 }

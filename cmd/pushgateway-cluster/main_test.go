@@ -285,3 +285,29 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		t.Fatalf("healthcheck of nothing must fail: %s", out)
 	}
 }
+
+// TestSecurityFlagErrors: a bad gossip key file or cluster TLS config stops
+// the start with a clear message.
+func TestSecurityFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for flag, want := range map[string]string{
+		"--cluster.gossip-key-file=" + write("short.key", "c2hvcnQ=\n"):                                                                                        "line 1: the key decodes to 5 bytes; it must be 16, 24 or 32 bytes",
+		"--cluster.gossip-key-file=" + write("empty.key", "# nothing\n"):                                                                                       "no key found",
+		"--cluster.gossip-key-file=" + filepath.Join(dir, "missing.key"):                                                                                       "read gossip key file",
+		"--cluster.tls-config-file=" + write("tls.yml", "tls_server_config:\n  cert_file: a.crt\ntls_client_config:\n  cert_file: a.crt\n  key_file: a.key\n"): "client_ca_file is required",
+		"--cluster.tls-config-file=" + write("typo.yml", "tls_server_config:\n  cert_fil: a.crt\n"):                                                            "field cert_fil not found",
+	} {
+		out, err := exec.Command(binary, "--web.listen-address="+freePort(t), "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
+			"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", flag).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("%s: want failure with %q, got %v:\n%s", flag, want, err, out)
+		}
+	}
+}
