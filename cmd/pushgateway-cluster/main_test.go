@@ -311,3 +311,15 @@ func TestSecurityFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxBodyBytesFlag(t *testing.T) {
+	p := start(t, t.TempDir(), "--push.max-body-bytes=100")
+	resp, err := http.Post(p.url+"/metrics/job/j", "text/plain", strings.NewReader(strings.Repeat("a 1\n", 50)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized push: %d", resp.StatusCode)
+	}
+}

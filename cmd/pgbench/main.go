@@ -1,0 +1,388 @@
+// Command pgbench runs the same HTTP workload against Debian's upstream
+// Pushgateway and against pushgateway-cluster as one node and as a 3-node
+// cluster, all on 127.0.0.1, and reports each figure with its ratio to
+// upstream: a table per number of groups on stdout, the same as Markdown
+// (BENCHMARKS.md) and a PNG plot (docs/bench.png).
+//
+//	go run ./cmd/pgbench [--quick] [--huge] [--rounds=N] [--targets=upstream,ours-1,ours-3] ...
+//
+// Every target is started fresh for every number of groups (new temp dirs,
+// new ports) and killed afterwards. Phases: fill (create G groups from 16
+// clients), push (PUTs to random groups for --duration, 1 and 16 clients),
+// scrape (/metrics as text and as delimited protobuf, one push before every
+// scrape), convergence (3-node cluster only: time from the acknowledgement
+// on one node until the others serve the value) and memory (RSS after the
+// fill).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	binary, upstreamBin    string // as given (for the report)
+	binaryAbs, upstreamAbs string // absolute: the children run in their temp dirs
+	targets                []string
+	groups                 []int
+	huge                   bool
+	upstreamMaxGroups      int
+	families               int
+	clients                []int
+	fillClients            int
+	methods                []string
+	duration               time.Duration
+	fillTimeout            time.Duration
+	scrapes                int
+	convergence            int
+	convergenceTimeout     time.Duration
+	rounds                 int
+	outMD, outPNG          string
+	startTimeout           time.Duration
+	requestTimeout         time.Duration
+	quick                  bool
+	args                   []string // the command line, for the report
+}
+
+// sizes are the group counts to run, in order.
+func (c *config) sizes() []int {
+	s := append([]int(nil), c.groups...)
+	if c.huge {
+		s = append(s, 100000)
+	}
+	return s
+}
+
+// targetsFor are the targets run at G groups: upstream only up to
+// --upstream-max-groups (100,000 groups are for us alone).
+func (c *config) targetsFor(G int) []string {
+	var out []string
+	for _, t := range c.targets {
+		if t == targetUpstream && G > c.upstreamMaxGroups {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("pgbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := &config{args: args}
+	var groups, clients, targets, methods string
+	fs.StringVar(&cfg.binary, "binary", "./pushgateway-cluster", "our binary (make build)")
+	fs.StringVar(&cfg.upstreamBin, "upstream-binary", "/usr/bin/prometheus-pushgateway", "Debian's upstream Pushgateway (installed with apt-get when missing)")
+	fs.StringVar(&targets, "targets", strings.Join(allTargets, ","), "targets to run: upstream, ours-1 (one node), ours-3 (3-node cluster)")
+	fs.StringVar(&groups, "groups", "100,1000,10000", "numbers of groups G")
+	fs.BoolVar(&cfg.huge, "huge", false, "also run G=100,000 (our targets only)")
+	fs.IntVar(&cfg.upstreamMaxGroups, "upstream-max-groups", 10000, "largest G upstream is run with")
+	fs.IntVar(&cfg.families, "families", 10, "gauge families per push (M)")
+	fs.StringVar(&clients, "clients", "1,16", "concurrent clients of the push phase")
+	fs.IntVar(&cfg.fillClients, "fill-clients", 16, "concurrent clients of the fill")
+	fs.StringVar(&methods, "method", "put", "push method(s) of the push phase: put, post or put,post")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "duration of each push phase")
+	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 120*time.Second, "stop the fill after this long and report the groups reached")
+	fs.IntVar(&cfg.scrapes, "scrapes", 20, "scrapes of /metrics per format")
+	fs.IntVar(&cfg.convergence, "convergence", 200, "convergence samples (ours-3)")
+	fs.DurationVar(&cfg.convergenceTimeout, "convergence-timeout", 10*time.Second, "give up on one convergence sample after this long")
+	fs.IntVar(&cfg.rounds, "rounds", 1, "rounds (the order of targets alternates; figures are medians over rounds)")
+	fs.StringVar(&cfg.outMD, "out-md", "BENCHMARKS.md", "Markdown report (empty: none)")
+	fs.StringVar(&cfg.outPNG, "out-png", "docs/bench.png", "PNG plot (empty: none)")
+	fs.DurationVar(&cfg.startTimeout, "start-timeout", 60*time.Second, "how long a target may take to be ready")
+	fs.DurationVar(&cfg.requestTimeout, "request-timeout", 60*time.Second, "timeout of one HTTP request")
+	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: G=100,1000 and --duration=3s unless given")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.quick {
+		if !set["groups"] {
+			groups = "100,1000"
+		}
+		if !set["duration"] {
+			cfg.duration = 3 * time.Second
+		}
+	}
+	var err error
+	if cfg.groups, err = parseInts(groups); err != nil {
+		return nil, fmt.Errorf("--groups: %w", err)
+	}
+	if cfg.clients, err = parseInts(clients); err != nil {
+		return nil, fmt.Errorf("--clients: %w", err)
+	}
+	if cfg.targets, err = parseList(targets, allTargets...); err != nil {
+		return nil, fmt.Errorf("--targets: %w", err)
+	}
+	if cfg.methods, err = parseList(strings.ToLower(methods), "put", "post"); err != nil {
+		return nil, fmt.Errorf("--method: %w", err)
+	}
+	switch {
+	case cfg.families < 1 || cfg.families > 1000:
+		return nil, errors.New("--families must be between 1 and 1000")
+	case cfg.fillClients < 1 || cfg.fillClients > 1024:
+		return nil, errors.New("--fill-clients must be between 1 and 1024")
+	case cfg.duration <= 0 || cfg.duration > time.Hour:
+		return nil, errors.New("--duration must be positive and at most 1h")
+	case cfg.fillTimeout <= 0:
+		return nil, errors.New("--fill-timeout must be positive")
+	case cfg.scrapes < 1 || cfg.scrapes > 10000:
+		return nil, errors.New("--scrapes must be between 1 and 10000")
+	case cfg.convergence < 0 || cfg.convergence > 100000:
+		return nil, errors.New("--convergence must be between 0 and 100000")
+	case cfg.rounds < 1 || cfg.rounds > 100:
+		return nil, errors.New("--rounds must be between 1 and 100")
+	case cfg.startTimeout <= 0 || cfg.requestTimeout <= 0 || cfg.convergenceTimeout <= 0:
+		return nil, errors.New("timeouts must be positive")
+	}
+	for _, c := range cfg.clients {
+		if c > 1024 {
+			return nil, errors.New("--clients: at most 1024")
+		}
+	}
+	for _, g := range cfg.sizes() {
+		if g > 1000000 {
+			return nil, errors.New("--groups: at most 1,000,000")
+		}
+	}
+	if cfg.binaryAbs, err = filepath.Abs(cfg.binary); err != nil {
+		return nil, err
+	}
+	if cfg.upstreamAbs, err = filepath.Abs(cfg.upstreamBin); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "pgbench:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole tool; main only adds signal handling.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s pgbench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+	}
+	env := environment{}
+	for _, t := range cfg.targets {
+		if t == targetUpstream {
+			if err := ensureUpstream(ctx, cfg.upstreamAbs, logf); err != nil {
+				return err
+			}
+			env.upstreamVersion = versionOf(cfg.upstreamAbs)
+		} else if env.oursVersion == "" {
+			if err := checkExecutable(cfg.binaryAbs); err != nil {
+				return fmt.Errorf("our binary: %w (build it with make build, or pass --binary)", err)
+			}
+			env.oursVersion = versionOf(cfg.binaryAbs)
+		}
+	}
+	env.fill()
+	rep := &report{cfg: cfg, env: env, byG: map[int]map[string]figures{}}
+	began := time.Now()
+	for _, G := range cfg.sizes() {
+		targets := cfg.targetsFor(G)
+		rounds := map[string][]figures{}
+		for round := 0; round < cfg.rounds; round++ {
+			order := append([]string(nil), targets...)
+			if round%2 == 1 {
+				for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+					order[i], order[j] = order[j], order[i]
+				}
+			}
+			for _, t := range order {
+				logf("G=%d %s (round %d/%d): starting", G, t, round+1, cfg.rounds)
+				f, notes, err := runOne(ctx, cfg, t, G, logf)
+				if ctx.Err() != nil {
+					return fmt.Errorf("interrupted: %w", ctx.Err())
+				}
+				for _, n := range notes {
+					rep.addNote(G, t, n)
+				}
+				if err != nil {
+					logf("G=%d %s: FAILED: %v", G, t, err)
+					rep.failures = append(rep.failures, fmt.Sprintf("G=%d %s round %d: %v", G, t, round+1, firstLine(err.Error())))
+					continue
+				}
+				rounds[t] = append(rounds[t], f)
+			}
+		}
+		agg := map[string]figures{}
+		for t, fs := range rounds {
+			agg[t] = aggregate(fs)
+		}
+		rep.byG[G] = agg
+		fmt.Fprintln(stdout, rep.textTable(G))
+	}
+	rep.elapsed = time.Since(began)
+	if cfg.outMD != "" {
+		if err := writeFile(cfg.outMD, []byte(rep.markdown())); err != nil {
+			return err
+		}
+		logf("wrote %s", cfg.outMD)
+	}
+	if cfg.outPNG != "" {
+		if err := writePlot(cfg.outPNG, rep); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+		logf("wrote %s", cfg.outPNG)
+	}
+	if len(rep.failures) > 0 {
+		return fmt.Errorf("%d target run(s) failed:\n  %s", len(rep.failures), strings.Join(rep.failures, "\n  "))
+	}
+	return nil
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// runOne starts target fresh, runs every phase at G groups and stops it.
+// notes are remarks for the report (errors seen, a capped fill).
+func runOne(ctx context.Context, cfg *config, target string, G int, logf func(string, ...any)) (f figures, notes []string, err error) {
+	in, err := startTarget(ctx, cfg, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.stop()
+	l := newLoader(cfg, in)
+	defer l.close()
+	f = figures{}
+
+	// Memory right after start.
+	startRSS := make([]float64, len(in.nodes))
+	for i, c := range in.nodes {
+		if startRSS[i], err = c.rss(); err != nil {
+			return nil, nil, fmt.Errorf("rss of %s: %w", c.name, err)
+		}
+	}
+
+	// 1. fill
+	fr, err := l.fill(ctx, G)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fill: %w", err)
+	}
+	reached := len(fr.groups)
+	f["fill.groups"] = float64(reached)
+	f["fill.time"] = fr.elapsed.Seconds()
+	f["fill.rate"] = float64(reached) / fr.elapsed.Seconds()
+	f["fill.errors"] = float64(fr.errors)
+	f["fill.capped"] = 0
+	if fr.capped {
+		f["fill.capped"] = 1
+		notes = append(notes, fmt.Sprintf("fill capped by --fill-timeout=%v at %d of %d groups", cfg.fillTimeout, reached, G))
+	}
+	if fr.errors > 0 {
+		notes = append(notes, fmt.Sprintf("fill: %d errors, first: %s", fr.errors, fr.first))
+	}
+	logf("G=%d %s: fill %d groups in %v (%.0f pushes/s)%s", G, target, reached, fr.elapsed.Round(time.Millisecond), f["fill.rate"], map[bool]string{true: " CAPPED", false: ""}[fr.capped])
+
+	// 5. memory after the fill (the node with the largest RSS).
+	var worst int
+	var worstRSS float64
+	for i, c := range in.nodes {
+		r, err := c.rss()
+		if err != nil {
+			return nil, nil, fmt.Errorf("rss of %s: %w", c.name, err)
+		}
+		if r > worstRSS {
+			worst, worstRSS = i, r
+		}
+	}
+	f["mem.rss_start"] = startRSS[worst]
+	f["mem.rss"] = worstRSS
+	f["mem.per_series"] = (worstRSS - startRSS[worst]) / float64(reached*(cfg.families+2))
+
+	// 2. push
+	for _, m := range cfg.methods {
+		method := strings.ToUpper(m)
+		for _, c := range cfg.clients {
+			pr, err := l.pushLoad(ctx, fr.groups, method, c)
+			if err != nil {
+				return nil, nil, fmt.Errorf("push %s c=%d: %w", method, c, err)
+			}
+			k := pushKey(m, c)
+			f[k+".rate"] = float64(pr.ok) / pr.elapsed.Seconds()
+			f[k+".errors"] = float64(pr.errors)
+			if pr.ok > 0 {
+				f[k+".p50"], f[k+".p99"], f[k+".max"] = pr.lat.p50.Seconds(), pr.lat.p99.Seconds(), pr.lat.max.Seconds()
+			}
+			if pr.errors > 0 {
+				notes = append(notes, fmt.Sprintf("push %s %d clients: %d errors, first: %s", method, c, pr.errors, pr.first))
+			}
+			logf("G=%d %s: push %s c=%d: %.0f/s p50 %v p99 %v max %v errors %d", G, target, method, c, f[k+".rate"],
+				pr.lat.p50.Round(time.Microsecond), pr.lat.p99.Round(time.Microsecond), pr.lat.max.Round(time.Microsecond), pr.errors)
+		}
+	}
+
+	// 3. scrape
+	text, proto, err := l.scrapeLoad(ctx, fr.groups, cfg.scrapes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scrape: %w", err)
+	}
+	for name, r := range map[string]scrapeResult{"text": text, "proto": proto} {
+		f["scrape."+name+".p50"] = r.lat.p50.Seconds()
+		f["scrape."+name+".max"] = r.lat.max.Seconds()
+		f["scrape."+name+".bytes"] = float64(r.size)
+	}
+	logf("G=%d %s: scrape text p50 %v (%d bytes), protobuf p50 %v (%d bytes)", G, target,
+		text.lat.p50.Round(time.Microsecond), text.size, proto.lat.p50.Round(time.Microsecond), proto.size)
+
+	// 4. convergence
+	if len(in.nodes) > 1 && cfg.convergence > 0 {
+		cs, err := l.convergence(ctx, cfg.convergence)
+		if err != nil {
+			return nil, nil, fmt.Errorf("convergence: %w", err)
+		}
+		f["conv.p50"], f["conv.p99"], f["conv.max"] = cs.p50.Seconds(), cs.p99.Seconds(), cs.max.Seconds()
+		logf("G=%d %s: convergence p50 %v p99 %v max %v", G, target, cs.p50.Round(time.Microsecond), cs.p99.Round(time.Microsecond), cs.max.Round(time.Microsecond))
+	}
+	for _, c := range in.nodes {
+		if c.exited() {
+			return nil, nil, fmt.Errorf("%s exited during the run (%v):\n%s", c.name, c.waitErr, c.logTail())
+		}
+	}
+	return f, notes, nil
+}
+
+func pushKey(method string, clients int) string {
+	return fmt.Sprintf("push.%s.c%d", strings.ToLower(method), clients)
+}

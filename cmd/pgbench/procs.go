@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target names.
+const (
+	targetUpstream = "upstream"
+	targetOurs1    = "ours-1"
+	targetOurs3    = "ours-3"
+)
+
+var allTargets = []string{targetUpstream, targetOurs1, targetOurs3}
+
+// child is one gateway process started by the tool.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	base    string // http://127.0.0.1:PORT
+	done    chan struct{}
+	waitErr error
+}
+
+// exited reports whether the process is gone.
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logTail is the end of the process' output, for error messages.
+func (c *child) logTail() string {
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return "(no output: " + err.Error() + ")"
+	}
+	const max = 3000
+	if len(b) > max {
+		b = append([]byte("…"), b[len(b)-max:]...)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// rss is the process' resident set size in bytes (VmRSS of /proc/PID/status).
+func (c *child) rss() (float64, error) {
+	return readRSS(c.cmd.Process.Pid)
+}
+
+func readRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(b)
+}
+
+// parseVmRSS reads "VmRSS:   12345 kB" from /proc/PID/status.
+func parseVmRSS(status []byte) (float64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		return kb * 1024, nil
+	}
+	return 0, errors.New("no VmRSS in /proc/PID/status")
+}
+
+// instance is one running target: one or three processes, with a temp dir
+// holding their storage and logs.
+type instance struct {
+	name  string
+	dir   string
+	nodes []*child
+}
+
+// stop kills every process, waits for it and removes the temp dir. Safe to
+// call more than once.
+func (in *instance) stop() {
+	for _, c := range in.nodes {
+		if !c.exited() {
+			_ = c.cmd.Process.Kill()
+		}
+	}
+	for _, c := range in.nodes {
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			fmt.Fprintf(os.Stderr, "pgbench: %s (pid %d) did not exit after SIGKILL\n", c.name, c.cmd.Process.Pid)
+		}
+	}
+	if in.dir != "" {
+		if err := os.RemoveAll(in.dir); err != nil {
+			fmt.Fprintf(os.Stderr, "pgbench: remove %s: %v\n", in.dir, err)
+		}
+		in.dir = ""
+	}
+}
+
+// freePorts reserves n distinct loopback ports that are free for TCP and,
+// when udp is set, for UDP too (memberlist uses both on the gossip port).
+// The ports are released just before returning: another process could take
+// one in between, which start then reports as a failed start.
+func freePorts(n int, udp bool) ([]int, error) {
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	var ports []int
+	for attempts := 0; len(ports) < n; attempts++ {
+		if attempts > 50*n {
+			return nil, errors.New("could not find free loopback ports")
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if !udp {
+			closers = append(closers, func() { l.Close() })
+			ports = append(ports, port)
+			continue
+		}
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			l.Close()
+			continue
+		}
+		closers = append(closers, func() { l.Close(); u.Close() })
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
+// startChild starts one gateway process with its output going to a log file
+// in dir.
+func startChild(name, dir, bin string, httpPort int, args []string) (*child, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = dir
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, logPath: logPath, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// startTarget starts a fresh target (new temp dir, new ports) and waits until
+// every node answers GET /-/ready with 200.
+func startTarget(ctx context.Context, cfg *config, name string) (in *instance, err error) {
+	dir, err := os.MkdirTemp("", "pgbench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	in = &instance{name: name, dir: dir}
+	defer func() {
+		if err != nil {
+			in.stop()
+			in = nil
+		}
+	}()
+	switch name {
+	case targetUpstream:
+		ports, err := freePorts(1, false)
+		if err != nil {
+			return in, err
+		}
+		c, err := startChild("upstream", dir, cfg.upstreamAbs, ports[0], []string{
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]),
+			"--persistence.file=",
+		})
+		if err != nil {
+			return in, err
+		}
+		in.nodes = append(in.nodes, c)
+	case targetOurs1, targetOurs3:
+		n := 1
+		if name == targetOurs3 {
+			n = 3
+		}
+		web, err := freePorts(n, false)
+		if err != nil {
+			return in, err
+		}
+		raft, err := freePorts(n, false)
+		if err != nil {
+			return in, err
+		}
+		gossip, err := freePorts(n, true)
+		if err != nil {
+			return in, err
+		}
+		for i := 0; i < n; i++ {
+			node := fmt.Sprintf("n%d", i+1)
+			storage := filepath.Join(dir, node)
+			if err := os.MkdirAll(storage, 0o755); err != nil {
+				return in, err
+			}
+			args := []string{
+				fmt.Sprintf("--web.listen-address=127.0.0.1:%d", web[i]),
+				"--storage.path=" + storage,
+				fmt.Sprintf("--raft.listen-address=127.0.0.1:%d", raft[i]),
+				fmt.Sprintf("--cluster.listen-address=127.0.0.1:%d", gossip[i]),
+				"--cluster.node-name=" + node,
+			}
+			if n > 1 {
+				args = append(args, fmt.Sprintf("--cluster.bootstrap-expect=%d", n))
+				for _, p := range gossip {
+					args = append(args, fmt.Sprintf("--cluster.peer=127.0.0.1:%d", p))
+				}
+			}
+			c, err := startChild(node, dir, cfg.binaryAbs, web[i], args)
+			if err != nil {
+				return in, err
+			}
+			in.nodes = append(in.nodes, c)
+		}
+	default:
+		return in, fmt.Errorf("unknown target %q", name)
+	}
+	return in, waitReady(ctx, in, cfg.startTimeout)
+}
+
+// waitReady polls /-/ready on every node until all answer 200, a process
+// exits, ctx ends or the timeout passes.
+func waitReady(ctx context.Context, in *instance, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Transport: newTransport(), Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	for _, c := range in.nodes {
+		last := "no answer yet"
+		for {
+			if c.exited() {
+				return fmt.Errorf("%s/%s exited before it was ready (%v); its output:\n%s", in.name, c.name, c.waitErr, c.logTail())
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s/%s not ready after %v (last: %s); its output:\n%s", in.name, c.name, timeout, last, c.logTail())
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/-/ready", nil)
+			resp, err := client.Do(req)
+			if err == nil {
+				body := readSome(resp)
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+				last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+			} else {
+				last = err.Error()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// versionOf runs "bin --version" and returns its first line.
+func versionOf(bin string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "unknown (" + err.Error() + ")"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(line)
+}
+
+// ensureUpstream installs Debian's prometheus-pushgateway when its binary is
+// missing, as the issue asks (apt-get install; apt-get update first if the
+// install fails).
+func ensureUpstream(ctx context.Context, bin string, log func(string, ...any)) error {
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	if bin != "/usr/bin/prometheus-pushgateway" {
+		return fmt.Errorf("upstream binary %s not found", bin)
+	}
+	var sudo []string
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("sudo"); err != nil {
+			return errors.New("prometheus-pushgateway is not installed and we are not root (no sudo): apt-get install prometheus-pushgateway, or leave out the upstream target with --targets=ours-1,ours-3")
+		}
+		sudo = []string{"sudo"}
+	}
+	apt := func(args ...string) error {
+		full := append(append([]string(nil), sudo...), append([]string{"apt-get"}, args...)...)
+		log("running %s", strings.Join(full, " "))
+		cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(full, " "), err, tail(string(out), 2000))
+		}
+		return nil
+	}
+	install := func() error { return apt("install", "-y", "-qq", "--no-install-recommends", "prometheus-pushgateway") }
+	if err := install(); err != nil {
+		if uerr := apt("update", "-qq"); uerr != nil {
+			return uerr
+		}
+		if err := install(); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("prometheus-pushgateway installed but %s is missing", bin)
+	}
+	return nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
