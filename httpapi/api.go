@@ -143,10 +143,11 @@ func (a *API) Handler() http.Handler {
 		r.Post(pushPath+"/job"+suffix+"/:job", post)
 		r.Del(pushPath+"/job"+suffix+"/:job", del)
 	}
-	r.Get(prefix+"/static/*filepath", a.metrics.instrument("static", http.NotFound))
-	status := a.metrics.instrument("status", a.statusPage)
-	r.Get(prefix+"/status", status)
-	r.Get(prefix+"/", status)
+	// The web UI (ui.go): metrics at /, status, cluster, embedded assets.
+	r.Get(prefix+"/static/*filepath", a.metrics.instrument("static", a.serveStatic))
+	r.Get(prefix+"/status", a.metrics.instrument("status", a.statusPage))
+	r.Get(prefix+"/cluster", a.metrics.instrument("cluster", a.clusterPage))
+	r.Get(prefix+"/", a.metrics.instrument("status", a.metricsPage))
 	r.Get(prefix+"/debug/pprof/*pprof", handlePprof)
 
 	if a.opts.EnableLifecycle {
