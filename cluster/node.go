@@ -429,7 +429,7 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		return nil, &OutcomeUnknownError{Reason: fmt.Sprintf("committed at index %d but not applied on this node in time", reply.index)}
 	}
 	n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-	res := &fsm.Result{}
+	res := &fsm.Result{Index: reply.index}
 	if reply.message != "" {
 		res.Err = &fsm.ConsistencyError{Msg: reply.message}
 	}

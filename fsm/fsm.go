@@ -41,6 +41,9 @@ type Result struct {
 	// wording, nil if the command was applied. A rejected push still
 	// records push_failure_time_seconds.
 	Err error
+	// Index is the log index the command was applied at (set by the
+	// replication layer; 0 when unknown).
+	Index uint64
 }
 
 // ConsistencyError carries the reason a push was rejected by the state
@@ -70,6 +73,12 @@ func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
 	if logIndex > s.applied {
 		s.applied = logIndex
 	}
+	res := s.applyLocked(cmd)
+	res.Index = logIndex
+	return res
+}
+
+func (s *FSM) applyLocked(cmd *Command) *Result {
 	switch cmd.Op {
 	case OpDelete:
 		s.setGroup(GroupingKey(cmd.Labels), nil)
@@ -82,7 +91,7 @@ func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
 	case OpPut, OpPost:
 		return s.applyPush(cmd)
 	}
-	panic(fmt.Sprintf("fsm: unknown op %d at log entry %d", cmd.Op, logIndex))
+	panic(fmt.Sprintf("fsm: unknown op %d", cmd.Op))
 }
 
 // applyPush mirrors upstream's write loop: reject timestamps, sanitize,

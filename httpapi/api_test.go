@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -371,5 +372,18 @@ func TestBodyLimits(t *testing.T) {
 	g.expect("DELETE", "/metrics/job/exact", "", 202, "")
 	if after := g.pushed("/metrics"); after != before {
 		t.Fatalf("rejected pushes changed the state:\n%s\nvs\n%s", after, before)
+	}
+}
+
+func TestAcknowledgedWritesCarryTheirRaftIndex(t *testing.T) {
+	g := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true })
+	last := uint64(0)
+	for _, req := range [][2]string{{"PUT", "/metrics/job/a"}, {"POST", "/metrics/job/a"}, {"DELETE", "/metrics/job/a"}, {"PUT", "/api/v1/admin/wipe"}} {
+		_, _, h := g.do(req[0], req[1], strings.NewReader("m 1\n"))
+		idx, err := strconv.ParseUint(h.Get(httpapi.IndexHeader), 10, 64)
+		if err != nil || idx <= last {
+			t.Fatalf("%s %s: index header %q after %d", req[0], req[1], h.Get(httpapi.IndexHeader), last)
+		}
+		last = idx
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/golang/snappy"
@@ -86,6 +87,7 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.writeSubmitError(w, r, err)
 			return
 		}
+		setIndexHeader(w, res)
 		if a.opts.DisableConsistencyCheck {
 			// Upstream answers unchecked pushes before processing them.
 			w.WriteHeader(http.StatusAccepted)
@@ -182,6 +184,17 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 
 func (l *limitedBody) Close() error { return l.r.Close() }
 
+// IndexHeader carries the raft log index an acknowledged write was applied
+// at: writes to one grouping key are ordered by it (a header upstream does
+// not send; clients may ignore it).
+const IndexHeader = "X-Pushgateway-Raft-Index"
+
+func setIndexHeader(w http.ResponseWriter, res *fsm.Result) {
+	if res != nil && res.Index > 0 {
+		w.Header().Set(IndexHeader, strconv.FormatUint(res.Index, 10))
+	}
+}
+
 // writeSubmitError answers a write the cluster could not complete.
 func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {
 	var unavailable interface{ Unavailable() bool }
@@ -205,10 +218,12 @@ func (a *API) delete(jobBase64 bool) http.HandlerFunc {
 			return
 		}
 		cmd := &fsm.Command{Op: fsm.OpDelete, Labels: labels, TimeUnixNano: a.opts.Now().UnixNano()}
-		if _, err := a.opts.Submitter.Submit(r.Context(), cmd); err != nil {
+		res, err := a.opts.Submitter.Submit(r.Context(), cmd)
+		if err != nil {
 			a.writeSubmitError(w, r, err)
 			return
 		}
+		setIndexHeader(w, res)
 		w.WriteHeader(http.StatusAccepted)
 	})
 }
@@ -217,10 +232,12 @@ func (a *API) delete(jobBase64 bool) http.HandlerFunc {
 func (a *API) wipe(w http.ResponseWriter, r *http.Request) {
 	a.logger.Debug("start wiping metric store")
 	cmd := &fsm.Command{Op: fsm.OpWipe, TimeUnixNano: a.opts.Now().UnixNano()}
-	if _, err := a.opts.Submitter.Submit(r.Context(), cmd); err != nil {
+	res, err := a.opts.Submitter.Submit(r.Context(), cmd)
+	if err != nil {
 		a.writeSubmitError(w, r, err)
 		return
 	}
+	setIndexHeader(w, res)
 	w.WriteHeader(http.StatusAccepted)
 }
 
