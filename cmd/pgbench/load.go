@@ -313,6 +313,9 @@ func (l *loader) showsValue(ctx context.Context, node string, want float64) (boo
 		return false, fmt.Errorf("GET %s/metrics: %d", node, resp.StatusCode)
 	}
 	v, found, err := findSample(resp.Body, convergenceMetric+"{")
+	// Drain a small rest so that the connection is reused; a large one
+	// (thousands of groups) costs more to read than a new connection.
+	_, _ = io.CopyN(io.Discard, resp.Body, 256<<10)
 	if err != nil || !found {
 		return false, err
 	}

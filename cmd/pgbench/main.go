@@ -283,6 +283,17 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 		return nil, nil, err
 	}
 	defer in.stop()
+	defer func() {
+		// A phase that failed because a gateway died: say so, with its output.
+		if err == nil {
+			return
+		}
+		for _, c := range in.nodes {
+			if c.exited() {
+				err = fmt.Errorf("%w\n%s exited during the run (%v); its output:\n%s", err, c.name, c.waitErr, c.logTail())
+			}
+		}
+	}()
 	l := newLoader(cfg, in)
 	defer l.close()
 	f = figures{}
@@ -377,7 +388,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 	}
 	for _, c := range in.nodes {
 		if c.exited() {
-			return nil, nil, fmt.Errorf("%s exited during the run (%v):\n%s", c.name, c.waitErr, c.logTail())
+			return nil, nil, errors.New("a gateway exited during the run")
 		}
 	}
 	return f, notes, nil

@@ -211,6 +211,11 @@ func TestRendering(t *testing.T) {
 	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
 		t.Fatalf("plot is not a PNG: %v", err)
 	}
+	// A capped upstream fill marks the ratios.
+	r.byG[1000][targetUpstream]["fill.groups"] = 400
+	if md := r.markdown(); !strings.Contains(md, "| ×53 faster † |") || !strings.Contains(md, "† upstream holds 400 groups here") {
+		t.Errorf("unequal stores not marked:\n%s", md)
+	}
 	// No upstream: no ratio columns.
 	cfg.targets = []string{targetOurs1}
 	if h, _ := r.cells(1000); len(h) != 2 {

@@ -195,12 +195,39 @@ func (r *report) cells(G int) (header []string, lines [][]string) {
 		if hasUp {
 			up := agg[targetUpstream].get(rw.key)
 			for _, t := range ours {
-				line = append(line, formatRatio(up, agg[t].get(rw.key), rw.better, rw.unit))
+				ratio := formatRatio(up, agg[t].get(rw.key), rw.better, rw.unit)
+				if ratio != "" && r.unequalStores(G, t) {
+					ratio += " " + unequalMark
+				}
+				line = append(line, ratio)
 			}
 		}
 		lines = append(lines, line)
 	}
 	return header, lines
+}
+
+// unequalMark flags a ratio between stores of different sizes.
+const unequalMark = "†"
+
+// unequalStores reports whether upstream's fill stored a different number
+// of groups than target's at G (upstream's fill was capped), so that a
+// ratio compares unequal stores.
+func (r *report) unequalStores(G int, target string) bool {
+	up, ours := r.byG[G][targetUpstream].get("fill.groups"), r.byG[G][target].get("fill.groups")
+	return !math.IsNaN(up) && !math.IsNaN(ours) && up != ours
+}
+
+// footnote explains unequalMark when the table at G uses it.
+func (r *report) footnote(G int) string {
+	for _, t := range r.cfg.targetsFor(G) {
+		if t != targetUpstream && r.unequalStores(G, t) {
+			return fmt.Sprintf("%s upstream holds %s groups here (its fill was capped at %v), ours %s: these ratios compare unequal stores.",
+				unequalMark, groupDigits(r.byG[G][targetUpstream].get("fill.groups")), r.cfg.fillTimeout,
+				groupDigits(r.byG[G][t].get("fill.groups")))
+		}
+	}
+	return ""
 }
 
 func (r *report) title(G int) string {
@@ -218,6 +245,9 @@ func (r *report) textTable(G int) string {
 		fmt.Fprintln(tw, strings.Join(l, "\t"))
 	}
 	tw.Flush()
+	if fn := r.footnote(G); fn != "" {
+		b.WriteString(fn + "\n")
+	}
 	return b.String()
 }
 
@@ -283,6 +313,7 @@ func (r *report) workload() string {
 - Scrape: %d GETs of `+"`/metrics`"+` per format on one node, text (`+"`%s`"+`) and delimited protobuf, `+"`Accept-Encoding: identity`"+`; one uncounted push to the same node before each scrape.
 - Convergence: %s.
 - Memory: VmRSS of /proc/PID/status right after the fill (ours-3: the node with the largest RSS); per stored series = (RSS after fill − RSS at start) / (groups × (M+2)), the +2 being push_time_seconds and push_failure_time_seconds.
+- The load generator (this tool) runs on the same machine and shares its CPUs with the gateways; so do the three nodes of ours-3.
 - Rounds: %d, the order of targets alternating on even rounds (upstream, ours-1, ours-3, then reversed); each figure is the median over the rounds (error counts are summed).`,
 		strings.Join(gs, ", "), groupDigits(float64(c.upstreamMaxGroups)), c.families, c.fillClients, c.fillTimeout,
 		strings.ToUpper(strings.Join(c.methods, " and ")), c.duration, strings.Join(cl, " and "),
@@ -330,6 +361,9 @@ func (r *report) markdown() string {
 	for _, g := range gs {
 		b.WriteString("## " + r.title(g) + "\n\n")
 		b.WriteString(r.markdownTable(g) + "\n")
+		if fn := r.footnote(g); fn != "" {
+			b.WriteString(fn + "\n\n")
+		}
 	}
 	if len(r.notes) > 0 {
 		b.WriteString("## Notes\n\n")
