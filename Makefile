@@ -90,3 +90,19 @@ fmt:
 
 clean:
 	rm -f $(BINARY)
+
+## chaos: the long fault-injection run with the history checker (test/chaos, GUARANTEES.md there): every fault
+## alone and combined for CHAOS_DURATION; partitions need root (network namespaces, iptables), else they are skipped.
+## Knobs: CHAOS_SEED, CHAOS_CLIENTS, CHAOS_KEYS, CHAOS_ARTIFACTS=dir (history and node logs; always kept on failure)
+CHAOS_DURATION ?= 120s
+.PHONY: chaos chaos-deps
+chaos: chaos-deps
+	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 30m -v ./test/chaos/
+
+## chaos-deps: ip (iproute2) and iptables for the partitions in network namespaces (Debian packages)
+chaos-deps:
+	@{ command -v ip && command -v iptables; } >/dev/null 2>&1 || { \
+	  echo "installing Debian packages for the chaos test: iproute2 iptables"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    iproute2 iptables >/dev/null; }

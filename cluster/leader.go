@@ -233,31 +233,5 @@ func (n *Node) removeServer(id raft.ServerID) error {
 // operator's decision, e.g. a node that will not come back), through the
 // leader. A removed node that is still running stops receiving the log.
 func (n *Node) RemoveMember(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	for {
-		addr, id := n.raft.LeaderWithID()
-		switch {
-		case addr == "":
-		case id == raft.ServerID(n.name):
-			return n.removeServer(raft.ServerID(name))
-		default:
-			reply, err := n.rpc.call(string(addr), deadline, append([]byte{methodRemove}, name...))
-			if err == nil && len(reply) > 0 {
-				switch reply[0] {
-				case codeOK:
-					return nil
-				case codeBadRequest:
-					return errors.New(string(reply[1:]))
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return &UnavailableError{Reason: "no leader reachable to remove " + name}
-		}
-		if !n.sleep(20 * time.Millisecond) {
-			return &UnavailableError{Reason: "node is shutting down"}
-		}
-	}
+	return n.leaderOp(ctx, "remove "+name, methodRemove, []byte(name), func() error { return n.removeServer(raft.ServerID(name)) })
 }

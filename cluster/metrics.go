@@ -86,9 +86,18 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		var prevLeader raft.ServerID
 		for {
 			select {
-			case <-obs:
+			case o := <-obs:
+				if lo, ok := o.Data.(raft.LeaderObservation); ok {
+					if lo.LeaderID == "" && prevLeader == raft.ServerID(n.name) {
+						// This node stepped down (a leadership
+						// transfer): an election follows.
+						n.leaderLostAt.Store(time.Now().UnixNano())
+					}
+					prevLeader = lo.LeaderID
+				}
 				m.leaderChanges.Inc()
 				n.signal()
 			case <-n.stop:

@@ -55,6 +55,10 @@ type Config struct {
 	// WriteTimeout bounds how long a write may wait for a leader and a
 	// commit (--cluster.write-timeout).
 	WriteTimeout time.Duration
+	// ExpireAfter turns on expiry (--push.expire-after): the leader
+	// removes groups not pushed for this long. 0 (the default) keeps
+	// groups forever.
+	ExpireAfter time.Duration
 	// APIURL is the URL of this node's HTTP API, shown to other members.
 	// Empty means derived from APIListen and the gossip advertise address.
 	APIURL string
@@ -107,6 +111,11 @@ type Node struct {
 	// the leader before it stops trusting that leader (raft's heartbeat
 	// timeout): writes wait instead of being forwarded into a partition.
 	contactTimeout time.Duration
+
+	// leaderLostAt is when this node last stepped down as the leader
+	// (Unix ns): an election follows, and for contactTimeout the node
+	// stays ready (see Ready).
+	leaderLostAt atomic.Int64
 
 	ready   atomic.Bool
 	joined  chan struct{} // closed once gossip reached another member (at once without peers)
@@ -175,6 +184,10 @@ func Start(cfg Config) (*Node, error) {
 	go n.runJoin()
 	go n.runLeaderLoop()
 	go n.runReadiness()
+	if cfg.ExpireAfter > 0 {
+		n.wg.Add(1)
+		go n.runExpiry()
+	}
 	if !existing {
 		n.wg.Add(1)
 		go n.runBootstrap()
@@ -338,11 +351,34 @@ func (n *Node) leaderContact() (raft.ServerAddress, raft.ServerID, string) {
 	return addr, id, ""
 }
 
+// inElection reports whether this node knew a leader until less than
+// contactTimeout ago: it heard from one, or was the leader, that recently.
+func (n *Node) inElection() bool {
+	if n.raft.State() == raft.Shutdown {
+		return false
+	}
+	if time.Since(n.raft.LastContact()) <= n.contactTimeout {
+		return true
+	}
+	lost := n.leaderLostAt.Load()
+	return lost != 0 && time.Since(time.Unix(0, lost)) <= n.contactTimeout
+}
+
 // Ready returns nil when the node knows the leader and has caught up with
 // the log, or an error saying what it waits for.
+//
+// An election does not make a node unready: right after a leader stepped
+// down or stopped (a graceful stop hands leadership over), a node that had
+// contact with a leader within contactTimeout (raft's heartbeat timeout)
+// stays ready while no leader is known. It serves what it applied, as it
+// would a moment earlier; writes wait for the new leader. So a rolling
+// restart makes only the restarted node unready, and a node cut off from
+// the others still turns unready after contactTimeout.
 func (n *Node) Ready() error {
 	if _, _, reason := n.leaderContact(); reason != "" {
-		return errors.New(reason)
+		if addr, _ := n.raft.LeaderWithID(); addr != "" || !n.inElection() {
+			return errors.New(reason)
+		}
 	}
 	if !n.ready.Load() {
 		return errors.New("catching up with the raft log")

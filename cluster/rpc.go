@@ -18,9 +18,11 @@ const (
 	methodApply  byte = 1 // [uvarint timeout ms][encoded fsm.Command] → applyReply
 	methodStatus byte = 2 // [] → statusReply
 	methodRemove byte = 3 // [server name] → [code][message]
+	// methodTransfer asks the leader to hand over leadership.
+	methodTransfer byte = 4 // [target server name, may be empty] → [code][message]
 )
 
-// Reply codes of methodApply and methodRemove.
+// Reply codes of methodApply, methodRemove and methodTransfer.
 const (
 	codeOK          byte = 0 // applied; the message is the state machine's verdict ("" = accepted)
 	codeUnavailable byte = 1 // certainly not applied

@@ -82,16 +82,9 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 	case methodStatus:
 		return n.localStatus().encode(), true
 	case methodRemove:
-		name := string(req[1:])
-		if err := n.removeServer(raft.ServerID(name)); err != nil {
-			var u *UnavailableError
-			code := codeBadRequest
-			if errors.As(err, &u) {
-				code = codeUnavailable
-			}
-			return append([]byte{code}, err.Error()...), true
-		}
-		return []byte{codeOK}, true
+		return codedReply(n.removeServer(raft.ServerID(req[1:]))), true
+	case methodTransfer:
+		return codedReply(n.transferLeadership(string(req[1:]))), true
 	default:
 		n.logger.Warn("refused unknown method on the command port", "remote", remote, "method", req[0])
 		return nil, false

@@ -25,6 +25,17 @@ const (
 	OpDelete Op = 3
 	// OpWipe removes every group (admin API wipe).
 	OpWipe Op = 4
+	// OpExpire removes the listed groups whose last push is older than
+	// the command's cutoff (--push.expire-after, proposed by the leader).
+	OpExpire Op = 5
+	// OpImport fills an empty store with the groups of an upstream
+	// Pushgateway persistence file (--persistence.file), once.
+	OpImport Op = 6
+	// OpRestore replaces the whole state with a snapshot (admin API
+	// restore).
+	OpRestore Op = 7
+
+	maxOp = OpRestore
 )
 
 // String returns the name of the operation.
@@ -38,12 +49,24 @@ func (o Op) String() string {
 		return "DELETE"
 	case OpWipe:
 		return "WIPE"
+	case OpExpire:
+		return "EXPIRE"
+	case OpImport:
+		return "IMPORT"
+	case OpRestore:
+		return "RESTORE"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
 
 // CommandVersion is the version of the binary command encoding written by
 // this build. Decode accepts this version only and fails loudly otherwise.
+//
+// New operations (OpExpire, OpImport, OpRestore) and their fields were added
+// without a version change: a log without them is read exactly as before,
+// and a build that predates them refuses such an entry loudly (unknown op,
+// unknown field) instead of skipping it. Upgrade every node before using
+// expiry, import or restore.
 const CommandVersion = 1
 
 // Command is one change of the state, as it travels through the raft log.
@@ -65,6 +88,25 @@ type Command struct {
 	// --push.disable-consistency-check. Pushed timestamps are still
 	// rejected.
 	Unchecked bool
+
+	// CutoffUnixNano (OpExpire): a listed group is removed only if its
+	// last push (Group.LastPushUnixNano) is older than this. The leader
+	// sets it to its clock minus --push.expire-after; Apply compares, it
+	// never reads a clock.
+	CutoffUnixNano int64
+	// Expire (OpExpire) lists the grouping keys, as label sets, the
+	// leader found expired.
+	Expire []map[string]string
+	// Import (OpImport) holds the imported groups with their families
+	// and per-family times. Apply takes them only into an empty store
+	// that never imported before.
+	Import []*Group
+	// Source (OpImport) describes where the import came from (file and
+	// digest); it is kept in the import record.
+	Source string
+	// Snapshot (OpRestore) is a snapshot as written by Snapshot.WriteTo.
+	// The accepting node validates it before proposing.
+	Snapshot []byte
 }
 
 // Field numbers of the command message. The encoding is protobuf wire
@@ -75,16 +117,24 @@ const (
 	cmdFieldOp        = 2
 	cmdFieldTime      = 3
 	cmdFieldUnchecked = 4
-	cmdFieldLabel     = 5 // repeated io.prometheus.client.LabelPair
-	cmdFieldFamily    = 6 // repeated io.prometheus.client.MetricFamily
+	cmdFieldLabel     = 5  // repeated io.prometheus.client.LabelPair
+	cmdFieldFamily    = 6  // repeated io.prometheus.client.MetricFamily
+	cmdFieldCutoff    = 7  // int64 (OpExpire)
+	cmdFieldExpire    = 8  // repeated message {1: repeated LabelPair} (OpExpire)
+	cmdFieldImport    = 9  // repeated group record as in snapshots (OpImport)
+	cmdFieldSource    = 10 // string (OpImport)
+	cmdFieldSnapshot  = 11 // bytes (OpRestore)
 )
 
 // Encode returns the binary form of the command that goes into the raft log.
 // Labels are written in sorted order and families in the given order, so
 // equal commands encode to equal bytes.
 func (c *Command) Encode() ([]byte, error) {
-	if c.Op < OpPut || c.Op > OpWipe {
+	if c.Op < OpPut || c.Op > maxOp {
 		return nil, fmt.Errorf("encode command: unknown op %d", c.Op)
+	}
+	if err := c.checkFields(); err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
 	}
 	b := make([]byte, 0, 64)
 	b = protowire.AppendTag(b, cmdFieldVersion, protowire.VarintType)
@@ -108,7 +158,53 @@ func (c *Command) Encode() ([]byte, error) {
 			return nil, fmt.Errorf("encode metric family %q: %w", mf.GetName(), err)
 		}
 	}
+	if c.Op == OpExpire {
+		b = protowire.AppendTag(b, cmdFieldCutoff, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(c.CutoffUnixNano))
+	}
+	for _, labels := range c.Expire {
+		b = protowire.AppendTag(b, cmdFieldExpire, protowire.BytesType)
+		b = protowire.AppendBytes(b, appendLabels(nil, 1, labels))
+	}
+	var rec []byte
+	for _, g := range c.Import {
+		var err error
+		if rec, err = encodeGroup(rec[:0], g, opts); err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, cmdFieldImport, protowire.BytesType)
+		b = protowire.AppendBytes(b, rec)
+	}
+	if c.Source != "" {
+		b = protowire.AppendTag(b, cmdFieldSource, protowire.BytesType)
+		b = protowire.AppendString(b, c.Source)
+	}
+	if c.Op == OpRestore {
+		b = protowire.AppendTag(b, cmdFieldSnapshot, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.Snapshot)
+	}
 	return b, nil
+}
+
+// checkFields refuses fields that do not belong to the command's op, so a
+// command means one thing only.
+func (c *Command) checkFields() error {
+	switch c.Op {
+	case OpExpire, OpImport, OpRestore:
+		if len(c.Labels) > 0 || len(c.Families) > 0 || c.Unchecked {
+			return fmt.Errorf("%s with grouping labels, families or unchecked flag", c.Op)
+		}
+	}
+	if c.Op != OpExpire && (len(c.Expire) > 0 || c.CutoffUnixNano != 0) {
+		return fmt.Errorf("%s with expiry fields", c.Op)
+	}
+	if c.Op != OpImport && (len(c.Import) > 0 || c.Source != "") {
+		return fmt.Errorf("%s with import fields", c.Op)
+	}
+	if c.Op != OpRestore && len(c.Snapshot) > 0 {
+		return fmt.Errorf("%s with a snapshot", c.Op)
+	}
+	return nil
 }
 
 // appendLabels writes a label map as repeated LabelPair messages in sorted
@@ -152,7 +248,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 		case num == cmdFieldVersion && typ == protowire.VarintType,
 			num == cmdFieldOp && typ == protowire.VarintType,
 			num == cmdFieldTime && typ == protowire.VarintType,
-			num == cmdFieldUnchecked && typ == protowire.VarintType:
+			num == cmdFieldUnchecked && typ == protowire.VarintType,
+			num == cmdFieldCutoff && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformedCommand, num, protowire.ParseError(n))
@@ -162,7 +259,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 			case cmdFieldVersion:
 				version, seenVersion = v, true
 			case cmdFieldOp:
-				if v < uint64(OpPut) || v > uint64(OpWipe) {
+				if v < uint64(OpPut) || v > uint64(maxOp) {
 					return nil, fmt.Errorf("%w: unknown op %d", ErrMalformedCommand, v)
 				}
 				c.Op = Op(v)
@@ -170,6 +267,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 				c.TimeUnixNano = int64(v)
 			case cmdFieldUnchecked:
 				c.Unchecked = v != 0
+			case cmdFieldCutoff:
+				c.CutoffUnixNano = int64(v)
 			}
 		case num == cmdFieldLabel && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
@@ -193,6 +292,42 @@ func DecodeCommand(b []byte) (*Command, error) {
 				return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, err)
 			}
 			c.Families = append(c.Families, mf)
+		case num == cmdFieldExpire && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: expired group: %v", ErrMalformedCommand, protowire.ParseError(n))
+			}
+			b = b[n:]
+			labels, err := decodeLabelSet(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: expired group: %v", ErrMalformedCommand, err)
+			}
+			c.Expire = append(c.Expire, labels)
+		case num == cmdFieldImport && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: imported group: %v", ErrMalformedCommand, protowire.ParseError(n))
+			}
+			b = b[n:]
+			g, err := decodeGroup(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: imported group: %v", ErrMalformedCommand, err)
+			}
+			c.Import = append(c.Import, g)
+		case num == cmdFieldSource && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: source: %v", ErrMalformedCommand, protowire.ParseError(n))
+			}
+			b = b[n:]
+			c.Source = string(v)
+		case num == cmdFieldSnapshot && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: snapshot: %v", ErrMalformedCommand, protowire.ParseError(n))
+			}
+			b = b[n:]
+			c.Snapshot = append([]byte(nil), v...)
 		default:
 			return nil, fmt.Errorf("%w: unknown field %d (wire type %d)", ErrMalformedCommand, num, typ)
 		}
@@ -206,15 +341,72 @@ func DecodeCommand(b []byte) (*Command, error) {
 	if c.Op == 0 {
 		return nil, fmt.Errorf("%w: no op", ErrMalformedCommand)
 	}
-	if c.Op != OpWipe {
-		if c.Labels["job"] == "" {
-			return nil, fmt.Errorf("%w: %s without a job label", ErrMalformedCommand, c.Op)
+	if err := c.checkFields(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
+	}
+	switch c.Op {
+	case OpPut, OpPost, OpDelete:
+		if err := checkGroupingLabels(c.Labels); err != nil {
+			return nil, fmt.Errorf("%w: %s %v", ErrMalformedCommand, c.Op, err)
 		}
-		for name := range c.Labels {
-			if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
-				return nil, fmt.Errorf("%w: invalid grouping label name %q", ErrMalformedCommand, name)
+	case OpExpire:
+		for _, labels := range c.Expire {
+			if err := checkGroupingLabels(labels); err != nil {
+				return nil, fmt.Errorf("%w: expired group %v", ErrMalformedCommand, err)
+			}
+		}
+	case OpImport:
+		seen := make(map[string]bool, len(c.Import))
+		for _, g := range c.Import {
+			if err := checkGroupingLabels(g.Labels); err != nil {
+				return nil, fmt.Errorf("%w: imported group %v", ErrMalformedCommand, err)
+			}
+			if seen[g.Key] {
+				return nil, fmt.Errorf("%w: imported group %v twice", ErrMalformedCommand, g.Labels)
+			}
+			seen[g.Key] = true
+			for name := range g.Families {
+				if name == "" {
+					return nil, fmt.Errorf("%w: imported group %v has a family without a name", ErrMalformedCommand, g.Labels)
+				}
 			}
 		}
 	}
 	return c, nil
+}
+
+// checkGroupingLabels requires a non-empty job label and valid label names.
+func checkGroupingLabels(labels map[string]string) error {
+	if labels["job"] == "" {
+		return errors.New("without a job label")
+	}
+	for name := range labels {
+		if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+			return fmt.Errorf("with invalid grouping label name %q", name)
+		}
+	}
+	return nil
+}
+
+// decodeLabelSet reads a message of repeated LabelPair in field 1.
+func decodeLabelSet(b []byte) (map[string]string, error) {
+	labels := map[string]string{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, errors.New("bad field in label set")
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		lp := &dto.LabelPair{}
+		if err := proto.Unmarshal(v, lp); err != nil {
+			return nil, err
+		}
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	return labels, nil
 }

@@ -20,6 +20,9 @@ type FSM struct {
 	groups  map[string]*Group
 	ix      *index
 	applied uint64
+	// imported records the import of an upstream persistence file; it
+	// survives wipes, so a file is imported once per cluster.
+	imported *ImportRecord
 	// sortedKeys caches the group keys in order; nil when stale.
 	sortedKeys []string
 	// exposed caches the merged exposition; nil when stale.
@@ -90,6 +93,12 @@ func (s *FSM) applyLocked(cmd *Command) *Result {
 		return &Result{}
 	case OpPut, OpPost:
 		return s.applyPush(cmd)
+	case OpExpire:
+		return s.applyExpire(cmd)
+	case OpImport:
+		return s.applyImport(cmd)
+	case OpRestore:
+		return s.applyRestore(cmd)
 	}
 	panic(fmt.Sprintf("fsm: unknown op %d", cmd.Op))
 }

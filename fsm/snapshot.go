@@ -25,9 +25,20 @@ import (
 // A Group message is protobuf wire format: field 1 repeated LabelPair (the
 // grouping labels), field 2 repeated StoredFamily {1: int64 time_unix_nano,
 // 2: MetricFamily}. The trailer makes truncation and corruption detectable.
+//
+// Version 2 is version 1 with the import record (see ImportRecord) after
+// the applied index: uvarint length | ImportRecord message {1: int64
+// time_unix_nano, 2: uint64 groups, 3: string source}. It is written only
+// when the state holds an import record, so that a state that never
+// imported stays readable by builds that know version 1 only.
 const (
-	snapshotMagic   = "PGCSNAP"
-	snapshotVersion = 1
+	snapshotMagic     = "PGCSNAP"
+	snapshotVersion   = 1
+	snapshotVersionV2 = 2
+
+	importFieldTime   = 1
+	importFieldGroups = 2
+	importFieldSource = 3
 
 	groupFieldLabel  = 1
 	groupFieldFamily = 2
@@ -42,14 +53,16 @@ var ErrCorruptSnapshot = errors.New("corrupt snapshot")
 // Snapshot is an immutable view of the state at one log index. It can be
 // written while the FSM goes on applying commands.
 type Snapshot struct {
-	groups  []*Group
-	applied uint64
+	groups   []*Group
+	applied  uint64
+	imported *ImportRecord
 }
 
 // Snapshot captures the current state. It only copies group pointers.
 func (s *FSM) Snapshot() *Snapshot {
-	groups := s.Groups()
-	return &Snapshot{groups: groups, applied: s.AppliedIndex()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &Snapshot{groups: s.groupsLocked(), applied: s.applied, imported: s.imported}
 }
 
 // AppliedIndex returns the log index the snapshot was taken at.
@@ -66,7 +79,11 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return cw.n, fmt.Errorf("write snapshot header: %w", err)
 	}
-	if err := bw.WriteByte(snapshotVersion); err != nil {
+	version := byte(snapshotVersion)
+	if sn.imported != nil {
+		version = snapshotVersionV2
+	}
+	if err := bw.WriteByte(version); err != nil {
 		return cw.n, fmt.Errorf("write snapshot header: %w", err)
 	}
 	opts := proto.MarshalOptions{Deterministic: true}
@@ -86,6 +103,18 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	trailer := protowire.AppendVarint(nil, 0)
 	trailer = protowire.AppendVarint(trailer, uint64(len(sn.groups)))
 	trailer = protowire.AppendVarint(trailer, sn.applied)
+	if r := sn.imported; r != nil {
+		var rec []byte
+		rec = protowire.AppendTag(rec, importFieldTime, protowire.VarintType)
+		rec = protowire.AppendVarint(rec, uint64(r.TimeUnixNano))
+		rec = protowire.AppendTag(rec, importFieldGroups, protowire.VarintType)
+		rec = protowire.AppendVarint(rec, uint64(r.Groups))
+		if r.Source != "" {
+			rec = protowire.AppendTag(rec, importFieldSource, protowire.BytesType)
+			rec = protowire.AppendString(rec, r.Source)
+		}
+		trailer = protowire.AppendBytes(trailer, rec)
+	}
 	if _, err := bw.Write(trailer); err != nil {
 		return cw.n, fmt.Errorf("write snapshot trailer: %w", err)
 	}
@@ -167,16 +196,39 @@ const maxGroupRecord = 1 << 30
 // built aside and swapped in only when the whole snapshot checked out; on
 // error the FSM is unchanged.
 func (s *FSM) Restore(r io.Reader) error {
+	st, err := readSnapshot(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups, s.ix, s.applied, s.imported = st.groups, st.ix, st.applied, st.imported
+	s.sortedKeys, s.exposed = nil, nil
+	return nil
+}
+
+// restoredState is a state read from a snapshot, not yet swapped in.
+type restoredState struct {
+	groups   map[string]*Group
+	ix       *index
+	applied  uint64
+	imported *ImportRecord
+}
+
+// readSnapshot reads and checks a whole snapshot. Errors wrap
+// ErrCorruptSnapshot.
+func readSnapshot(r io.Reader) (*restoredState, error) {
 	cr := &crcReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.NewIEEE()}
 	head := make([]byte, len(snapshotMagic)+1)
 	if err := cr.readFull(head); err != nil {
-		return fmt.Errorf("%w: header: %v", ErrCorruptSnapshot, err)
+		return nil, fmt.Errorf("%w: header: %v", ErrCorruptSnapshot, err)
 	}
 	if !bytes.Equal(head[:len(snapshotMagic)], []byte(snapshotMagic)) {
-		return fmt.Errorf("%w: bad magic %q", ErrCorruptSnapshot, head[:len(snapshotMagic)])
+		return nil, fmt.Errorf("%w: bad magic %q", ErrCorruptSnapshot, head[:len(snapshotMagic)])
 	}
-	if v := head[len(snapshotMagic)]; v != snapshotVersion {
-		return fmt.Errorf("%w: unsupported version %d (this build reads %d)", ErrCorruptSnapshot, v, snapshotVersion)
+	version := head[len(snapshotMagic)]
+	if version != snapshotVersion && version != snapshotVersionV2 {
+		return nil, fmt.Errorf("%w: unsupported version %d (this build reads %d and %d)", ErrCorruptSnapshot, version, snapshotVersion, snapshotVersionV2)
 	}
 	groups := map[string]*Group{}
 	ix := newIndex()
@@ -184,56 +236,102 @@ func (s *FSM) Restore(r io.Reader) error {
 	for {
 		n, err := binary.ReadUvarint(cr)
 		if err != nil {
-			return fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(groups), err)
+			return nil, fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(groups), err)
 		}
 		if n == 0 {
 			break
 		}
 		if n > maxGroupRecord {
-			return fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
+			return nil, fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
 		}
 		if uint64(cap(buf)) < n {
 			buf = make([]byte, n)
 		}
 		buf = buf[:n]
 		if err := cr.readFull(buf); err != nil {
-			return fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
 		}
 		g, err := decodeGroup(buf)
 		if err != nil {
-			return fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
 		}
 		if _, dup := groups[g.Key]; dup {
-			return fmt.Errorf("%w: %v", ErrCorruptSnapshot, errInconsistentRestore)
+			return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, errInconsistentRestore)
 		}
 		groups[g.Key] = g
 		ix.replaceGroup(nil, g)
 	}
 	count, err := binary.ReadUvarint(cr)
 	if err != nil {
-		return fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
+		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
 	}
 	applied, err := binary.ReadUvarint(cr)
 	if err != nil {
-		return fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
+		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
+	}
+	var imported *ImportRecord
+	if version == snapshotVersionV2 {
+		n, err := binary.ReadUvarint(cr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: import record: %v", ErrCorruptSnapshot, err)
+		}
+		if n > maxGroupRecord {
+			return nil, fmt.Errorf("%w: import record of %d bytes", ErrCorruptSnapshot, n)
+		}
+		rec := make([]byte, n)
+		if err := cr.readFull(rec); err != nil {
+			return nil, fmt.Errorf("%w: import record: %v", ErrCorruptSnapshot, err)
+		}
+		if imported, err = decodeImportRecord(rec); err != nil {
+			return nil, fmt.Errorf("%w: import record: %v", ErrCorruptSnapshot, err)
+		}
 	}
 	want := cr.crc.Sum32()
 	var sum [4]byte
 	if _, err := io.ReadFull(cr.r, sum[:]); err != nil {
-		return fmt.Errorf("%w: checksum: %v", ErrCorruptSnapshot, err)
+		return nil, fmt.Errorf("%w: checksum: %v", ErrCorruptSnapshot, err)
 	}
 	if got := binary.BigEndian.Uint32(sum[:]); got != want {
-		return fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorruptSnapshot, got, want)
+		return nil, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorruptSnapshot, got, want)
 	}
 	if count != uint64(len(groups)) {
-		return fmt.Errorf("%w: trailer says %d groups, read %d", ErrCorruptSnapshot, count, len(groups))
+		return nil, fmt.Errorf("%w: trailer says %d groups, read %d", ErrCorruptSnapshot, count, len(groups))
 	}
+	return &restoredState{groups: groups, ix: ix, applied: applied, imported: imported}, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.groups, s.ix, s.applied = groups, ix, applied
-	s.sortedKeys, s.exposed = nil, nil
-	return nil
+func decodeImportRecord(b []byte) (*ImportRecord, error) {
+	r := &ImportRecord{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case (num == importFieldTime || num == importFieldGroups) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num == importFieldTime {
+				r.TimeUnixNano = int64(v)
+			} else {
+				r.Groups = int(v)
+			}
+		case num == importFieldSource && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			r.Source = string(v)
+		default:
+			return nil, fmt.Errorf("unknown field %d in import record", num)
+		}
+	}
+	return r, nil
 }
 
 func decodeGroup(b []byte) (*Group, error) {

@@ -29,11 +29,15 @@ type Readiness interface {
 	Ready() error
 }
 
-// Cluster reports the cluster's state (/api/v1/cluster) and removes
-// members for good (admin API). The status value is serialized as JSON.
+// Cluster reports the cluster's state (/api/v1/cluster), removes members
+// for good and moves leadership (admin API). The status value is
+// serialized as JSON.
 type Cluster interface {
 	ClusterStatus() any
 	RemoveMember(ctx context.Context, name string) error
+	// TransferLeadership hands leadership to the voter named to (empty:
+	// any) and returns the new leader's name.
+	TransferLeadership(ctx context.Context, to string) (string, error)
 }
 
 // Store is the read side of the local state machine.
@@ -43,6 +47,8 @@ type Store interface {
 	// Consistent reports whether the store would pass upstream's full
 	// gather check.
 	Consistent() bool
+	// Snapshot captures the state at one applied index (admin API).
+	Snapshot() *fsm.Snapshot
 }
 
 // Options configures the API. Field names follow upstream's flags.

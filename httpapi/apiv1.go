@@ -40,8 +40,11 @@ func (a *API) registerAPIv1(r *route.Router) {
 	}
 	if a.opts.EnableAdminAPI {
 		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.wipe))
+		r.Get("/admin/snapshot", wrap("api/v1/admin/snapshot", a.apiSnapshot))
+		r.Put("/admin/restore", wrap("api/v1/admin/restore", a.apiRestore))
 		if a.opts.Cluster != nil {
 			r.Del("/admin/cluster/members/:name", wrap("api/v1/admin/cluster/members", a.apiRemoveMember))
+			r.Post("/admin/cluster/transfer-leadership", wrap("api/v1/admin/cluster/transfer-leadership", a.apiTransferLeadership))
 		}
 	}
 }

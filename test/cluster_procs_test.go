@@ -315,6 +315,12 @@ func TestClusterOfProcesses(t *testing.T) {
 	nodes[0].kill()
 	node4.kill()
 	lone := nodes[1]
+	// Wait until the survivor noticed it is alone (a leader that still
+	// believed in its lease would append the write and answer 504).
+	eventually(t, "lone node not ready", 15*time.Second, func() bool {
+		code, _, _ := httpDo("GET", lone.url()+"/-/ready", "")
+		return code == 503
+	})
 	start := time.Now()
 	code, body, err = httpDo("PUT", lone.url()+"/metrics/job/minority", "m 1\n")
 	if err != nil || code != 503 {
@@ -323,8 +329,5 @@ func TestClusterOfProcesses(t *testing.T) {
 	t.Logf("minority write refused after %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(body))
 	if got := lone.get("/api/v1/metrics"); got != final {
 		t.Fatal("minority must serve its last state")
-	}
-	if code, _, _ := httpDo("GET", lone.url()+"/-/ready", ""); code != 503 {
-		t.Fatalf("minority /-/ready: %d", code)
 	}
 }

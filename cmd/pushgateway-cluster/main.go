@@ -38,6 +38,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		os.Exit(healthcheck(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "admin" {
+		os.Exit(admin(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "pushgateway-cluster:", err)
 		os.Exit(1)
@@ -53,10 +56,11 @@ func run(args []string) error {
 		routePrefix     = app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").String()
 		enableLifeCycle = app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").Bool()
 		enableAdminAPI  = app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").Bool()
-		persistenceFile = app.Flag("persistence.file", "Accepted for compatibility with upstream; the state lives in the raft log under --storage.path.").Default("").String()
+		persistenceFile = app.Flag("persistence.file", "Upstream Pushgateway persistence file to import once into an empty cluster (migration from upstream). The state itself lives in the raft log under --storage.path.").Default("").String()
 		_               = app.Flag("persistence.interval", "Accepted for compatibility with upstream; every acknowledged write is already durable.").Default("5m").Duration()
 		pushUnchecked   = app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").Bool()
 		pushUTF8Names   = app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").Bool()
+		expireAfter     = app.Flag("push.expire-after", "Remove groups not pushed for this long (0: never). The leader decides, every node removes the same groups.").Default("0s").Duration()
 		maxBodyBytes    = app.Flag("push.max-body-bytes", "Largest accepted push body, after decompression; larger pushes get 413 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxBodyBytes)).Int64()
 		storagePath     = app.Flag("storage.path", "Directory for the raft log, snapshots and the node name.").Default("data/").String()
 		nodeName        = app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String()
@@ -85,8 +89,12 @@ func run(args []string) error {
 	externalPathPrefix := computeRoutePrefix("", *externalURL)
 	logger.Info("starting pushgateway-cluster", "version", version.Info())
 	logger.Info("build context", "build_context", version.BuildContext())
-	if *persistenceFile != "" {
-		logger.Warn("--persistence.file is not used: state is kept in the raft log under --storage.path", "file", *persistenceFile)
+	if *expireAfter < 0 {
+		return fmt.Errorf("--push.expire-after must not be negative, got %s", *expireAfter)
+	}
+	upstreamFile, err := loadUpstreamFile(*persistenceFile, logger)
+	if err != nil {
+		return err
 	}
 
 	flags := map[string]string{}
@@ -97,23 +105,11 @@ func run(args []string) error {
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("pushgateway"),
-	)
-	// The state machine needs the self-metric families before the node
-	// starts applying the log; the cluster metrics are registered by the
-	// node, so their families are added from a throw-away node-less list.
-	reserved, err := httpapi.ReservedFamilies(reg)
+	reg := newSelfRegistry()
+	state, err := newState(reg)
 	if err != nil {
-		return fmt.Errorf("gather self-metrics: %w", err)
+		return err
 	}
-	for name, f := range cluster.SelfMetricFamilies() {
-		reserved[name] = f
-	}
-	state := fsm.New(reserved)
 
 	apiURL := ""
 	if *externalURL != nil && (*externalURL).Host != "" {
@@ -149,6 +145,7 @@ func run(args []string) error {
 		MaxVoters:       *maxVoters,
 		ReapTimeout:     *reapTimeout,
 		WriteTimeout:    *writeTimeout,
+		ExpireAfter:     *expireAfter,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
 		APITLS:          webServesTLS(*webConfig.WebConfigFile),
@@ -163,11 +160,22 @@ func run(args []string) error {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
 
+	if *expireAfter > 0 {
+		logger.Info("expiry on: the leader removes groups not pushed within --push.expire-after", "expire_after", *expireAfter)
+	}
+	readiness := &gatedReadiness{node: node}
+	importCtx, stopImport := context.WithCancel(context.Background())
+	defer stopImport()
+	if upstreamFile != nil {
+		readiness.importing.Store(true)
+		go importUpstream(importCtx, node, state, upstreamFile, logger, readiness)
+	}
+
 	quit := make(chan struct{})
 	api := httpapi.New(httpapi.Options{
 		Store:                   state,
 		Submitter:               node,
-		Readiness:               node,
+		Readiness:               readiness,
 		Cluster:                 node,
 		Registry:                reg,
 		Logger:                  logger,
@@ -215,6 +223,7 @@ func run(args []string) error {
 	} else {
 		logger.Error("HTTP server stopped", "err", err)
 	}
+	stopImport()
 	if serr := node.Shutdown(); serr != nil {
 		logger.Error("problem shutting down the cluster node", "err", serr)
 		if err == nil {
@@ -222,6 +231,33 @@ func run(args []string) error {
 		}
 	}
 	return err
+}
+
+// newSelfRegistry returns a registry with the gateway's own collectors (the
+// HTTP and cluster metrics are registered later by their packages).
+func newSelfRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("pushgateway"),
+	)
+	return reg
+}
+
+// newState returns an empty state machine that knows the gateway's own
+// families. It needs them before the node starts applying the log; the
+// cluster metrics are registered by the node, so their families are added
+// from a node-less list.
+func newState(reg *prometheus.Registry) (*fsm.FSM, error) {
+	reserved, err := httpapi.ReservedFamilies(reg)
+	if err != nil {
+		return nil, fmt.Errorf("gather self-metrics: %w", err)
+	}
+	for name, f := range cluster.SelfMetricFamilies() {
+		reserved[name] = f
+	}
+	return fsm.New(reserved), nil
 }
 
 // computeRoutePrefix returns the route prefix from --web.route-prefix or,

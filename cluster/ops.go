@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// expireBatch bounds the groups one expiry command lists, so a backlog of
+// expired groups becomes several modest log entries instead of a huge one.
+const expireBatch = 1000
+
+// expiryInterval is how often the leader looks for expired groups: a tenth
+// of the expiry age, at most 30 s and at least 50 ms.
+func expiryInterval(expireAfter time.Duration) time.Duration {
+	return min(max(expireAfter/10, 50*time.Millisecond), 30*time.Second)
+}
+
+// runExpiry proposes the removal of groups not pushed for longer than
+// ExpireAfter while this node is the leader. The leader's clock decides
+// which groups to list and the cutoff travels in the command; Apply checks
+// each listed group against that cutoff again, so every node removes the
+// same groups at the same log position and a group pushed meanwhile stays.
+func (n *Node) runExpiry() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(expiryInterval(n.cfg.ExpireAfter))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-ticker.C:
+		}
+		if n.raft.State() != raft.Leader {
+			continue
+		}
+		if err := n.expireOnce(time.Now()); err != nil {
+			n.logger.Warn("expiring groups", "err", err)
+		}
+	}
+}
+
+// expireOnce proposes the expiry of every group older than now minus
+// ExpireAfter, in batches.
+func (n *Node) expireOnce(now time.Time) error {
+	cutoff := now.Add(-n.cfg.ExpireAfter).UnixNano()
+	for {
+		cands := n.state.ExpiryCandidates(cutoff, expireBatch)
+		if len(cands) == 0 {
+			return nil
+		}
+		cmd := &fsm.Command{Op: fsm.OpExpire, TimeUnixNano: now.UnixNano(), CutoffUnixNano: cutoff, Expire: cands}
+		res, err := n.Submit(context.Background(), cmd)
+		if err != nil {
+			return err
+		}
+		n.logger.Info("expired groups not pushed within --push.expire-after", "groups", len(cands),
+			"expire_after", n.cfg.ExpireAfter, "cutoff", time.Unix(0, cutoff).UTC().Format(time.RFC3339Nano), "index", res.Index)
+		if len(cands) < expireBatch || n.raft.State() != raft.Leader {
+			return nil
+		}
+	}
+}
+
+// leaderOp runs an operator action on the leader: locally when this node
+// leads, otherwise through the command port of the leader, retried until
+// the write timeout while no leader is reachable.
+func (n *Node) leaderOp(ctx context.Context, what string, method byte, payload []byte, local func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	lastReason := "no leader known"
+	for {
+		addr, id := n.raft.LeaderWithID()
+		switch {
+		case addr == "":
+		case id == raft.ServerID(n.name):
+			err := local()
+			var u *UnavailableError
+			if !errors.As(err, &u) {
+				return err
+			}
+			lastReason = u.Reason
+		default:
+			reply, err := n.rpc.call(string(addr), deadline, append([]byte{method}, payload...))
+			switch {
+			case err != nil:
+				lastReason = err.Error()
+			case len(reply) > 0 && reply[0] == codeOK:
+				return nil
+			case len(reply) > 0 && reply[0] == codeBadRequest:
+				return errors.New(string(reply[1:]))
+			case len(reply) > 0:
+				lastReason = string(reply[1:])
+			}
+		}
+		if ctx.Err() != nil {
+			return &UnavailableError{Reason: fmt.Sprintf("%s: %s", what, lastReason)}
+		}
+		if !n.sleep(20 * time.Millisecond) {
+			return &UnavailableError{Reason: "node is shutting down"}
+		}
+	}
+}
+
+// codedReply encodes the answer of an operator method on the command port.
+func codedReply(err error) []byte {
+	if err == nil {
+		return []byte{codeOK}
+	}
+	var u *UnavailableError
+	code := codeBadRequest
+	if errors.As(err, &u) {
+		code = codeUnavailable
+	}
+	return append([]byte{code}, err.Error()...)
+}
+
+// transferLeadership hands leadership to another voter, to the one named
+// to if not empty; this node must be the leader.
+func (n *Node) transferLeadership(to string) error {
+	if n.raft.State() != raft.Leader {
+		return &UnavailableError{Reason: "this node is not the leader"}
+	}
+	var f raft.Future
+	if to == "" {
+		if n.voterCount() < 2 {
+			return errors.New("no other voter to transfer leadership to")
+		}
+		f = n.raft.LeadershipTransfer()
+	} else {
+		if to == n.name {
+			return fmt.Errorf("%s is the leader already", to)
+		}
+		cf := n.raft.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return err
+		}
+		var target *raft.Server
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == to {
+				s := s
+				target = &s
+			}
+		}
+		switch {
+		case target == nil:
+			return fmt.Errorf("no server %q in the raft configuration", to)
+		case target.Suffrage != raft.Voter:
+			return fmt.Errorf("%s is not a voter", to)
+		}
+		f = n.raft.LeadershipTransferToServer(target.ID, target.Address)
+	}
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return &UnavailableError{Reason: err.Error()}
+		}
+		return fmt.Errorf("leadership transfer: %w", err)
+	}
+	n.logger.Info("transferred leadership on request", "to", to)
+	return nil
+}
+
+// TransferLeadership asks the leader, through any node, to hand leadership
+// to another voter (to names it; empty lets raft pick the most up-to-date
+// one), and waits until this node knows the new leader, whose name it
+// returns. Errors are *UnavailableError when no leader could be reached.
+func (n *Node) TransferLeadership(ctx context.Context, to string) (string, error) {
+	_, before := n.raft.LeaderWithID()
+	if err := n.leaderOp(ctx, "transfer leadership", methodTransfer, []byte(to), func() error { return n.transferLeadership(to) }); err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(n.cfg.WriteTimeout)
+	for {
+		_, id := n.raft.LeaderWithID()
+		if id != "" && id != before && (to == "" || string(id) == to) {
+			return string(id), nil
+		}
+		if time.Now().After(deadline) {
+			return string(id), nil
+		}
+		if !n.sleep(10 * time.Millisecond) {
+			return "", &UnavailableError{Reason: "node is shutting down"}
+		}
+	}
+}
