@@ -197,6 +197,9 @@ func (g *gossip) record(node *memberlist.Node, state memberlist.NodeStateType) {
 	}
 	m.state = state
 	m.addr = net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port)))
+	if state == memberlist.StateDead || state == memberlist.StateLeft {
+		defer g.n.forgetRemoved(node.Name)
+	}
 	g.mu.Unlock()
 	g.n.signal()
 }

@@ -132,6 +132,10 @@ func (n *Node) reconcile() error {
 		id := raft.ServerID(name)
 		s, ok := inConfig[id]
 		switch {
+		case !ok && n.wasRemoved(name):
+			// An operator removed it; it must not come back while it
+			// stays up. Once it leaves or fails, a restart may rejoin.
+			continue
 		case !ok:
 			n.logger.Info("adding member to raft as non-voter", "member", name, "raft_address", m.meta.RaftAddr)
 			if err := n.raft.AddNonvoter(id, raft.ServerAddress(m.meta.RaftAddr), 0, timeout).Error(); err != nil {
@@ -222,11 +226,37 @@ func (n *Node) removeServer(id raft.ServerID) error {
 	if !found {
 		return fmt.Errorf("no server %q in the raft configuration", id)
 	}
+	n.markRemoved(string(id))
 	if err := n.raft.RemoveServer(id, 0, n.cfg.WriteTimeout).Error(); err != nil {
 		return fmt.Errorf("remove server %q: %w", id, err)
 	}
 	n.logger.Info("removed server from the raft configuration", "server", id)
 	return nil
+}
+
+// markRemoved remembers that an operator removed a member, so the
+// reconciler does not add it back while it is still running.
+func (n *Node) markRemoved(name string) {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	n.removed[name] = struct{}{}
+}
+
+// wasRemoved reports whether an operator removed the member since it was
+// last seen leaving or failing.
+func (n *Node) wasRemoved(name string) bool {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	_, ok := n.removed[name]
+	return ok
+}
+
+// forgetRemoved clears the mark once the member left or failed: when it is
+// started again, it may rejoin.
+func (n *Node) forgetRemoved(name string) {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	delete(n.removed, name)
 }
 
 // RemoveMember removes a member from the raft configuration for good (an

@@ -117,13 +117,16 @@ type Node struct {
 	// stays ready (see Ready).
 	leaderLostAt atomic.Int64
 
-	ready   atomic.Bool
-	joined  chan struct{} // closed once gossip reached another member (at once without peers)
-	events  chan struct{} // wakes the bootstrapper
-	changes chan struct{} // wakes the leader's reconciler
-	stop    chan struct{}
-	stopped sync.Once
-	wg      sync.WaitGroup
+	ready atomic.Bool
+	// removed holds members an operator removed while they were running.
+	removedMu sync.Mutex
+	removed   map[string]struct{}
+	joined    chan struct{} // closed once gossip reached another member (at once without peers)
+	events    chan struct{} // wakes the bootstrapper
+	changes   chan struct{} // wakes the leader's reconciler
+	stop      chan struct{}
+	stopped   sync.Once
+	wg        sync.WaitGroup
 }
 
 // Start opens the stores under cfg.DataDir, starts raft and memberlist,
@@ -166,7 +169,7 @@ func Start(cfg Config) (*Node, error) {
 	d := &dialer{tls: cfg.TLSClient}
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
-		dialer: d, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
+		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	if err := n.startRaft(); err != nil {
 		n.closeAll()
