@@ -55,11 +55,12 @@ e2e: test-deps
 ## Python's prometheus_client, curl, and Chromium for the browser test (Debian packages)
 test-deps:
 	@{ command -v prometheus-pushgateway && command -v prometheus && command -v curl && command -v chromium && \
+	   command -v ip && command -v iptables && \
 	   /usr/bin/python3 -c 'import prometheus_client'; } >/dev/null 2>&1 || { \
-	  echo "installing Debian packages for the tests: prometheus-pushgateway prometheus python3-prometheus-client curl chromium"; \
+	  echo "installing Debian packages for the tests: prometheus-pushgateway prometheus python3-prometheus-client curl chromium iproute2 iptables"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus-pushgateway prometheus python3-prometheus-client curl chromium fonts-liberation >/dev/null; }
+	    prometheus-pushgateway prometheus python3-prometheus-client curl chromium fonts-liberation iproute2 iptables >/dev/null; }
 	$(GO) mod download
 
 ## test: vet, then every test with the race detector
@@ -103,6 +104,7 @@ clean:
 ## chaos: the long fault-injection run with the history checker (test/chaos, GUARANTEES.md there): every fault
 ## alone and combined for CHAOS_DURATION; partitions need root (network namespaces, iptables), else they are skipped.
 ## Knobs: CHAOS_SEED, CHAOS_CLIENTS, CHAOS_KEYS, CHAOS_ARTIFACTS=dir (history and node logs; always kept on failure)
+## More: CHAOS_SCHEDULE='partition leader, full restart, kill -9 leader + pause follower', CHAOS_BINARY=path, CHAOS_NETNS=0
 CHAOS_DURATION ?= 120s
 .PHONY: chaos chaos-deps
 chaos: chaos-deps

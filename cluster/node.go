@@ -245,7 +245,7 @@ func (n *Node) startRaft() error {
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
-	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, n.stores, n.snaps, n.transport); err != nil {
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, n.stores, n.snaps, noPipeline{n.transport}); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil
@@ -723,4 +723,16 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, line, "module", w.component)
 	return len(p), nil
+}
+
+// noPipeline is raft's network transport without pipelined replication.
+// hashicorp/raft's pipeline can deadlock when a follower rejects appends
+// after a partition heals (replication to it stalls and raft.Shutdown
+// hangs; found by the chaos tests); plain AppendEntries batches entries all
+// the same.
+type noPipeline struct{ *raft.NetworkTransport }
+
+// AppendEntriesPipeline implements raft.Transport: never pipelined.
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
