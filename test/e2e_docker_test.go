@@ -20,15 +20,18 @@ const e2eProject = "pgce2e"
 
 var e2ePorts = []int{19291, 19292, 19293}
 
-// compose runs docker compose (v2 plugin) or docker-compose (v1) on the
-// repository's docker-compose.yml.
+// compose runs docker compose (v2 plugin) or docker-compose (v1) in the
+// repository root as one project, with its compose files and environment.
 type compose struct {
 	t    *testing.T
 	base []string
+	env  []string
 }
 
-func newCompose(t *testing.T) *compose {
-	c := &compose{t: t}
+// newCompose prepares project on the given compose files, publishing the
+// nodes' API ports on ports (PGC_NODEn_PORT); env adds variables.
+func newCompose(t *testing.T, project string, files []string, ports []int, env ...string) *compose {
+	c := &compose{t: t, env: env}
 	if exec.Command("docker", "compose", "version").Run() == nil {
 		c.base = []string{"docker", "compose"}
 	} else if _, err := exec.LookPath("docker-compose"); err == nil {
@@ -36,7 +39,13 @@ func newCompose(t *testing.T) *compose {
 	} else {
 		t.Fatal("Docker is reachable but neither `docker compose` nor docker-compose is installed")
 	}
-	c.base = append(c.base, "-p", e2eProject, "-f", "docker-compose.yml") // run in the repository root
+	c.base = append(c.base, "-p", project)
+	for _, f := range files {
+		c.base = append(c.base, "-f", f)
+	}
+	for i, p := range ports {
+		c.env = append(c.env, fmt.Sprintf("PGC_NODE%d_PORT=%d", i+1, p))
+	}
 	return c
 }
 
@@ -53,13 +62,26 @@ func (c *compose) try(args ...string) (string, error) {
 	all := append(append([]string{}, c.base...), args...)
 	cmd := exec.Command(all[0], all[1:]...)
 	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(),
-		"PGC_NODE1_PORT="+strconv.Itoa(e2ePorts[0]),
-		"PGC_NODE2_PORT="+strconv.Itoa(e2ePorts[1]),
-		"PGC_NODE3_PORT="+strconv.Itoa(e2ePorts[2]),
-	)
+	cmd.Env = append(os.Environ(), c.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// requireDockerImage skips the test without a reachable Docker engine (or
+// under -short) and builds the image with make docker.
+func requireDockerImage(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end Docker test")
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("no Docker engine reachable, skipping the %s: %v %s", what, err, bytes.TrimSpace(out))
+	}
+	build := exec.Command("make", "docker")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make docker: %v\n%s", err, out)
+	}
 }
 
 func docker(t *testing.T, args ...string) string {
@@ -122,18 +144,8 @@ func sameState(t *testing.T, nodes ...e2eNode) string {
 // containers of the FROM scratch image, faults injected with docker, and a
 // real Prometheus scraping them.
 func TestE2EComposeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end Docker test")
-	}
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		t.Skipf("no Docker engine reachable, skipping the compose end-to-end test: %v %s", err, bytes.TrimSpace(out))
-	}
-	build := exec.Command("make", "docker")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make docker: %v\n%s", err, out)
-	}
-	c := newCompose(t)
+	requireDockerImage(t, "compose end-to-end test")
+	c := newCompose(t, e2eProject, []string{"docker-compose.yml"}, e2ePorts)
 	_, _ = c.try("down", "-v", "--remove-orphans") // leftovers of an interrupted run
 	t.Cleanup(func() {
 		if t.Failed() {

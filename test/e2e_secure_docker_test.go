@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,52 +17,13 @@ const secureProject = "pgcsec"
 
 var securePorts = []int{19391, 19392, 19393}
 
-// secureCompose runs docker compose on docker-compose.yml plus
-// docker-compose.secure.yml with the credentials in certsDir.
-type secureCompose struct {
-	t        *testing.T
-	base     []string
-	certsDir string
-}
-
-func (c *secureCompose) try(args ...string) (string, error) {
-	all := append(append([]string{}, c.base...), args...)
-	cmd := exec.Command(all[0], all[1:]...)
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "PGC_CERTS_DIR="+c.certsDir)
-	for i, p := range securePorts {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("PGC_NODE%d_PORT=%d", i+1, p))
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func (c *secureCompose) run(args ...string) string {
-	c.t.Helper()
-	out, err := c.try(args...)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v\n%s", strings.Join(c.base, " "), strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
 // TestE2ESecureComposeCluster runs the compose cluster with
 // docker-compose.secure.yml: HTTPS and basic auth on the API, encrypted
 // gossip, mutual TLS between the nodes, the healthcheck through all of it,
 // and two strangers on the cluster network (wrong gossip key; certificates
 // of another CA) that get nowhere.
 func TestE2ESecureComposeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end Docker test")
-	}
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		t.Skipf("no Docker engine reachable, skipping the secure compose end-to-end test: %v %s", err, bytes.TrimSpace(out))
-	}
-	build := exec.Command("make", "docker")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make docker: %v\n%s", err, out)
-	}
+	requireDockerImage(t, "secure compose end-to-end test")
 	// The image runs as uid 65534: the mounted files must be readable by it.
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -71,15 +31,7 @@ func TestE2ESecureComposeCluster(t *testing.T) {
 	}
 	sf := writeSecureFiles(t, dir, 0o644)
 
-	c := &secureCompose{t: t, certsDir: dir}
-	if exec.Command("docker", "compose", "version").Run() == nil {
-		c.base = []string{"docker", "compose"}
-	} else if _, err := exec.LookPath("docker-compose"); err == nil {
-		c.base = []string{"docker-compose"}
-	} else {
-		t.Fatal("Docker is reachable but neither `docker compose` nor docker-compose is installed")
-	}
-	c.base = append(c.base, "-p", secureProject, "-f", "docker-compose.yml", "-f", "docker-compose.secure.yml")
+	c := newCompose(t, secureProject, []string{"docker-compose.yml", "docker-compose.secure.yml"}, securePorts, "PGC_CERTS_DIR="+dir)
 	strangers := []string{secureProject + "-wrong-key", secureProject + "-rogue-ca"}
 	removeStrangers := func() {
 		for _, name := range strangers {
