@@ -102,6 +102,18 @@ func (c *testCluster) byName(name string) *testNode {
 	return nil
 }
 
+// anyBut returns a node other than the one named (e.g. a follower).
+func (c *testCluster) anyBut(name string) *testNode {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		if n.name != name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node other than %s", name)
+	return nil
+}
+
 // assertIdentical checks every node renders the same pushed exposition.
 func (c *testCluster) assertIdentical(nodes ...*testNode) string {
 	c.t.Helper()
@@ -261,13 +273,7 @@ func TestMinorityRefusesWritesAndServesReads(t *testing.T) {
 func TestRemoveMember(t *testing.T) {
 	c := startCluster(t, 3)
 	leader := c.waitReadyAll()
-	var follower *testNode
-	for _, n := range c.nodes {
-		if n.name != leader {
-			follower = n
-			break
-		}
-	}
+	follower := c.anyBut(leader)
 	// Removal asked through a follower is forwarded to the leader.
 	if err := follower.RemoveMember(context.Background(), "node-x-unknown"); err == nil {
 		t.Fatal("removing an unknown member must fail")

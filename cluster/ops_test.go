@@ -119,13 +119,7 @@ func parseFamilies(t *testing.T, text string) []*dto.MetricFamily {
 func TestTransferLeadershipThroughAnyNode(t *testing.T) {
 	c := startCluster(t, 3)
 	leader := c.waitReadyAll()
-	var follower *testNode
-	for _, n := range c.nodes {
-		if n.name != leader {
-			follower = n
-			break
-		}
-	}
+	follower := c.anyBut(leader)
 	// Asked through a follower: forwarded to the leader.
 	got, err := follower.TransferLeadership(context.Background(), "")
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,28 +21,11 @@ import (
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testcerts"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
-// logBuffer is a slog destination the test may read while nodes write.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func bufferLogger(t *testing.T, name string) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func bufferLogger(t *testing.T, name string) (*slog.Logger, *testutil.LockedBuffer) {
+	buf := &testutil.LockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- log of %s ---\n%s", name, buf)
@@ -89,20 +71,20 @@ func newSecurityFixture(t *testing.T) *securityFixture {
 	return f
 }
 
-func (f *securityFixture) config(t *testing.T, name string, expect int, peers []string) (Config, *logBuffer) {
+func (f *securityFixture) config(t *testing.T, name string, expect int, peers []string) (Config, *testutil.LockedBuffer) {
 	cfg := nodeConfig(t.TempDir(), name, expect, peers)
 	cfg.GossipKeys = [][]byte{f.key}
 	cfg.TLSServer, cfg.TLSClient = f.serverTLS, f.clientTLS
-	var buf *logBuffer
+	var buf *testutil.LockedBuffer
 	cfg.Logger, buf = bufferLogger(t, name)
 	return cfg, buf
 }
 
 // startSecureCluster starts three nodes with mutual TLS and a gossip key.
-func startSecureCluster(t *testing.T, f *securityFixture) (*testCluster, []*logBuffer) {
+func startSecureCluster(t *testing.T, f *securityFixture) (*testCluster, []*testutil.LockedBuffer) {
 	t.Helper()
 	c := &testCluster{t: t}
-	var logs []*logBuffer
+	var logs []*testutil.LockedBuffer
 	for i := 0; i < 3; i++ {
 		var peers []string
 		if i > 0 {

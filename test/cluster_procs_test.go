@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // member is one pushgateway-cluster process of a multi-process cluster on
@@ -20,7 +22,7 @@ type member struct {
 	name, dir             string
 	web, raftAddr, gossip string
 	cmd                   *exec.Cmd
-	out                   *lockedBuffer
+	out                   *testutil.LockedBuffer
 	exited                chan struct{}
 }
 
@@ -43,7 +45,7 @@ func (m *member) start(expect int, peers ...*member) {
 	for _, p := range peers {
 		args = append(args, "--cluster.peer="+p.gossip)
 	}
-	m.out = &lockedBuffer{}
+	m.out = &testutil.LockedBuffer{}
 	m.cmd = exec.Command(ourBinary, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {

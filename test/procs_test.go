@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -11,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // upstreamBinary is the Debian-packaged upstream Pushgateway (1.5.1).
@@ -43,31 +43,12 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// lockedBuffer collects a child's stderr; it may be read while the child
-// is still writing.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is one running gateway process reachable at url.
 type proc struct {
 	name   string
 	url    string // http://127.0.0.1:PORT, no trailing slash
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 	exited chan struct{}
 }
 
@@ -137,7 +118,7 @@ func startProc(t *testing.T, name string, argsFn func() (addr string, args []str
 			name:   name,
 			url:    "http://" + addr,
 			cmd:    exec.Command(bin, args...),
-			stderr: &lockedBuffer{},
+			stderr: &testutil.LockedBuffer{},
 			exited: make(chan struct{}),
 		}
 		p.cmd.Stdout = p.stderr

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testcerts"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // secureFiles is a directory with everything a secure cluster needs: the
@@ -122,7 +123,7 @@ func startSecure(t *testing.T, m *member, expect int, extra []string, peers ...*
 		args = append(args, "--cluster.peer="+p.gossip)
 	}
 	args = append(args, extra...)
-	m.out = &lockedBuffer{}
+	m.out = &testutil.LockedBuffer{}
 	m.cmd = exec.Command(ourBinary, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {

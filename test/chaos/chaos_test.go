@@ -524,6 +524,6 @@ func saveArtifacts(t *testing.T, c *cluster, ops []Op, faults []faultRecord, vie
 
 func dumpLogs(t *testing.T, c *cluster) {
 	for _, n := range c.nodes {
-		t.Logf("--- last lines of %s ---\n%s", n.name, n.log.tail(60))
+		t.Logf("--- last lines of %s ---\n%s", n.name, tail(n.log, 60))
 	}
 }

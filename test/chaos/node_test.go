@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,31 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // writeTimeout is every node's --cluster.write-timeout.
 const writeTimeout = 3 * time.Second
 
-// logBuffer collects a node's output across restarts.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// tail returns the last n lines.
-func (b *logBuffer) tail(n int) string {
+// tail returns the last n lines of b.
+func tail(b *testutil.LockedBuffer, n int) string {
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -57,7 +40,7 @@ type node struct {
 	web, raft, gossip   string // host:port
 	dir                 string
 	args                []string
-	log                 *logBuffer
+	log                 *testutil.LockedBuffer
 	client, fast, probe *http.Client
 
 	mu      sync.Mutex
@@ -301,7 +284,7 @@ func startCluster(t *testing.T, nw *network, n int) *cluster {
 		ports = freePorts(t, 3*n)
 	}
 	for i := 0; i < n; i++ {
-		nd := &node{idx: i, name: fmt.Sprintf("n%d", i+1), ns: nw.namespace(i), dir: t.TempDir(), log: &logBuffer{}}
+		nd := &node{idx: i, name: fmt.Sprintf("n%d", i+1), ns: nw.namespace(i), dir: t.TempDir(), log: &testutil.LockedBuffer{}}
 		if nw.netns {
 			h := nw.host(i)
 			nd.web, nd.gossip, nd.raft = h+":9091", h+":9094", h+":9095"
