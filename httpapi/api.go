@@ -81,6 +81,17 @@ type Options struct {
 	// (--push.max-body-bytes); 0 means DefaultMaxBodyBytes. Larger
 	// bodies get 413 and change nothing.
 	MaxBodyBytes int64
+	// MaxSeriesPerPush bounds the series (metrics) in one push
+	// (--push.max-series-per-push); 0 means DefaultMaxSeriesPerPush.
+	MaxSeriesPerPush int
+	// MaxLabelsPerSeries bounds the labels of one pushed series, grouping
+	// labels included (--push.max-labels-per-series); 0 means
+	// DefaultMaxLabelsPerSeries.
+	MaxLabelsPerSeries int
+	// MaxLabelValueBytes bounds one label value, grouping labels included
+	// (--push.max-label-value-bytes); 0 means DefaultMaxLabelValueBytes.
+	// Pushes over any of these limits get 400 and change nothing.
+	MaxLabelValueBytes int
 
 	// Flags and BuildInfo are shown by /api/v1/status and the status page.
 	Flags     map[string]string

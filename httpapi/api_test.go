@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -385,5 +386,28 @@ func TestAcknowledgedWritesCarryTheirRaftIndex(t *testing.T) {
 			t.Fatalf("%s %s: index header %q after %d", req[0], req[1], h.Get(httpapi.IndexHeader), last)
 		}
 		last = idx
+	}
+}
+
+// TestDefaultPushLimits: with no limit options set, a huge label value or
+// too many labels are refused with 400 and change nothing, while pushes
+// of a realistic size pass.
+func TestDefaultPushLimits(t *testing.T) {
+	g := startGateway(t, nil)
+	g.expect("PUT", "/metrics/job/keep", "keep{v=\""+strings.Repeat("v", httpapi.DefaultMaxLabelValueBytes)+"\"} 1\n", 200, "")
+	before := g.pushed("/metrics")
+	g.expect("PUT", "/metrics/job/huge", "m{v=\""+strings.Repeat("v", httpapi.DefaultMaxLabelValueBytes+1)+"\"} 1\n", 400, "--push.max-label-value-bytes=65536")
+	var labels []string
+	for i := range httpapi.DefaultMaxLabelsPerSeries {
+		labels = append(labels, "l"+strconv.Itoa(i)+`="x"`)
+	}
+	g.expect("PUT", "/metrics/job/wide", "m{"+strings.Join(labels, ",")+"} 1\n", 400, "--push.max-labels-per-series=128")
+	var many strings.Builder
+	for i := range httpapi.DefaultMaxSeriesPerPush + 1 {
+		fmt.Fprintf(&many, "m{i=\"%d\"} 1\n", i)
+	}
+	g.expect("PUT", "/metrics/job/many", many.String(), 400, "--push.max-series-per-push=100000")
+	if after := g.pushed("/metrics"); after != before {
+		t.Fatal("rejected pushes changed the state")
 	}
 }

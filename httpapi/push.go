@@ -70,9 +70,19 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.logger.Debug("push body too large", "source", r.RemoteAddr, "limit", a.maxBodyBytes())
 			return
 		}
+		if err != nil && isTimeout(err) {
+			http.Error(w, "timed out reading the request body (--web.read-timeout)", http.StatusRequestTimeout)
+			a.logger.Debug("push body read timed out", "source", r.RemoteAddr, "err", err)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			a.logger.Debug("failed to parse text", "source", r.RemoteAddr, "err", err)
+			return
+		}
+		if err := a.limits().check(labels, families); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", err)
 			return
 		}
 		cmd := &fsm.Command{

@@ -62,6 +62,12 @@ func run(args []string) error {
 		pushUTF8Names   = app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").Bool()
 		expireAfter     = app.Flag("push.expire-after", "Remove groups not pushed for this long (0: never). The leader decides, every node removes the same groups.").Default("0s").Duration()
 		maxBodyBytes    = app.Flag("push.max-body-bytes", "Largest accepted push body, after decompression; larger pushes get 413 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxBodyBytes)).Int64()
+		maxSeries       = app.Flag("push.max-series-per-push", "Most series (metrics) one push may carry; more get 400 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxSeriesPerPush)).Int()
+		maxLabels       = app.Flag("push.max-labels-per-series", "Most labels one pushed series may have, grouping labels included; more get 400 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxLabelsPerSeries)).Int()
+		maxValueBytes   = app.Flag("push.max-label-value-bytes", "Longest label value (bytes) a push may carry, grouping labels included; longer gets 400 and changes nothing.").Default(strconv.Itoa(httpapi.DefaultMaxLabelValueBytes)).Int()
+		readHeaderTO    = app.Flag("web.read-header-timeout", "How long a client may take to send the request headers before the connection is closed.").Default("10s").Duration()
+		readTO          = app.Flag("web.read-timeout", "How long a client may take to send a whole request, body included; a push body still arriving then gets 408 and changes nothing.").Default("1m").Duration()
+		idleTO          = app.Flag("web.idle-timeout", "How long an idle keep-alive connection stays open.").Default("2m").Duration()
 		storagePath     = app.Flag("storage.path", "Directory for the raft log, snapshots and the node name.").Default("data/").String()
 		nodeName        = app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String()
 		raftListen      = app.Flag("raft.listen-address", "Address raft and forwarded commands listen on.").Default("0.0.0.0:9095").String()
@@ -187,6 +193,9 @@ func run(args []string) error {
 		DisableConsistencyCheck: *pushUnchecked,
 		EnableUTF8Names:         *pushUTF8Names,
 		MaxBodyBytes:            *maxBodyBytes,
+		MaxSeriesPerPush:        *maxSeries,
+		MaxLabelsPerSeries:      *maxLabels,
+		MaxLabelValueBytes:      *maxValueBytes,
 		Flags:                   flags,
 		BuildInfo: map[string]string{
 			"version":   version.Version,
@@ -199,7 +208,7 @@ func run(args []string) error {
 		Quit: quit,
 	})
 
-	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, IdleTimeout: *idleTO}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

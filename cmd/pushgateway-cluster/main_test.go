@@ -323,3 +323,89 @@ func TestMaxBodyBytesFlag(t *testing.T) {
 		t.Fatalf("oversized push: %d", resp.StatusCode)
 	}
 }
+
+// TestPushLimitAndTimeoutFlags starts the binary with tight per-push limits
+// and read timeouts: pushes over a limit get 400, a client that stalls in
+// its headers is disconnected, one that stalls in its body gets 408, and
+// none of them changes the state or blocks other clients.
+func TestPushLimitAndTimeoutFlags(t *testing.T) {
+	p := start(t, t.TempDir(), "--push.max-series-per-push=3", "--push.max-labels-per-series=4", "--push.max-label-value-bytes=10",
+		"--web.read-header-timeout=300ms", "--web.read-timeout=1s")
+	push := func(path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("PUT", p.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, msg := push("/metrics/job/ok/a/b", "m{x=\"1\"} 1\nm{x=\"2\"} 1\nn 1\n"); code != 200 {
+		t.Fatalf("push within the limits: %d %s", code, msg)
+	}
+	before := pushedLines(get(t, p.url+"/metrics"))
+	for _, c := range []struct{ path, body, want string }{
+		{"/metrics/job/series", "m{x=\"1\"} 1\nm{x=\"2\"} 1\nn 1\no 1\n", "--push.max-series-per-push=3"},
+		{"/metrics/job/labels/a/b", "m{x=\"1\",y=\"2\",z=\"3\"} 1\n", "--push.max-labels-per-series=4"},
+		{"/metrics/job/value", "m{x=\"01234567890\"} 1\n", "--push.max-label-value-bytes=10"},
+		{"/metrics/job/value/g/01234567890", "m 1\n", "--push.max-label-value-bytes=10"},
+		{"/metrics/job/ok/a/b", "m{x=\"1\"} 1\nm{x=\"2\"} 1\nm{x=\"3\"} 1\nn 1\n", "--push.max-series-per-push=3"},
+	} {
+		if code, msg := push(c.path, c.body); code != 400 || !strings.Contains(msg, c.want) {
+			t.Errorf("PUT %s: got %d %q, want 400 naming %s", c.path, code, msg, c.want)
+		}
+	}
+
+	// Headers that never end: the server hangs up after the header timeout.
+	slowHeaders, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slowHeaders.Close()
+	if _, err := io.WriteString(slowHeaders, "PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// A body that stops halfway: 408 after the read timeout.
+	slowBody, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slowBody.Close()
+	if _, err := io.WriteString(slowBody, "PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nslow 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile other clients are served.
+	if code, msg := push("/metrics/job/other", "other 1\n"); code != 200 {
+		t.Fatalf("push next to stalled clients: %d %s", code, msg)
+	}
+	for name, c := range map[string]net.Conn{"stalled headers": slowHeaders, "stalled body": slowBody} {
+		if err := c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("%s: the server did not close the connection: %v", name, err)
+		}
+		if name == "stalled body" && !strings.HasPrefix(string(got), "HTTP/1.1 408") {
+			t.Errorf("%s: want a 408 answer, got %q", name, got)
+		}
+		if name == "stalled headers" && len(got) > 0 && !strings.Contains(string(got), " 408 ") {
+			t.Errorf("%s: unexpected answer %q", name, got)
+		}
+	}
+	after := pushedLines(get(t, p.url+"/metrics"))
+	var kept []string
+	for _, l := range strings.Split(after, "\n") {
+		if !strings.Contains(l, `job="other"`) {
+			kept = append(kept, l)
+		}
+	}
+	if got := strings.Join(kept, "\n"); got != before {
+		t.Fatalf("rejected pushes changed the state:\n%s\nwant\n%s", got, before)
+	}
+}
