@@ -118,6 +118,9 @@ type Node struct {
 	leaderLostAt atomic.Int64
 
 	ready atomic.Bool
+	// recovering is set while this node, whose storage was found corrupt
+	// at start, copies the state from its peers (see prepareRaftStorage).
+	recovering atomic.Bool
 	// removed holds members an operator removed while they were running.
 	removedMu sync.Mutex
 	removed   map[string]struct{}
@@ -171,6 +174,11 @@ func Start(cfg Config) (*Node, error) {
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
+	recovering, err := prepareRaftStorage(cfg.DataDir, n.logger)
+	if err != nil {
+		return nil, err
+	}
+	n.recovering.Store(recovering)
 	if err := n.startRaft(); err != nil {
 		n.closeAll()
 		return nil, err
@@ -191,10 +199,13 @@ func Start(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.runExpiry()
 	}
-	if !existing {
+	switch {
+	case recovering:
+		n.logger.Warn("recovering: waiting for the leader to copy the state to this node", "node", name, "raft_address", n.raftAddr)
+	case !existing:
 		n.wg.Add(1)
 		go n.runBootstrap()
-	} else {
+	default:
 		n.logger.Info("restarting from existing raft state", "node", name, "raft_address", n.raftAddr)
 	}
 	return n, nil
@@ -245,7 +256,12 @@ func (n *Node) startRaft() error {
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
-	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, n.stores, n.snaps, noPipeline{n.transport}); err != nil {
+	stable, err := newMirroredStable(n.stores, filepath.Join(raftDir, voteRecordFile))
+	if err != nil {
+		return err
+	}
+	trans := newRaftTransport(n.transport, &n.recovering, n.recovering.Load(), n.stop)
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, stable, n.snaps, trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil
@@ -295,13 +311,25 @@ func (n *Node) sleep(d time.Duration) bool {
 // node holds cluster state (for other nodes' bootstrap decisions).
 func (n *Node) runReadiness() {
 	defer n.wg.Done()
+	lastWarn := time.Now()
 	for {
 		if err := n.catchUp(); err != nil {
 			n.logger.Debug("not ready yet", "reason", err)
+			if n.recovering.Load() && time.Since(lastWarn) > 20*n.contactTimeout {
+				lastWarn = time.Now()
+				n.logger.Warn("still recovering: no leader has copied the state to this node yet (a node without peers must be restored from a backup, see the README)", "reason", err)
+			}
 			if !n.sleep(50 * time.Millisecond) {
 				return
 			}
 			continue
+		}
+		if n.recovering.Load() {
+			if err := os.Remove(filepath.Join(n.cfg.DataDir, "raft", recoveringMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				n.logger.Error("remove recovery marker", "err", err)
+			}
+			n.recovering.Store(false)
+			n.logger.Info("recovered the raft state from the peers; this node votes again", "node", n.name, "applied_index", n.raft.AppliedIndex())
 		}
 		n.ready.Store(true)
 		n.logger.Info("node is ready", "node", n.name, "applied_index", n.raft.AppliedIndex())
@@ -497,7 +525,7 @@ func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
 	if timeout <= 0 {
 		return applyReply{code: codeUnavailable, message: "write timeout exhausted"}
 	}
-	f := n.raft.Apply(data, timeout)
+	f := n.raft.ApplyLog(raft.Log{Data: data, Extensions: commandChecksum(data)}, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
@@ -723,16 +751,4 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, line, "module", w.component)
 	return len(p), nil
-}
-
-// noPipeline is raft's network transport without pipelined replication.
-// hashicorp/raft's pipeline can deadlock when a follower rejects appends
-// after a partition heals (replication to it stalls and raft.Shutdown
-// hangs; found by the chaos tests); plain AppendEntries batches entries all
-// the same.
-type noPipeline struct{ *raft.NetworkTransport }
-
-// AppendEntriesPipeline implements raft.Transport: never pipelined.
-func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
-	return nil, raft.ErrPipelineReplicationNotSupported
 }

@@ -28,6 +28,12 @@ func newRaftFSM(state *fsm.FSM) *raftFSM {
 func (r *raftFSM) Apply(l *raft.Log) interface{} {
 	var res *fsm.Result
 	if l.Type == raft.LogCommand {
+		if err := verifyChecksum(l); err != nil {
+			// Applying it would make this node diverge. Stopping is the
+			// safe way out: at the next start the storage check finds
+			// the entry and the node recovers from its peers.
+			panic(fmt.Sprintf("%v; refusing to apply it: restart the node to recover its storage from the peers", err))
+		}
 		res = r.state.Apply(l.Index, l.Data)
 	}
 	r.advance(l.Index)

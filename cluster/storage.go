@@ -1,0 +1,401 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Files under <storage.path>/raft besides raft.db and snapshots/.
+const (
+	// recoveringMarker exists while a node whose storage was corrupt
+	// catches up from its peers; it holds the reason.
+	recoveringMarker = "recovering"
+	// quarantineDir (under the storage path) receives corrupt raft
+	// directories, one per detection, for post-mortems.
+	quarantineDir = "quarantine"
+)
+
+// corruption says what in the local raft storage failed verification.
+type corruption struct{ reason string }
+
+func (c *corruption) Error() string { return c.reason }
+
+func corrupt(format string, args ...any) *corruption {
+	return &corruption{reason: fmt.Sprintf(format, args...)}
+}
+
+// Commands carry a checksum of their data in raft.Log.Extensions, written
+// by the leader and verified when the log is checked at start and when an
+// entry is applied: bolt checksums only its meta pages, so a flipped bit
+// inside a log entry would otherwise be applied as a different write.
+const checksumTag = 'c'
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// commandChecksum returns the Extensions value for a command's data.
+func commandChecksum(data []byte) []byte {
+	sum := crc32.Checksum(data, castagnoli)
+	return []byte{checksumTag, byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)}
+}
+
+// verifyChecksum checks a command entry's data against its checksum.
+// Entries without one (written by builds before checksums) pass.
+func verifyChecksum(l *raft.Log) error {
+	if l.Type != raft.LogCommand || len(l.Extensions) == 0 {
+		return nil
+	}
+	if len(l.Extensions) != 5 || l.Extensions[0] != checksumTag {
+		return fmt.Errorf("raft log entry %d has an unknown extension of %d bytes", l.Index, len(l.Extensions))
+	}
+	if want := commandChecksum(l.Data); string(want) != string(l.Extensions) {
+		return fmt.Errorf("raft log entry %d: checksum mismatch (data corrupt)", l.Index)
+	}
+	return nil
+}
+
+// storageReport is what checkRaftStorage found.
+type storageReport struct {
+	// problem is nil when the log and snapshots are intact.
+	problem *corruption
+	// stable holds the raft stable-store keys (term and vote) read from
+	// raft.db, when they could be read.
+	stable map[string][]byte
+}
+
+// checkRaftStorage verifies the raft directory before raft opens it: bolt's
+// structure and size, a contiguous and decodable log whose command
+// checksums match, every snapshot's metadata and CRC, and that the log
+// continues the newest snapshot. Errors are conditions that are not
+// corruption (the store is locked by another process, permissions).
+func checkRaftStorage(dir string) (*storageReport, error) {
+	rep := &storageReport{}
+	first, last, problem, err := checkLogStore(filepath.Join(dir, "raft.db"), rep)
+	if err != nil || problem != nil {
+		rep.problem = problem
+		return rep, err
+	}
+	newest, problem := checkSnapshots(dir)
+	if problem != nil {
+		rep.problem = problem
+		return rep, nil
+	}
+	if last > 0 && first > newest+1 {
+		if newest == 0 {
+			rep.problem = corrupt("the raft log starts at index %d but there is no snapshot: entries 1 to %d are missing", first, first-1)
+		} else {
+			rep.problem = corrupt("the raft log starts at index %d but the newest snapshot ends at %d: entries are missing", first, newest)
+		}
+	}
+	return rep, nil
+}
+
+// checkLogStore reads every page of raft.db that holds data, with faults
+// (a file truncated under its mmap) turned into errors, and then every log
+// entry through raft-boltdb. It fills rep.stable.
+func checkLogStore(path string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
+	if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
+		return 0, 0, nil, nil
+	}
+	guarded(func() { first, last, problem, err = walkBolt(path, rep) }, func(p any) {
+		problem = corrupt("reading %s failed: %v", path, p)
+	})
+	if err != nil || problem != nil {
+		return
+	}
+	guarded(func() { problem, err = readEntries(path, first, last) }, func(p any) {
+		problem = corrupt("decoding the log in %s failed: %v", path, p)
+	})
+	return
+}
+
+// guarded runs f on its own goroutine with memory faults turned into
+// panics, and passes a panic to onPanic: a damaged bolt file can make bolt
+// read past the end of its mapping or panic on a bad page.
+func guarded(f func(), onPanic func(any)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		debug.SetPanicOnFault(true)
+		defer func() {
+			if p := recover(); p != nil {
+				onPanic(p)
+			}
+		}()
+		f()
+	}()
+	<-done
+}
+
+func openBoltReadOnly(path string) (*bbolt.DB, *corruption, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	switch {
+	case err == nil:
+		return db, nil, nil
+	case errors.Is(err, bbolt.ErrTimeout):
+		return nil, nil, fmt.Errorf("raft log store %s is locked: is another pushgateway-cluster using this --storage.path?", path)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil, fmt.Errorf("open raft log store: %w", err)
+	default:
+		return nil, corrupt("%s cannot be opened: %v", path, err), nil
+	}
+}
+
+// walkBolt checks the bolt file's size against its metadata, walks both
+// buckets (touching every key and value), runs bolt's own consistency
+// check and returns the first and last log index.
+func walkBolt(path string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
+	db, problem, err := openBoltReadOnly(path)
+	if db == nil {
+		return 0, 0, problem, err
+	}
+	defer db.Close()
+	walkErr := db.View(func(tx *bbolt.Tx) error {
+		info, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if info.Size() < tx.Size() {
+			problem = corrupt("%s is %d bytes long but its metadata says %d: the file was truncated", path, info.Size(), tx.Size())
+			return nil
+		}
+		conf, logs := tx.Bucket([]byte("conf")), tx.Bucket([]byte("logs"))
+		if conf == nil || logs == nil {
+			problem = corrupt("%s lacks its conf or logs bucket", path)
+			return nil
+		}
+		stable := map[string][]byte{}
+		_ = conf.ForEach(func(k, v []byte) error {
+			stable[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+		rep.stable = stable
+		var prev uint64
+		c := logs.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				problem = corrupt("%s holds a log key of %d bytes", path, len(k))
+				return nil
+			}
+			idx := beUint64(k)
+			if prev != 0 && idx != prev+1 {
+				problem = corrupt("the raft log in %s jumps from index %d to %d", path, prev, idx)
+				return nil
+			}
+			if first == 0 {
+				first = idx
+			}
+			prev, last = idx, idx
+			_ = crc32.ChecksumIEEE(v) // reads the value's pages
+		}
+		for cerr := range tx.Check() {
+			problem = corrupt("bolt consistency check of %s: %v", path, cerr)
+			return nil
+		}
+		return nil
+	})
+	if walkErr != nil {
+		return 0, 0, nil, fmt.Errorf("check raft log store: %w", walkErr)
+	}
+	return first, last, problem, nil
+}
+
+// readEntries decodes every log entry and verifies command checksums.
+func readEntries(path string, first, last uint64) (*corruption, error) {
+	if last == 0 {
+		return nil, nil
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second}})
+	if err != nil {
+		return corrupt("%s cannot be opened: %v", path, err), nil
+	}
+	defer store.Close()
+	var l raft.Log
+	for i := first; i <= last; i++ {
+		if err := store.GetLog(i, &l); err != nil {
+			return corrupt("raft log entry %d in %s cannot be read: %v", i, path, err), nil
+		}
+		if l.Index != i {
+			return corrupt("raft log entry stored under index %d in %s says it is %d", i, path, l.Index), nil
+		}
+		if err := verifyChecksum(&l); err != nil {
+			return corrupt("%v in %s", err, path), nil
+		}
+	}
+	return nil, nil
+}
+
+// checkSnapshots opens every snapshot (raft verifies its CRC while
+// opening) and returns the newest one's index. A snapshot directory whose
+// metadata raft cannot read is corruption too: raft would skip it and
+// replay the log from an older point.
+func checkSnapshots(dir string) (uint64, *corruption) {
+	entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, corrupt("read snapshot directory: %v", err)
+	}
+	dirs := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {
+			dirs[e.Name()] = true
+		}
+	}
+	if len(dirs) == 0 {
+		return 0, nil
+	}
+	store, err := raft.NewFileSnapshotStoreWithLogger(dir, len(dirs), hclog.NewNullLogger())
+	if err != nil {
+		return 0, corrupt("open snapshot store: %v", err)
+	}
+	metas, err := store.List()
+	if err != nil {
+		return 0, corrupt("list snapshots: %v", err)
+	}
+	for _, m := range metas {
+		delete(dirs, m.ID)
+	}
+	for id := range dirs {
+		return 0, corrupt("snapshot %s has unreadable metadata", id)
+	}
+	for _, m := range metas {
+		_, rc, err := store.Open(m.ID)
+		if err != nil {
+			return 0, corrupt("snapshot %s (index %d) failed verification: %v", m.ID, m.Index, err)
+		}
+		_ = rc.Close()
+	}
+	return metas[0].Index, nil
+}
+
+// prepareRaftStorage runs before raft opens its stores. Intact storage is
+// left alone. Corrupt storage is moved to <storage.path>/quarantine/<time>,
+// replaced by an empty log that keeps this node's term and vote (from
+// raft.db or its mirror), and marked as recovering: the node then copies
+// the state from the leader and neither votes nor stands for election
+// until it has caught up, because its vote must not help elect a leader
+// that lacks entries it had acknowledged. It returns whether the node is
+// recovering (now or still, after a restart during recovery).
+func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, error) {
+	dir := filepath.Join(dataDir, "raft")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	_, markerErr := os.Stat(filepath.Join(dir, recoveringMarker))
+	recovering := markerErr == nil
+	rep, err := checkRaftStorage(dir)
+	if err != nil {
+		return false, err
+	}
+	mirror := filepath.Join(dir, voteRecordFile)
+	if rep.problem == nil {
+		// raft.db is intact: it is the source of the vote record.
+		if len(rep.stable) > 0 {
+			if err := writeVoteRecord(mirror, rep.stable); err != nil {
+				return false, fmt.Errorf("write vote record: %w", err)
+			}
+		}
+		return recovering, nil
+	}
+	// The vote record is checksummed; raft.db is what failed.
+	stable, recErr := readVoteRecord(mirror)
+	if recErr != nil {
+		if stable = rep.stable; stable == nil {
+			return false, fmt.Errorf("the raft storage in %s is corrupt (%s) and this node's record of its term and vote is lost too (%v): "+
+				"remove this member from the cluster on a healthy node (pushgateway-cluster admin remove-member), move %s away, and start it again to join as a new member",
+				dir, rep.problem, recErr, dataDir)
+		}
+	}
+	quarantine := filepath.Join(dataDir, quarantineDir, time.Now().UTC().Format("20060102T150405.000Z"))
+	if err := os.MkdirAll(quarantine, 0o750); err != nil {
+		return false, fmt.Errorf("create quarantine directory: %w", err)
+	}
+	if err := os.Rename(dir, filepath.Join(quarantine, "raft")); err != nil {
+		return false, fmt.Errorf("move corrupt raft storage aside: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return false, fmt.Errorf("create raft dir: %w", err)
+	}
+	if err := seedStableStore(filepath.Join(dir, "raft.db"), stable); err != nil {
+		return false, err
+	}
+	if err := writeVoteRecord(mirror, stable); err != nil {
+		return false, err
+	}
+	if err := writeFileSync(filepath.Join(dir, recoveringMarker), []byte(rep.problem.reason+"\n")); err != nil {
+		return false, fmt.Errorf("write recovery marker: %w", err)
+	}
+	logger.Error("local raft storage is corrupt: moved it aside; this node recovers the state from its peers and neither votes nor stands for election until it has caught up",
+		"problem", rep.problem.reason, "moved_to", quarantine)
+	return true, nil
+}
+
+// seedStableStore creates a raft.db holding only the stable-store keys.
+func seedStableStore(path string, stable map[string][]byte) error {
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return fmt.Errorf("create raft log store: %w", err)
+	}
+	for k, v := range stable {
+		if err := store.Set([]byte(k), v); err != nil {
+			store.Close()
+			return fmt.Errorf("restore %s into the new raft log store: %w", k, err)
+		}
+	}
+	return store.Close()
+}
+
+// writeFileSync writes data to path through a temporary file, fsynced and
+// renamed into place, and syncs the directory.
+func writeFileSync(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return werr
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func beUint64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}

@@ -1,0 +1,92 @@
+package cluster
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// errRecovering answers vote requests while this node recovers its state.
+var errRecovering = errors.New("this node is recovering its raft state from its peers and does not vote")
+
+// raftTransport is raft's network transport with two changes.
+//
+// Replication is never pipelined: hashicorp/raft's pipeline can deadlock
+// when a follower rejects appends after a partition heals (replication to
+// it stalls and raft.Shutdown hangs; found by the chaos tests); plain
+// AppendEntries batches entries all the same.
+//
+// While recovering is set, the node takes no part in elections: it sends
+// no vote requests and answers the ones it gets (and leadership-transfer
+// requests) with an error. A node that lost its log must not vote before
+// it holds every entry again, or its vote could elect a leader lacking
+// entries that were committed with its help.
+type raftTransport struct {
+	*raft.NetworkTransport
+	recovering *atomic.Bool
+	consumer   chan raft.RPC
+}
+
+// newRaftTransport wraps t. When filter is false (the node started with
+// intact storage) incoming RPCs go straight to raft.
+func newRaftTransport(t *raft.NetworkTransport, recovering *atomic.Bool, filter bool, stop <-chan struct{}) *raftTransport {
+	rt := &raftTransport{NetworkTransport: t, recovering: recovering}
+	if filter {
+		rt.consumer = make(chan raft.RPC)
+		go rt.filter(stop)
+	}
+	return rt
+}
+
+func (t *raftTransport) filter(stop <-chan struct{}) {
+	in := t.NetworkTransport.Consumer()
+	for {
+		select {
+		case <-stop:
+			return
+		case rpc := <-in:
+			if t.recovering.Load() {
+				switch rpc.Command.(type) {
+				case *raft.RequestVoteRequest, *raft.RequestPreVoteRequest, *raft.TimeoutNowRequest:
+					rpc.Respond(nil, errRecovering)
+					continue
+				}
+			}
+			select {
+			case t.consumer <- rpc:
+			case <-stop:
+				return
+			}
+		}
+	}
+}
+
+// Consumer implements raft.Transport.
+func (t *raftTransport) Consumer() <-chan raft.RPC {
+	if t.consumer != nil {
+		return t.consumer
+	}
+	return t.NetworkTransport.Consumer()
+}
+
+// AppendEntriesPipeline implements raft.Transport: never pipelined.
+func (t *raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// RequestVote implements raft.Transport.
+func (t *raftTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.recovering.Load() {
+		return errRecovering
+	}
+	return t.NetworkTransport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote implements raft.WithPreVote.
+func (t *raftTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.recovering.Load() {
+		return errRecovering
+	}
+	return t.NetworkTransport.RequestPreVote(id, target, args, resp)
+}
