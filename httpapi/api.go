@@ -111,6 +111,8 @@ type API struct {
 	validation model.ValidationScheme
 	escaping   model.EscapingScheme
 	quitOnce   sync.Once
+	// groupJSON caches /api/v1/metrics per group.
+	groupJSON groupJSONCache
 }
 
 // New returns the API. It registers the HTTP self-metrics in opts.Registry.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -123,14 +124,108 @@ type apiFamily struct {
 }
 
 // apiMetrics lists every group with its families, as upstream (groups in
-// grouping-key order, where upstream's order is random).
+// grouping-key order, where upstream's order is random). Each group's JSON
+// comes from groupJSONCache; the answer is byte for byte what respond
+// writes for the same groups (TestAPIMetricsCachedEqualsUncached).
 func (a *API) apiMetrics(w http.ResponseWriter, _ *http.Request) {
 	groups := a.opts.Store.Groups()
+	parts, err := a.groupJSON.render(groups)
+	if err != nil {
+		// respond reports the error in upstream's words.
+		a.respond(w, uncachedMetricsData(groups))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	// The envelope as json.Marshal writes apiResponse{Status: "success",
+	// Data: a non-empty []any}; the elements of a JSON array are encoded
+	// independently of each other.
+	write := func(b []byte) bool {
+		if _, err := w.Write(b); err != nil {
+			a.logger.Error("failed to write data to connection", "err", err)
+			return false
+		}
+		return true
+	}
+	if !write([]byte(`{"status":"success","data":[`)) {
+		return
+	}
+	for i, b := range parts {
+		if i > 0 && !write([]byte{','}) {
+			return
+		}
+		if !write(b) {
+			return
+		}
+	}
+	write([]byte(`]}`))
+}
+
+// uncachedMetricsData is the data of /api/v1/metrics built from scratch.
+func uncachedMetricsData(groups []*fsm.Group) []any {
 	res := make([]any, 0, len(groups))
 	for _, g := range groups {
 		res = append(res, groupJSON(g))
 	}
-	a.respond(w, res)
+	return res
+}
+
+// groupJSONCache keeps the JSON of every group in /api/v1/metrics by
+// grouping key. Stored groups are immutable and every change stores a new
+// *fsm.Group, so an entry is valid exactly as long as the store still
+// holds the group it was made from.
+type groupJSONCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedGroupJSON
+}
+
+type cachedGroupJSON struct {
+	from *fsm.Group
+	json []byte
+}
+
+// render returns the JSON of each group, encoding only groups that changed
+// since they were last rendered. The returned slices must not be modified.
+func (c *groupJSONCache) render(groups []*fsm.Group) ([][]byte, error) {
+	out := make([][]byte, len(groups))
+	var missing []int
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = make(map[string]cachedGroupJSON, len(groups))
+	}
+	for i, g := range groups {
+		if e, ok := c.entries[g.Key]; ok && e.from == g {
+			out[i] = e.json
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	c.mu.Unlock()
+	for _, i := range missing {
+		b, err := json.Marshal(groupJSON(groups[i]))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, i := range missing {
+		c.entries[groups[i].Key] = cachedGroupJSON{from: groups[i], json: out[i]}
+	}
+	if len(c.entries) > len(groups) {
+		// Groups were deleted (entries hold every group rendered now).
+		keep := make(map[string]bool, len(groups))
+		for _, g := range groups {
+			keep[g.Key] = true
+		}
+		for k := range c.entries {
+			if !keep[k] {
+				delete(c.entries, k)
+			}
+		}
+	}
+	return out, nil
 }
 
 func groupJSON(g *fsm.Group) map[string]any {

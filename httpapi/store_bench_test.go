@@ -1,0 +1,150 @@
+package httpapi_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+)
+
+// The benchmarks in this file read an FSM filled directly (no raft, no
+// HTTP pushes), so they measure the read side alone.
+
+// benchPushCmd is the benchmark push (10 gauge families) to group i.
+func benchPushCmd(tb testing.TB, i, v int) *fsm.Command {
+	tb.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(benchBody(v)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "bench", "instance": fmt.Sprint(i)}, TimeUnixNano: int64(v+1) * 1e9}
+	for _, mf := range mfs {
+		cmd.Families = append(cmd.Families, mf)
+	}
+	return cmd
+}
+
+// benchStore is an FSM with groups groups of the benchmark push and the
+// API's handler over it.
+type benchStore struct {
+	state   *fsm.FSM
+	handler http.Handler
+	index   uint64
+}
+
+func newBenchStore(tb testing.TB, groups int) *benchStore {
+	tb.Helper()
+	reg := prometheus.NewRegistry()
+	reserved, err := httpapi.ReservedFamilies(reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &benchStore{state: fsm.New(reserved)}
+	for i := 0; i < groups; i++ {
+		s.push(tb, i, i)
+	}
+	s.handler = httpapi.New(httpapi.Options{Store: s.state, Registry: reg}).Handler()
+	return s
+}
+
+func (s *benchStore) push(tb testing.TB, group, v int) {
+	tb.Helper()
+	s.index++
+	if res := s.state.ApplyCommand(s.index, benchPushCmd(tb, group, v)); res.Err != nil {
+		tb.Fatal(res.Err)
+	}
+}
+
+// get serves one GET and returns the body size.
+func (s *benchStore) get(tb testing.TB, path, accept string) int {
+	tb.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	w := &discardWriter{h: http.Header{}}
+	s.handler.ServeHTTP(w, req)
+	if w.code != 0 && w.code != http.StatusOK {
+		tb.Fatalf("GET %s: %d", path, w.code)
+	}
+	return w.n
+}
+
+// discardWriter is a ResponseWriter that only counts the body.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// BenchmarkAPIMetrics measures GET /api/v1/metrics with 1,000 and 10,000
+// groups, one group changed before every request (as under load).
+func BenchmarkAPIMetrics(b *testing.B) {
+	for _, groups := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			s := newBenchStore(b, groups)
+			s.get(b, "/api/v1/metrics", "")
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				s.push(b, i%groups, groups+i)
+				b.StartTimer()
+				b.SetBytes(int64(s.get(b, "/api/v1/metrics", "")))
+			}
+		})
+	}
+}
+
+// BenchmarkFirstScrape measures the first GET /metrics (text and
+// delimited protobuf) after filling an empty store with 10,000 groups of
+// 10 families: the fill is not timed, the cold scrape is.
+func BenchmarkFirstScrape(b *testing.B) {
+	for _, f := range []struct{ name, accept string }{
+		{"text", "text/plain; version=0.0.4"},
+		{"proto", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+	} {
+		b.Run(f.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				s := newBenchStore(b, 10000)
+				b.StartTimer()
+				b.SetBytes(int64(s.get(b, "/metrics", f.accept)))
+			}
+		})
+	}
+}
+
+// BenchmarkScrapeAfterPush measures GET /metrics (text) with 1,000 and
+// 10,000 groups after one group changed, without HTTP or raft.
+func BenchmarkScrapeAfterPush(b *testing.B) {
+	for _, groups := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			s := newBenchStore(b, groups)
+			s.get(b, "/metrics", "")
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				s.push(b, i%groups, groups+i)
+				b.StartTimer()
+				b.SetBytes(int64(s.get(b, "/metrics", "")))
+			}
+		})
+	}
+}
