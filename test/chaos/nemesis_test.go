@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,13 +25,17 @@ const (
 	partitionLeader
 	partitionFollower
 	fullRestart
+	// damageFollower kills a follower with -9, truncates its raft.db and
+	// restarts it: it must detect the damage and recover from the others.
+	damageFollower
+	lastPart = damageFollower
 )
 
 func (p part) String() string {
 	return [...]string{
 		"kill -9 leader", "kill -9 follower", "pause leader", "pause follower",
 		"restart leader", "restart follower", "partition leader", "partition follower",
-		"full restart",
+		"full restart", "damage follower storage",
 	}[p]
 }
 
@@ -93,7 +99,8 @@ func shortSchedule(partitions bool) []nemesis {
 	} else {
 		s = append(s, nemesis{parts: []part{restartFollower}, hold: time.Second})
 	}
-	return append(s, nemesis{parts: []part{pauseFollower}, hold: 3 * time.Second})
+	return append(s, nemesis{parts: []part{pauseFollower}, hold: 3 * time.Second},
+		nemesis{parts: []part{damageFollower}, hold: 2 * time.Second})
 }
 
 // longSchedule is every fault alone, then combined (two nodes out at once
@@ -109,6 +116,7 @@ func longSchedule() []nemesis {
 		{parts: []part{partitionFollower}, hold: 5 * time.Second},
 		{parts: []part{partitionLeader}, hold: 5 * time.Second},
 		{parts: []part{fullRestart}, hold: time.Second},
+		{parts: []part{damageFollower}, hold: 2 * time.Second},
 		{parts: []part{partitionLeader, killFollower}, hold: 4 * time.Second},
 		{parts: []part{pauseLeader, restartFollower}, hold: 3 * time.Second},
 		{parts: []part{partitionFollower, killLeader}, hold: 3 * time.Second},
@@ -123,7 +131,7 @@ func longSchedule() []nemesis {
 func parseSchedule(spec string) ([]nemesis, error) {
 	byName := map[string]part{}
 	holds := map[part]time.Duration{}
-	for p := killLeader; p <= fullRestart; p++ {
+	for p := killLeader; p <= lastPart; p++ {
 		byName[p.String()] = p
 	}
 	for _, nm := range longSchedule() {
@@ -149,7 +157,7 @@ func parseSchedule(spec string) ([]nemesis, error) {
 
 func knownParts() string {
 	var names []string
-	for p := killLeader; p <= fullRestart; p++ {
+	for p := killLeader; p <= lastPart; p++ {
 		names = append(names, p.String())
 	}
 	return strings.Join(names, ", ")
@@ -186,7 +194,7 @@ func runNemesis(c *cluster, base time.Time, nm nemesis, rng *rand.Rand) faultRec
 	}
 	rng.Shuffle(len(followers), func(i, j int) { followers[i], followers[j] = followers[j], followers[i] })
 
-	var heals []func() error
+	var heals, afterRecovery []func() error
 	var victims, details []string
 	var cut []*node
 	inject := func(p part) error {
@@ -250,6 +258,31 @@ func runNemesis(c *cluster, base time.Time, nm nemesis, rng *rand.Rand) faultRec
 			if err != nil {
 				return err
 			}
+		case damageFollower:
+			if err := n.kill9(); err != nil {
+				return err
+			}
+			// Bolt's two meta pages and one more survive: the log is gone.
+			if err := os.Truncate(filepath.Join(n.dir, "raft", "raft.db"), 3*4096); err != nil {
+				return err
+			}
+			details = append(details, n.name+" killed, raft.db truncated to 12 KiB")
+			heals = append(heals, n.start)
+			afterRecovery = append(afterRecovery, func() error {
+				// The node takes writes as soon as it has the state; it
+				// declares the recovery done when its readiness check
+				// next confirms it has caught up.
+				deadline := time.Now().Add(30 * time.Second)
+				for _, want := range []string{"local raft storage is corrupt", "recovered the raft state from the peers"} {
+					for !strings.Contains(n.log.String(), want) {
+						if time.Now().After(deadline) {
+							return fmt.Errorf("%s did not log %q", n.name, want)
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				return nil
+			})
 		case partitionLeader, partitionFollower:
 			heals = append(heals, c.nw.heal)
 			if err := c.nw.partition([]int{n.idx}); err != nil {
@@ -304,6 +337,12 @@ func runNemesis(c *cluster, base time.Time, nm nemesis, rng *rand.Rand) faultRec
 	if err != nil {
 		errs = append(errs, "recover: "+err.Error())
 		rec.Unrecovered = true
+	} else {
+		for _, check := range afterRecovery {
+			if err := check(); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
 	}
 	rec.Err = strings.Join(errs, "; ")
 	return rec
