@@ -101,7 +101,7 @@ fmt:
 clean:
 	rm -f $(BINARY)
 
-## chaos: the long fault-injection run with the history checker (test/chaos, GUARANTEES.md there): every fault
+## chaos: the long fault-injection run with the history checker (test/chaos; README "Guarantees"): every fault
 ## alone and combined for CHAOS_DURATION; partitions need root (network namespaces, iptables), else they are skipped.
 ## Knobs: CHAOS_SEED, CHAOS_CLIENTS, CHAOS_KEYS, CHAOS_ARTIFACTS=dir (history and node logs; always kept on failure)
 ## More: CHAOS_SCHEDULE='partition leader, full restart, kill -9 leader + pause follower', CHAOS_BINARY=path, CHAOS_NETNS=0

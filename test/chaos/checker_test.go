@@ -20,7 +20,7 @@ import (
 // So the state of a key is the pair (a, b), and the final value of a field
 // is the value of the last write, in log order, that assigns it.
 //
-// What the checker knows (see GUARANTEES.md):
+// What the checker knows (see the README, "Guarantees"):
 //   - An acknowledged write (200/202) was committed and applied at the raft
 //     index its X-Pushgateway-Raft-Index header names; acknowledged writes
 //     are totally ordered by that index.

@@ -6,7 +6,7 @@
 //
 // TestChaos runs a short version (about 20 s of workload, three faults);
 // CHAOS_DURATION=120s (make chaos) runs every fault alone and combined.
-// See GUARANTEES.md for what is promised and how the checker proves it.
+// See the README's "Guarantees" section for what is promised and how the checker proves it.
 package chaos
 
 import (
