@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,10 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
-	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
@@ -49,56 +46,22 @@ func main() {
 
 func run(args []string) error {
 	app := kingpin.New(filepath.Base(os.Args[0]), "A highly available Pushgateway: the upstream API on a raft cluster.").UsageWriter(os.Stdout)
-	var (
-		webConfig       = webflag.AddFlags(app, ":9091")
-		metricsPath     = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
-		externalURL     = app.Flag("web.external-url", "The URL under which the Pushgateway is externally reachable.").Default("").URL()
-		routePrefix     = app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").String()
-		enableLifeCycle = app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").Bool()
-		enableAdminAPI  = app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").Bool()
-		persistenceFile = app.Flag("persistence.file", "Upstream Pushgateway persistence file to import once into an empty cluster (migration from upstream). The state itself lives in the raft log under --storage.path.").Default("").String()
-		_               = app.Flag("persistence.interval", "Accepted for compatibility with upstream; every acknowledged write is already durable.").Default("5m").Duration()
-		pushUnchecked   = app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").Bool()
-		pushUTF8Names   = app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").Bool()
-		expireAfter     = app.Flag("push.expire-after", "Remove groups not pushed for this long (0: never). The leader decides, every node removes the same groups.").Default("0s").Duration()
-		maxBodyBytes    = app.Flag("push.max-body-bytes", "Largest accepted push body, after decompression; larger pushes get 413 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxBodyBytes)).Int64()
-		maxSeries       = app.Flag("push.max-series-per-push", "Most series (metrics) one push may carry; more get 400 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxSeriesPerPush)).Int()
-		maxLabels       = app.Flag("push.max-labels-per-series", "Most labels one pushed series may have, grouping labels included; more get 400 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxLabelsPerSeries)).Int()
-		maxValueBytes   = app.Flag("push.max-label-value-bytes", "Longest label value (bytes) a push may carry, grouping labels included; longer gets 400 and changes nothing.").Default(strconv.Itoa(httpapi.DefaultMaxLabelValueBytes)).Int()
-		readHeaderTO    = app.Flag("web.read-header-timeout", "How long a client may take to send the request headers before the connection is closed.").Default("10s").Duration()
-		readTO          = app.Flag("web.read-timeout", "How long a client may take to send a whole request, body included; a push body still arriving then gets 408 and changes nothing.").Default("1m").Duration()
-		idleTO          = app.Flag("web.idle-timeout", "How long an idle keep-alive connection stays open.").Default("2m").Duration()
-		storagePath     = app.Flag("storage.path", "Directory for the raft log, snapshots and the node name.").Default("data/").String()
-		nodeName        = app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String()
-		raftListen      = app.Flag("raft.listen-address", "Address raft and forwarded commands listen on.").Default("0.0.0.0:9095").String()
-		raftAdvertise   = app.Flag("raft.advertise-address", "Address other nodes reach raft at. Default: derived from --raft.listen-address, never 0.0.0.0.").Default("").String()
-		gossipListen    = app.Flag("cluster.listen-address", "Address memberlist gossip listens on (TCP and UDP).").Default("0.0.0.0:9094").String()
-		gossipAdvertise = app.Flag("cluster.advertise-address", "Gossip address other nodes reach this node at. Default: derived, never 0.0.0.0.").Default("").String()
-		peers           = app.Flag("cluster.peer", "Gossip address (host:port) of a member to join; repeatable. A DNS name with several addresses joins them all.").Strings()
-		bootstrapExpect = app.Flag("cluster.bootstrap-expect", "Number of voters that must be present before the cluster bootstraps for the first time.").Default("1").Int()
-		maxVoters       = app.Flag("cluster.max-voters", "Number of voters the leader keeps; further nodes join as non-voters.").Default("5").Int()
-		reapTimeout     = app.Flag("cluster.reap-timeout", "How long a failed or departed voter stays in the raft configuration before the leader removes it (only while the rest keep a quorum).").Default("30m").Duration()
-		writeTimeout    = app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration()
-		gossipKeyFile   = app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String()
-		clusterTLSFile  = app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String()
-		promslogConfig  = promslog.Config{Style: promslog.GoKitStyle}
-	)
-	promslogflag.AddFlags(app, &promslogConfig)
+	fl := addFlags(app)
 	app.Version(version.Print("pushgateway-cluster"))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
 		return err
 	}
-	logger := promslog.New(&promslogConfig)
+	logger := promslog.New(&fl.log)
 
-	prefix := computeRoutePrefix(*routePrefix, *externalURL)
-	externalPathPrefix := computeRoutePrefix("", *externalURL)
+	prefix := computeRoutePrefix(*fl.web.routePrefix, *fl.web.externalURL)
+	externalPathPrefix := computeRoutePrefix("", *fl.web.externalURL)
 	logger.Info("starting pushgateway-cluster", "version", version.Info())
 	logger.Info("build context", "build_context", version.BuildContext())
-	if *expireAfter < 0 {
-		return fmt.Errorf("--push.expire-after must not be negative, got %s", *expireAfter)
+	if *fl.push.expireAfter < 0 {
+		return fmt.Errorf("--push.expire-after must not be negative, got %s", *fl.push.expireAfter)
 	}
-	upstreamFile, err := loadUpstreamFile(*persistenceFile, logger)
+	upstreamFile, err := loadUpstreamFile(*fl.push.persistenceFile, logger)
 	if err != nil {
 		return err
 	}
@@ -118,43 +81,43 @@ func run(args []string) error {
 	}
 
 	apiURL := ""
-	if *externalURL != nil && (*externalURL).Host != "" {
-		apiURL = (*externalURL).String()
+	if *fl.web.externalURL != nil && (*fl.web.externalURL).Host != "" {
+		apiURL = (*fl.web.externalURL).String()
 	}
 	apiListen := ""
-	if addrs := *webConfig.WebListenAddresses; len(addrs) > 0 {
+	if addrs := *fl.web.toolkit.WebListenAddresses; len(addrs) > 0 {
 		apiListen = addrs[0]
 	}
 	var gossipKeys [][]byte
-	if *gossipKeyFile != "" {
-		if gossipKeys, err = cluster.LoadGossipKeyFile(*gossipKeyFile); err != nil {
+	if *fl.cluster.gossipKeyFile != "" {
+		if gossipKeys, err = cluster.LoadGossipKeyFile(*fl.cluster.gossipKeyFile); err != nil {
 			return err
 		}
-		logger.Info("gossip encryption on", "keys", len(gossipKeys), "file", *gossipKeyFile)
+		logger.Info("gossip encryption on", "keys", len(gossipKeys), "file", *fl.cluster.gossipKeyFile)
 	}
 	var tlsServer, tlsClient *tls.Config
-	if *clusterTLSFile != "" {
-		if tlsServer, tlsClient, err = cluster.LoadTLSConfigFile(*clusterTLSFile); err != nil {
+	if *fl.cluster.tlsConfigFile != "" {
+		if tlsServer, tlsClient, err = cluster.LoadTLSConfigFile(*fl.cluster.tlsConfigFile); err != nil {
 			return err
 		}
-		logger.Info("mutual TLS on the raft port", "file", *clusterTLSFile)
+		logger.Info("mutual TLS on the raft port", "file", *fl.cluster.tlsConfigFile)
 	}
 	node, err := cluster.Start(cluster.Config{
-		DataDir:         *storagePath,
-		NodeName:        *nodeName,
-		RaftListen:      *raftListen,
-		RaftAdvertise:   *raftAdvertise,
-		GossipListen:    *gossipListen,
-		GossipAdvertise: *gossipAdvertise,
-		Peers:           *peers,
-		BootstrapExpect: *bootstrapExpect,
-		MaxVoters:       *maxVoters,
-		ReapTimeout:     *reapTimeout,
-		WriteTimeout:    *writeTimeout,
-		ExpireAfter:     *expireAfter,
+		DataDir:         *fl.cluster.storagePath,
+		NodeName:        *fl.cluster.nodeName,
+		RaftListen:      *fl.cluster.raftListen,
+		RaftAdvertise:   *fl.cluster.raftAdvertise,
+		GossipListen:    *fl.cluster.gossipListen,
+		GossipAdvertise: *fl.cluster.gossipAdvertise,
+		Peers:           *fl.cluster.peers,
+		BootstrapExpect: *fl.cluster.bootstrapExpect,
+		MaxVoters:       *fl.cluster.maxVoters,
+		ReapTimeout:     *fl.cluster.reapTimeout,
+		WriteTimeout:    *fl.cluster.writeTimeout,
+		ExpireAfter:     *fl.push.expireAfter,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
-		APITLS:          webServesTLS(*webConfig.WebConfigFile),
+		APITLS:          webServesTLS(*fl.web.toolkit.WebConfigFile),
 		State:           state,
 		Logger:          logger.With("component", "cluster"),
 		Registerer:      reg,
@@ -166,8 +129,8 @@ func run(args []string) error {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
 
-	if *expireAfter > 0 {
-		logger.Info("expiry on: the leader removes groups not pushed within --push.expire-after", "expire_after", *expireAfter)
+	if *fl.push.expireAfter > 0 {
+		logger.Info("expiry on: the leader removes groups not pushed within --push.expire-after", "expire_after", *fl.push.expireAfter)
 	}
 	readiness := &gatedReadiness{node: node}
 	importCtx, stopImport := context.WithCancel(context.Background())
@@ -187,15 +150,15 @@ func run(args []string) error {
 		Logger:                  logger,
 		RoutePrefix:             prefix,
 		ExternalPathPrefix:      externalPathPrefix,
-		MetricsPath:             *metricsPath,
-		EnableLifecycle:         *enableLifeCycle,
-		EnableAdminAPI:          *enableAdminAPI,
-		DisableConsistencyCheck: *pushUnchecked,
-		EnableUTF8Names:         *pushUTF8Names,
-		MaxBodyBytes:            *maxBodyBytes,
-		MaxSeriesPerPush:        *maxSeries,
-		MaxLabelsPerSeries:      *maxLabels,
-		MaxLabelValueBytes:      *maxValueBytes,
+		MetricsPath:             *fl.web.metricsPath,
+		EnableLifecycle:         *fl.web.enableLifecycle,
+		EnableAdminAPI:          *fl.web.enableAdminAPI,
+		DisableConsistencyCheck: *fl.push.unchecked,
+		EnableUTF8Names:         *fl.push.utf8Names,
+		MaxBodyBytes:            *fl.push.maxBodyBytes,
+		MaxSeriesPerPush:        *fl.push.maxSeriesPerPush,
+		MaxLabelsPerSeries:      *fl.push.maxLabelsPerSeries,
+		MaxLabelValueBytes:      *fl.push.maxLabelValueBytes,
 		Flags:                   flags,
 		BuildInfo: map[string]string{
 			"version":   version.Version,
@@ -208,7 +171,7 @@ func run(args []string) error {
 		Quit: quit,
 	})
 
-	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: *readHeaderTO, ReadTimeout: *readTO, IdleTimeout: *idleTO}
+	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: *fl.web.readHeaderTimeout, ReadTimeout: *fl.web.readTimeout, IdleTimeout: *fl.web.idleTimeout}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -225,7 +188,7 @@ func run(args []string) error {
 		}
 	}()
 
-	err = web.ListenAndServe(server, webConfig, logger)
+	err = web.ListenAndServe(server, fl.web.toolkit, logger)
 	if errors.Is(err, http.ErrServerClosed) {
 		logger.Info("HTTP server stopped")
 		err = nil

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/exporter-toolkit/web"
+	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+)
+
+// webFlags configure the HTTP server and the API routes (--web.*).
+type webFlags struct {
+	toolkit           *web.FlagConfig
+	metricsPath       *string
+	externalURL       **url.URL
+	routePrefix       *string
+	enableLifecycle   *bool
+	enableAdminAPI    *bool
+	readHeaderTimeout *time.Duration
+	readTimeout       *time.Duration
+	idleTimeout       *time.Duration
+}
+
+// pushFlags configure what a push may carry (--push.*, --persistence.*).
+type pushFlags struct {
+	persistenceFile    *string
+	unchecked          *bool
+	utf8Names          *bool
+	expireAfter        *time.Duration
+	maxBodyBytes       *int64
+	maxSeriesPerPush   *int
+	maxLabelsPerSeries *int
+	maxLabelValueBytes *int
+}
+
+// clusterFlags configure storage, raft and memberlist (--storage.path,
+// --cluster.*, --raft.*).
+type clusterFlags struct {
+	storagePath     *string
+	nodeName        *string
+	raftListen      *string
+	raftAdvertise   *string
+	gossipListen    *string
+	gossipAdvertise *string
+	peers           *[]string
+	bootstrapExpect *int
+	maxVoters       *int
+	reapTimeout     *time.Duration
+	writeTimeout    *time.Duration
+	gossipKeyFile   *string
+	tlsConfigFile   *string
+}
+
+// flagSet is every command-line flag of the gateway, grouped by what it
+// configures.
+type flagSet struct {
+	web     webFlags
+	push    pushFlags
+	cluster clusterFlags
+	log     promslog.Config
+}
+
+// addFlags defines the flags on app: upstream's names and defaults, then
+// ours (see the README, "Flags beyond upstream").
+func addFlags(app *kingpin.Application) *flagSet {
+	f := &flagSet{log: promslog.Config{Style: promslog.GoKitStyle}}
+	f.web = webFlags{
+		toolkit:           webflag.AddFlags(app, ":9091"),
+		metricsPath:       app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String(),
+		externalURL:       app.Flag("web.external-url", "The URL under which the Pushgateway is externally reachable.").Default("").URL(),
+		routePrefix:       app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").String(),
+		enableLifecycle:   app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").Bool(),
+		enableAdminAPI:    app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").Bool(),
+		readHeaderTimeout: app.Flag("web.read-header-timeout", "How long a client may take to send the request headers before the connection is closed.").Default("10s").Duration(),
+		readTimeout:       app.Flag("web.read-timeout", "How long a client may take to send a whole request, body included; a push body still arriving then gets 408 and changes nothing.").Default("1m").Duration(),
+		idleTimeout:       app.Flag("web.idle-timeout", "How long an idle keep-alive connection stays open.").Default("2m").Duration(),
+	}
+	persistenceFile := app.Flag("persistence.file", "Upstream Pushgateway persistence file to import once into an empty cluster (migration from upstream). The state itself lives in the raft log under --storage.path.").Default("").String()
+	app.Flag("persistence.interval", "Accepted for compatibility with upstream; every acknowledged write is already durable.").Default("5m").Duration()
+	f.push = pushFlags{
+		persistenceFile: persistenceFile,
+		unchecked:       app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").Bool(),
+		utf8Names:       app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").Bool(),
+		expireAfter:     app.Flag("push.expire-after", "Remove groups not pushed for this long (0: never). The leader decides, every node removes the same groups.").Default("0s").Duration(),
+		maxBodyBytes:    app.Flag("push.max-body-bytes", "Largest accepted push body, after decompression; larger pushes get 413 and change nothing.").Default(strconv.Itoa(httpapi.DefaultMaxBodyBytes)).Int64(),
+		maxSeriesPerPush: app.Flag("push.max-series-per-push", "Most series (metrics) one push may carry; more get 400 and change nothing.").
+			Default(strconv.Itoa(httpapi.DefaultMaxSeriesPerPush)).Int(),
+		maxLabelsPerSeries: app.Flag("push.max-labels-per-series", "Most labels one pushed series may have, grouping labels included; more get 400 and change nothing.").
+			Default(strconv.Itoa(httpapi.DefaultMaxLabelsPerSeries)).Int(),
+		maxLabelValueBytes: app.Flag("push.max-label-value-bytes", "Longest label value (bytes) a push may carry, grouping labels included; longer gets 400 and changes nothing.").
+			Default(strconv.Itoa(httpapi.DefaultMaxLabelValueBytes)).Int(),
+	}
+	f.cluster = clusterFlags{
+		storagePath:     app.Flag("storage.path", "Directory for the raft log, snapshots and the node name.").Default("data/").String(),
+		nodeName:        app.Flag("cluster.node-name", "Name of this node (its raft server ID). Default: the hostname; persisted after the first start.").Default("").String(),
+		raftListen:      app.Flag("raft.listen-address", "Address raft and forwarded commands listen on.").Default("0.0.0.0:9095").String(),
+		raftAdvertise:   app.Flag("raft.advertise-address", "Address other nodes reach raft at. Default: derived from --raft.listen-address, never 0.0.0.0.").Default("").String(),
+		gossipListen:    app.Flag("cluster.listen-address", "Address memberlist gossip listens on (TCP and UDP).").Default("0.0.0.0:9094").String(),
+		gossipAdvertise: app.Flag("cluster.advertise-address", "Gossip address other nodes reach this node at. Default: derived, never 0.0.0.0.").Default("").String(),
+		peers:           app.Flag("cluster.peer", "Gossip address (host:port) of a member to join; repeatable. A DNS name with several addresses joins them all.").Strings(),
+		bootstrapExpect: app.Flag("cluster.bootstrap-expect", "Number of voters that must be present before the cluster bootstraps for the first time.").Default("1").Int(),
+		maxVoters:       app.Flag("cluster.max-voters", "Number of voters the leader keeps; further nodes join as non-voters.").Default("5").Int(),
+		reapTimeout:     app.Flag("cluster.reap-timeout", "How long a failed or departed voter stays in the raft configuration before the leader removes it (only while the rest keep a quorum).").Default("30m").Duration(),
+		writeTimeout:    app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration(),
+		gossipKeyFile:   app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String(),
+		tlsConfigFile:   app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String(),
+	}
+	promslogflag.AddFlags(app, &f.log)
+	return f
+}
