@@ -37,9 +37,6 @@ type MemberInfo struct {
 	Suffrage string `json:"suffrage"`
 }
 
-// ClusterStatus returns Status for the HTTP layer, which serializes it.
-func (n *Node) ClusterStatus() any { return n.Status() }
-
 // Status returns the node's view of the cluster.
 func (n *Node) Status() Status {
 	_, leader := n.raft.LeaderWithID()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
@@ -29,11 +30,10 @@ type Readiness interface {
 	Ready() error
 }
 
-// Cluster reports the cluster's state (/api/v1/cluster), removes members
-// for good and moves leadership (admin API). The status value is
-// serialized as JSON.
+// Cluster reports the cluster's state (/api/v1/cluster, the cluster page),
+// removes members for good and moves leadership (admin API).
 type Cluster interface {
-	ClusterStatus() any
+	Status() cluster.Status
 	RemoveMember(ctx context.Context, name string) error
 	// TransferLeadership hands leadership to the voter named to (empty:
 	// any) and returns the new leader's name.

@@ -85,7 +85,7 @@ func (a *API) apiStatus(w http.ResponseWriter, _ *http.Request) {
 
 // apiCluster reports this node's view of the cluster.
 func (a *API) apiCluster(w http.ResponseWriter, _ *http.Request) {
-	a.respond(w, a.opts.Cluster.ClusterStatus())
+	a.respond(w, a.opts.Cluster.Status())
 }
 
 // apiRemoveMember removes a member from the raft configuration for good.

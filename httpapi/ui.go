@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
@@ -136,7 +137,7 @@ type uiPage struct {
 	MetricsPath string
 	AdminAPI    bool
 	BuildInfo   map[string]string
-	Cluster     *uiClusterStatus
+	Cluster     *cluster.Status
 	Now         time.Time
 	Body        any
 }
@@ -150,42 +151,13 @@ func (p *uiPage) Asset(name string) string {
 	return p.Prefix + "/static/" + name + v
 }
 
-// uiClusterStatus mirrors the JSON of the cluster's status
-// (/api/v1/cluster), which this package only sees as a value to serialize.
-type uiClusterStatus struct {
-	Self   string `json:"self"`
-	Leader string `json:"leader"`
-	Raft   struct {
-		State        string `json:"state"`
-		Term         uint64 `json:"term"`
-		LastIndex    uint64 `json:"last_index"`
-		CommitIndex  uint64 `json:"commit_index"`
-		AppliedIndex uint64 `json:"applied_index"`
-	} `json:"raft"`
-	Members []struct {
-		Name          string `json:"name"`
-		APIURL        string `json:"api_url"`
-		GossipAddress string `json:"gossip_address"`
-		RaftAddress   string `json:"raft_address"`
-		Status        string `json:"status"`
-		Suffrage      string `json:"suffrage"`
-	} `json:"members"`
-}
-
-func (a *API) uiClusterStatus() *uiClusterStatus {
+// clusterStatus returns this node's view of the cluster, or nil without a
+// cluster.
+func (a *API) clusterStatus() *cluster.Status {
 	if a.opts.Cluster == nil {
 		return nil
 	}
-	b, err := json.Marshal(a.opts.Cluster.ClusterStatus())
-	if err != nil {
-		a.logger.Error("encode cluster status", "err", err)
-		return nil
-	}
-	var st uiClusterStatus
-	if err := json.Unmarshal(b, &st); err != nil {
-		a.logger.Error("decode cluster status", "err", err)
-		return nil
-	}
+	st := a.opts.Cluster.Status()
 	return &st
 }
 
@@ -200,7 +172,7 @@ func (a *API) linkPrefix() string {
 func (a *API) renderUI(w http.ResponseWriter, page, title string, body any) {
 	data := &uiPage{
 		Page: page, Title: title, Prefix: a.linkPrefix(), MetricsPath: a.opts.MetricsPath,
-		AdminAPI: a.opts.EnableAdminAPI, BuildInfo: a.opts.BuildInfo, Cluster: a.uiClusterStatus(),
+		AdminAPI: a.opts.EnableAdminAPI, BuildInfo: a.opts.BuildInfo, Cluster: a.clusterStatus(),
 		Now: time.Now(), Body: body,
 	}
 	var buf bytes.Buffer
@@ -437,7 +409,7 @@ func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) 
 
 type uiClusterBody struct {
 	Available bool
-	Status    *uiClusterStatus
+	Status    *cluster.Status
 	// Lag is commit index minus applied index.
 	Lag      uint64
 	Snapshot string
@@ -445,7 +417,7 @@ type uiClusterBody struct {
 }
 
 func (a *API) clusterPage(w http.ResponseWriter, _ *http.Request) {
-	st := a.uiClusterStatus()
+	st := a.clusterStatus()
 	body := &uiClusterBody{Available: st != nil, Status: st, Snapshot: a.snapshotAge(), APIPath: a.linkPrefix() + "/api/v1/cluster"}
 	if st != nil && st.Raft.CommitIndex > st.Raft.AppliedIndex {
 		body.Lag = st.Raft.CommitIndex - st.Raft.AppliedIndex
