@@ -52,13 +52,16 @@ func (s *FSM) Families() []*dto.MetricFamily {
 // mergeFamily builds the exposition of one family name across groups from
 // the ordered list the index keeps.
 func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
-	firstKey := ""
-	for k := range e.groups {
-		if firstKey == "" || k < firstKey {
-			firstKey = k
+	if _, ok := e.groups[e.minKey]; !ok {
+		// That group left this name: find the new smallest key.
+		first := true
+		for k := range e.groups {
+			if first || k < e.minKey {
+				e.minKey, first = k, false
+			}
 		}
 	}
-	first := e.groups[firstKey].MF
+	first := e.groups[e.minKey].MF
 	merged := &dto.MetricFamily{
 		Name:   proto.String(name),
 		Help:   first.Help,
@@ -77,15 +80,4 @@ func (s *FSM) mergeFamily(name string, e *nameEntry) *dto.MetricFamily {
 
 // MetricLess orders metrics like client_golang's MetricSorter: by number of
 // labels, then label values in order. (Timestamps are never stored.)
-func MetricLess(a, b *dto.Metric) bool {
-	if len(a.Label) != len(b.Label) {
-		return len(a.Label) < len(b.Label)
-	}
-	for i, lp := range a.Label {
-		va, vb := lp.GetValue(), b.Label[i].GetValue()
-		if va != vb {
-			return va < vb
-		}
-	}
-	return false
-}
+func MetricLess(a, b *dto.Metric) bool { return compareLabels(a, b) < 0 }
