@@ -1,0 +1,190 @@
+package httpapi
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// cachedFormats are the formats renderCache serves, every escaping scheme.
+var cachedFormats = func() []expfmt.Format {
+	var out []expfmt.Format
+	for _, esc := range []string{"", "; escaping=allow-utf-8", "; escaping=underscores", "; escaping=dots", "; escaping=values"} {
+		out = append(out,
+			expfmt.Format("text/plain; version=0.0.4; charset=utf-8"+esc),
+			expfmt.Format("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"+esc))
+	}
+	return out
+}()
+
+// expfmtFamily is the reference: the family as expfmt's encoder writes it
+// (what promhttp sends).
+func expfmtFamily(t *testing.T, f expfmt.Format, mf *dto.MetricFamily) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := expfmt.NewEncoder(&buf, f).Encode(mf); err != nil {
+		t.Fatalf("%s: %v", f, err)
+	}
+	return buf.Bytes()
+}
+
+var (
+	testValues      = []float64{0, math.Copysign(0, -1), 1, -1, 2, 0.5, 1e6, 1e21, 1.5e-7, -3.25, 123456789, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Inf(1), math.Inf(-1), math.NaN()}
+	testLabelValues = []string{"", "a", "0", "x y", `back\slash`, "new\nline", `"quoted"`, "ünïcödé", "日本", "a=b,c", "{}", "\\n"}
+	testLabelNames  = []string{"job", "instance", "x", "le_x", "a:b", "__name__", "dotted.name", "ü", "0digit"}
+)
+
+func randomMetric(rng *rand.Rand, typ dto.MetricType, labelNames []string) *dto.Metric {
+	m := &dto.Metric{}
+	for _, n := range labelNames {
+		m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(n), Value: proto.String(testLabelValues[rng.IntN(len(testLabelValues))])})
+	}
+	sort.Slice(m.Label, func(i, j int) bool { return m.Label[i].GetName() < m.Label[j].GetName() })
+	v := testValues[rng.IntN(len(testValues))]
+	switch typ {
+	case dto.MetricType_GAUGE:
+		m.Gauge = &dto.Gauge{Value: proto.Float64(v)}
+	case dto.MetricType_COUNTER:
+		m.Counter = &dto.Counter{Value: proto.Float64(v)}
+	case dto.MetricType_UNTYPED:
+		m.Untyped = &dto.Untyped{Value: proto.Float64(v)}
+	case dto.MetricType_SUMMARY:
+		m.Summary = &dto.Summary{SampleCount: proto.Uint64(3), SampleSum: proto.Float64(v), Quantile: []*dto.Quantile{{Quantile: proto.Float64(0.5), Value: proto.Float64(v)}}}
+	case dto.MetricType_HISTOGRAM:
+		m.Histogram = &dto.Histogram{SampleCount: proto.Uint64(2), SampleSum: proto.Float64(v), Bucket: []*dto.Bucket{{UpperBound: proto.Float64(1), CumulativeCount: proto.Uint64(1)}}}
+	}
+	return m
+}
+
+// TestMetricEncoderMatchesExpfmt checks the direct encoding of single
+// metrics against expfmt for random values, label values that need
+// escaping, label names that need quoting or escaping, every type and
+// every cached format.
+func TestMetricEncoderMatchesExpfmt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	types := []dto.MetricType{dto.MetricType_GAUGE, dto.MetricType_COUNTER, dto.MetricType_UNTYPED, dto.MetricType_SUMMARY, dto.MetricType_HISTOGRAM}
+	names := []string{"m", "name_with:colon", "dotted.metric", "ü_metric"}
+	for i := 0; i < 3000; i++ {
+		typ := types[rng.IntN(len(types))]
+		var labelNames []string
+		for _, n := range testLabelNames {
+			if rng.IntN(3) == 0 {
+				labelNames = append(labelNames, n)
+			}
+		}
+		mf := &dto.MetricFamily{Name: proto.String(names[rng.IntN(len(names))]), Type: typ.Enum(), Help: proto.String("help \\ text\nmore")}
+		for n := rng.IntN(3) + 1; n > 0; n-- {
+			mf.Metric = append(mf.Metric, randomMetric(rng, typ, labelNames))
+		}
+		for _, f := range cachedFormats {
+			rf, err := renderFamily(f, mf, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := expfmtFamily(t, f, mf); !bytes.Equal(rf.bytes(), want) {
+				t.Fatalf("%s, family %v:\n got %q\nwant %q", f, mf, rf.bytes(), want)
+			}
+		}
+	}
+}
+
+// TestRenderFamilyReusesChunks renders random successive versions of a
+// family (metrics added, removed, replaced, ties in label values) from the
+// previous version and checks the bytes equal a fresh encoding by expfmt,
+// and that unchanged metrics were copied, not encoded again.
+func TestRenderFamilyReusesChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, f := range cachedFormats {
+		var prev *renderedFamily
+		var metrics []*dto.Metric
+		for version := 0; version < 60; version++ {
+			next := append([]*dto.Metric(nil), metrics...)
+			for n := rng.IntN(6); n > 0; n-- {
+				switch op := rng.IntN(3); {
+				case op == 0 || len(next) == 0: // add (label values often tie)
+					labels := []string{"instance", "job"}
+					if rng.IntN(2) == 0 {
+						labels = []string{"instance", "zz"}
+					}
+					m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(rng.IntN(100)))}}
+					for _, l := range labels {
+						m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(l), Value: proto.String(fmt.Sprint(rng.IntN(5)))})
+					}
+					next = append(next, m)
+				case op == 1: // remove
+					k := rng.IntN(len(next))
+					next = append(next[:k], next[k+1:]...)
+				default: // replace with a new value, same labels
+					k := rng.IntN(len(next))
+					next[k] = &dto.Metric{Label: next[k].Label, Gauge: &dto.Gauge{Value: proto.Float64(float64(rng.IntN(100)))}}
+				}
+			}
+			sort.SliceStable(next, func(i, j int) bool { return fsm.MetricLess(next[i], next[j]) })
+			metrics = next
+			if len(metrics) == 0 {
+				continue
+			}
+			mf := &dto.MetricFamily{Name: proto.String("g"), Help: proto.String("h"), Type: dto.MetricType_GAUGE.Enum(), Metric: metrics}
+			rf, err := renderFamily(f, mf, prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := expfmtFamily(t, f, mf); !bytes.Equal(rf.bytes(), want) {
+				t.Fatalf("%s version %d:\n got %q\nwant %q", f, version, rf.bytes(), want)
+			}
+			for i, m := range mf.Metric {
+				one := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: []*dto.Metric{m}}
+				want, _ := metricChunk(f.FormatType(), f.ToEscapingScheme(), one, m)
+				if !bytes.Equal(rf.chunk(i), want) {
+					t.Fatalf("%s version %d: chunk %d is %q, want %q", f, version, i, rf.chunk(i), want)
+				}
+			}
+			prev = rf
+		}
+	}
+}
+
+// TestRenderFamilyCopiesSharedMetrics checks that a new version of a
+// family encodes only what changed: the bytes of shared metrics are
+// copied from the previous version.
+func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
+	var ms []*dto.Metric
+	for i := 0; i < 100; i++ {
+		ms = append(ms, &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("i"), Value: proto.String(fmt.Sprintf("%03d", i))}}, Gauge: &dto.Gauge{Value: proto.Float64(float64(i))}})
+	}
+	f := expfmt.Format("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
+	v1 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: ms}
+	r1, err := renderFamily(f, v1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Poison the previous bytes of every metric: a copy shows the poison,
+	// a fresh encoding does not.
+	for i := range ms {
+		c := r1.chunk(i)
+		c[0] = 'X'
+	}
+	changed := &dto.Metric{Label: ms[50].Label, Gauge: &dto.Gauge{Value: proto.Float64(-5)}}
+	added := &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("i"), Value: proto.String("050a")}}, Gauge: &dto.Gauge{Value: proto.Float64(7)}}
+	v2ms := append(append(append([]*dto.Metric(nil), ms[:50]...), changed, added), ms[52:]...) // 51 removed
+	v2 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: v2ms}
+	r2, err := renderFamily(f, v2, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range v2ms {
+		fresh := m == changed || m == added
+		if got := r2.chunk(i)[0] == 'X'; got == fresh {
+			t.Errorf("metric %d (fresh %v): chunk %q", i, fresh, r2.chunk(i))
+		}
+	}
+}
