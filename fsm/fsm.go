@@ -27,6 +27,8 @@ type FSM struct {
 	sortedKeys []string
 	// exposed caches the merged exposition; nil when stale.
 	exposed []*dto.MetricFamily
+	// onChange is called after every applied command and restore.
+	onChange []func()
 }
 
 // New returns an empty FSM. reserved lists the families the gateway exposes
@@ -71,14 +73,38 @@ func (s *FSM) Apply(logIndex uint64, data []byte) *Result {
 // ApplyCommand applies a decoded command. It takes ownership of
 // cmd.Families (they are sanitized in place and stored).
 func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
+	res, hooks := func() (*Result, []func()) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if logIndex > s.applied {
+			s.applied = logIndex
+		}
+		return s.applyLocked(cmd), s.onChange
+	}()
+	res.Index = logIndex
+	for _, f := range hooks {
+		f()
+	}
+	return res
+}
+
+// OnChange registers f to be called after every applied command and every
+// restore, on the applying goroutine and without the FSM's lock. f must not
+// block. It is for node-local caches (the HTTP layer keeps its rendered
+// exposition warm with it) and never affects the state.
+func (s *FSM) OnChange(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if logIndex > s.applied {
-		s.applied = logIndex
+	s.onChange = append(s.onChange[:len(s.onChange):len(s.onChange)], f)
+}
+
+func (s *FSM) changed() {
+	s.mu.RLock()
+	hooks := s.onChange
+	s.mu.RUnlock()
+	for _, f := range hooks {
+		f()
 	}
-	res := s.applyLocked(cmd)
-	res.Index = logIndex
-	return res
 }
 
 func (s *FSM) applyLocked(cmd *Command) *Result {

@@ -201,9 +201,10 @@ func (s *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.groups, s.ix, s.applied, s.imported = st.groups, st.ix, st.applied, st.imported
 	s.sortedKeys, s.exposed = nil, nil
+	s.mu.Unlock()
+	s.changed()
 	return nil
 }
 
