@@ -113,6 +113,8 @@ type API struct {
 	quitOnce   sync.Once
 	// groupJSON caches /api/v1/metrics per group.
 	groupJSON groupJSONCache
+	// renderCache is the /metrics cache of the last Handler (for tests).
+	renderCache *renderCache
 }
 
 // New returns the API. It registers the HTTP self-metrics in opts.Registry.

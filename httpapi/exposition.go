@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,10 +20,12 @@ import (
 //
 // The text and delimited-protobuf answers for a consistent store are
 // assembled from cached bytes (renderCache): only families and metrics
-// changed since the last scrape are encoded again. Everything else (the
-// protobuf debug formats, and an inconsistent store, which must fail the
-// scrape with 500 exactly like upstream's full gather) goes through
-// promhttp with client_golang's checking Gatherers.
+// changed since they were last encoded are encoded again, and a warmer
+// does that in the background while the store changes (see warmExposition),
+// so a scrape mostly copies. Everything else (the protobuf debug formats,
+// and an inconsistent store, which must fail the scrape with 500 exactly
+// like upstream's full gather) goes through promhttp with client_golang's
+// checking Gatherers.
 func (a *API) exposition() http.Handler {
 	pushed := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.opts.Store.Families(), nil })
 	checked := prometheus.Gatherers{a.opts.Registry, pushed}
@@ -36,6 +39,13 @@ func (a *API) exposition() http.Handler {
 		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
 	})
 	cache := newRenderCache()
+	a.renderCache = cache
+	if notifier, ok := a.opts.Store.(interface{ OnChange(func()) }); ok {
+		// What a client gets that does not say what it accepts.
+		unasked := keyOf(expfmt.NegotiateAccept(http.Header{}, expfmt.DefaultAcceptedFormats()...))
+		w := newWarmer(warmDelay, warmMaxWait, warmIdle, warmBatch, func() { a.warmExposition(cache, unasked) })
+		notifier.OnChange(w.kick)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 		if !cacheable(format) || !a.opts.Store.Consistent() {
@@ -47,12 +57,61 @@ func (a *API) exposition() http.Handler {
 			slow.ServeHTTP(w, r)
 			return
 		}
-		a.writeCached(w, r, format, cache, self, a.opts.Store.Families())
+		fc := cache.format(format)
+		fc.lastScrape.Store(time.Now().UnixNano())
+		pushed := a.opts.Store.Families()
+		bodies, err := fc.prepare(pushed)
+		if err != nil {
+			// promhttp reports it as upstream does.
+			a.logger.Error("error encoding metric families", "err", err)
+			slow.ServeHTTP(w, r)
+			return
+		}
+		a.writeCached(w, r, format, self, pushed, bodies)
 	})
 }
 
-// writeCached writes the exposition from the render cache.
-func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, cache *renderCache, self, pushed []*dto.MetricFamily) {
+// Timing of the exposition warmer (see warmer): it refreshes after
+// warmDelay without a change, after warmBatch changes or warmMaxWait after
+// a change, stops after warmIdle without a change, and keeps the formats
+// scraped within warmWindow.
+const (
+	warmDelay   = 250 * time.Millisecond
+	warmBatch   = 1000
+	warmMaxWait = 5 * time.Second
+	warmIdle    = 30 * time.Second
+	warmWindow  = 10 * time.Minute
+)
+
+// warmExposition brings the cached exposition up to date off the request
+// path: the order of every changed family (fsm.Families) and its encoding
+// in each format scraped within warmWindow. Before the first scrape it
+// encodes the format of a client that states no preference (text with
+// the default escaping), which is also what Prometheus before 3.0 and
+// curl get.
+func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
+	if !a.opts.Store.Consistent() {
+		return
+	}
+	keys, ever := cache.scrapedSince(time.Now().Add(-warmWindow))
+	if !ever {
+		keys = []cacheKey{unasked}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	pushed := a.opts.Store.Families()
+	for _, k := range keys {
+		if _, err := cache.byKey(k).prepare(pushed); err != nil {
+			a.logger.Debug("warm exposition", "err", err)
+		}
+	}
+}
+
+// writeCached writes the exposition: the node's own families (encoded
+// now) merged by name with the pushed ones, whose encoded bytes are
+// bodies.
+func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte) {
 	h := w.Header()
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
@@ -88,11 +147,7 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			}
 			i++
 		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
-			b, err := cache.family(format, pushed[j])
-			if err == nil {
-				_, err = body.Write(b)
-			}
-			if err != nil {
+			if _, err := body.Write(bodies[j]); err != nil {
 				fail(err)
 				return
 			}
@@ -105,13 +160,6 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			i++
 			j++
 		}
-	}
-	if cache.size(format) > len(pushed) {
-		names := make(map[string]bool, len(pushed))
-		for _, mf := range pushed {
-			names[mf.GetName()] = true
-		}
-		cache.forget(names)
 	}
 }
 

@@ -7,9 +7,12 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -27,7 +30,28 @@ import (
 // changed since the last one and copies the rest.
 type renderCache struct {
 	mu      sync.Mutex
-	formats map[expfmt.Format]map[string]*renderedFamily
+	formats map[cacheKey]*formatCache
+}
+
+// cacheKey identifies an encoding: the text format (any version) or
+// delimited protobuf, with an escaping scheme.
+type cacheKey struct {
+	typ    expfmt.FormatType
+	scheme model.EscapingScheme
+}
+
+func keyOf(f expfmt.Format) cacheKey { return cacheKey{f.FormatType(), f.ToEscapingScheme()} }
+
+// formatCache holds the families encoded in one format. mu is held while
+// they are brought up to date, so a scrape that arrives while the warmer
+// encodes waits for that work instead of doing it a second time.
+type formatCache struct {
+	key      cacheKey
+	mu       sync.Mutex
+	families map[string]*renderedFamily
+	// lastScrape is when a scrape last asked for this format (Unix
+	// nanoseconds; 0 if only the warmer did).
+	lastScrape atomic.Int64
 }
 
 // renderedFamily is one family encoded in one format. The bytes of metric
@@ -55,7 +79,40 @@ func (rf *renderedFamily) chunk(i int) []byte {
 }
 
 func newRenderCache() *renderCache {
-	return &renderCache{formats: map[expfmt.Format]map[string]*renderedFamily{}}
+	return &renderCache{formats: map[cacheKey]*formatCache{}}
+}
+
+// format returns the cache of the encoding of f.
+func (c *renderCache) format(f expfmt.Format) *formatCache {
+	return c.byKey(keyOf(f))
+}
+
+func (c *renderCache) byKey(k cacheKey) *formatCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fc := c.formats[k]
+	if fc == nil {
+		fc = &formatCache{key: k, families: map[string]*renderedFamily{}}
+		c.formats[k] = fc
+	}
+	return fc
+}
+
+// scrapedSince returns the formats scraped at or after t, and whether any
+// format was ever scraped.
+func (c *renderCache) scrapedSince(t time.Time) (keys []cacheKey, ever bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, fc := range c.formats {
+		last := fc.lastScrape.Load()
+		if last != 0 {
+			ever = true
+			if last >= t.UnixNano() {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys, ever
 }
 
 // cacheable reports whether the format has a cached encoding: the text
@@ -68,55 +125,77 @@ func cacheable(f expfmt.Format) bool {
 	return false
 }
 
-// family returns the encoded bytes of mf in format f, re-encoding only
-// metrics not seen in the previous version of the family.
-func (c *renderCache) family(f expfmt.Format, mf *dto.MetricFamily) ([]byte, error) {
-	c.mu.Lock()
-	byName := c.formats[f]
-	if byName == nil {
-		byName = map[string]*renderedFamily{}
-		c.formats[f] = byName
-	}
-	prev := byName[mf.GetName()]
-	c.mu.Unlock()
-	if prev != nil && prev.from == mf {
-		return prev.bytes(), nil
-	}
-	next, err := renderFamily(f, mf, prev)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	byName[mf.GetName()] = next
-	c.mu.Unlock()
-	return next.bytes(), nil
-}
+// parallelMetrics is the number of metrics to encode from which prepare
+// encodes families in parallel.
+const parallelMetrics = 20000
 
-// size returns the number of families cached for a format.
-func (c *renderCache) size(f expfmt.Format) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.formats[f])
-}
-
-// forget drops cached families that are no longer exposed.
-func (c *renderCache) forget(exposed map[string]bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, byName := range c.formats {
-		for name := range byName {
-			if !exposed[name] {
-				delete(byName, name)
+// prepare brings the encoded families up to date with pushed and returns
+// their bytes in the same order. Families that changed are encoded again
+// (their unchanged metrics copied), in parallel when there is much to
+// encode, as in the first scrape of a large store; families no longer
+// pushed are dropped.
+func (fc *formatCache) prepare(pushed []*dto.MetricFamily) ([][]byte, error) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	out := make([][]byte, len(pushed))
+	var stale []int
+	work := 0
+	for i, mf := range pushed {
+		if rf := fc.families[mf.GetName()]; rf != nil && rf.from == mf {
+			out[i] = rf.bytes()
+		} else {
+			stale = append(stale, i)
+			work += len(mf.Metric)
+		}
+	}
+	rendered := make([]*renderedFamily, len(stale))
+	errs := make([]error, len(stale))
+	render := func(k int) {
+		mf := pushed[stale[k]]
+		rendered[k], errs[k] = renderFamily(fc.key, mf, fc.families[mf.GetName()])
+	}
+	if workers := min(runtime.GOMAXPROCS(0), len(stale)); workers > 1 && work >= parallelMetrics {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for k := int(next.Add(1) - 1); k < len(stale); k = int(next.Add(1) - 1) {
+					render(k)
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for k := range stale {
+			render(k)
+		}
+	}
+	for k, i := range stale {
+		if errs[k] != nil {
+			return nil, errs[k]
+		}
+		fc.families[pushed[i].GetName()] = rendered[k]
+		out[i] = rendered[k].bytes()
+	}
+	if len(fc.families) > len(pushed) {
+		names := make(map[string]bool, len(pushed))
+		for _, mf := range pushed {
+			names[mf.GetName()] = true
+		}
+		for name := range fc.families {
+			if !names[name] {
+				delete(fc.families, name)
 			}
 		}
 	}
+	return out, nil
 }
 
 // maxTieScan bounds the search for a metric among the previous version's
 // metrics that sort equal to it (same label values, other grouping key).
 const maxTieScan = 64
 
-// renderFamily encodes mf in format f, copying the bytes of every metric
+// renderFamily encodes mf in format k, copying the bytes of every metric
 // that prev (an earlier version of the family, or nil) holds as well.
 //
 // Both versions list their metrics in exposition order (fsm.MetricLess,
@@ -124,8 +203,8 @@ const maxTieScan = 64
 // place relative to the others, so one forward walk over prev finds the
 // shared metrics. A metric is only ever reused by pointer identity, so a
 // metric the walk misses is encoded again, never encoded wrong.
-func renderFamily(f expfmt.Format, mf *dto.MetricFamily, prev *renderedFamily) (*renderedFamily, error) {
-	enc := newMetricEncoder(f, mf)
+func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*renderedFamily, error) {
+	enc := newMetricEncoder(k, mf)
 	header, err := familyHeader(enc.typ, enc.scheme, mf)
 	if err != nil {
 		return nil, err
@@ -200,10 +279,10 @@ type metricEncoder struct {
 	scratch   []byte
 }
 
-func newMetricEncoder(f expfmt.Format, mf *dto.MetricFamily) *metricEncoder {
+func newMetricEncoder(k cacheKey, mf *dto.MetricFamily) *metricEncoder {
 	return &metricEncoder{
-		typ:       f.FormatType(),
-		scheme:    f.ToEscapingScheme(),
+		typ:       k.typ,
+		scheme:    k.scheme,
 		mf:        mf,
 		plainName: model.IsValidLegacyMetricName(mf.GetName()),
 	}

@@ -86,7 +86,7 @@ func TestMetricEncoderMatchesExpfmt(t *testing.T) {
 			mf.Metric = append(mf.Metric, randomMetric(rng, typ, labelNames))
 		}
 		for _, f := range cachedFormats {
-			rf, err := renderFamily(f, mf, nil)
+			rf, err := renderFamily(keyOf(f), mf, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestRenderFamilyReusesChunks(t *testing.T) {
 				continue
 			}
 			mf := &dto.MetricFamily{Name: proto.String("g"), Help: proto.String("h"), Type: dto.MetricType_GAUGE.Enum(), Metric: metrics}
-			rf, err := renderFamily(f, mf, prev)
+			rf, err := renderFamily(keyOf(f), mf, prev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	}
 	f := expfmt.Format("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
 	v1 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: ms}
-	r1, err := renderFamily(f, v1, nil)
+	r1, err := renderFamily(keyOf(f), v1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	added := &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("i"), Value: proto.String("050a")}}, Gauge: &dto.Gauge{Value: proto.Float64(7)}}
 	v2ms := append(append(append([]*dto.Metric(nil), ms[:50]...), changed, added), ms[52:]...) // 51 removed
 	v2 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: v2ms}
-	r2, err := renderFamily(f, v2, r1)
+	r2, err := renderFamily(keyOf(f), v2, r1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWarmerRunsWhileKickedAndStopsWhenIdle checks that kicks start the
+// warmer, that a burst of kicks makes few refreshes, that it stops after
+// its idle time and that a later kick starts it again.
+func TestWarmerRunsWhileKickedAndStopsWhenIdle(t *testing.T) {
+	var refreshes, lastKick, afterLastKick atomic.Int64
+	w := newWarmer(20*time.Millisecond, 60*time.Millisecond, 100*time.Millisecond, 1_000_000, func() {
+		refreshes.Add(1)
+		if k := lastKick.Load(); k != 0 && time.Now().UnixNano() > k {
+			afterLastKick.Add(1)
+		}
+	})
+	for i := 0; i < 1000; i++ {
+		w.kick()
+	}
+	waitUntil(t, "a refresh", func() bool { return refreshes.Load() >= 1 })
+	waitUntil(t, "the warmer to stop", func() bool { return !w.running.Load() })
+	if n := refreshes.Load(); n > 2 {
+		t.Fatalf("a burst of kicks made %d refreshes", n)
+	}
+	before := refreshes.Load()
+	w.kick()
+	waitUntil(t, "a refresh after restart", func() bool { return refreshes.Load() > before })
+	// Kicks while it runs are not lost: the last one is followed by a
+	// refresh that starts after it.
+	stop := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(stop) {
+		w.kick()
+		time.Sleep(time.Millisecond)
+	}
+	w.kick()
+	lastKick.Store(time.Now().UnixNano())
+	waitUntil(t, "a refresh after the last kick", func() bool { return afterLastKick.Load() > 0 })
+	waitUntil(t, "the warmer to stop again", func() bool { return !w.running.Load() })
+}
+
+// TestPushesWarmTheExpositionBeforeAnyScrape checks that changes of the
+// store get the default format encoded in the background, without a
+// scrape, and then the formats that were scraped.
+func TestPushesWarmTheExpositionBeforeAnyScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	state := fsm.New(nil)
+	a := New(Options{Store: state, Registry: reg})
+	h := a.Handler()
+	unasked := keyOf(expfmt.NegotiateAccept(http.Header{}, expfmt.DefaultAcceptedFormats()...))
+	protoKey := keyOf(expfmt.NewFormat(expfmt.TypeProtoDelim))
+	index := uint64(0)
+	push := func(group, v int) {
+		index++
+		mf := &dto.MetricFamily{Name: proto.String(fmt.Sprint("m", v%3)), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(v))}}}}
+		cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(group)}, Families: []*dto.MetricFamily{mf}, TimeUnixNano: int64(v) * 1e9}
+		if res := state.ApplyCommand(index, cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	warm := func(k cacheKey) bool {
+		fc := a.renderCache.byKey(k)
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fams := state.Families()
+		if len(fc.families) != len(fams) {
+			return false
+		}
+		for _, mf := range fams {
+			if rf := fc.families[mf.GetName()]; rf == nil || rf.from != mf {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < 100; i++ {
+		push(i, i)
+	}
+	waitUntil(t, "the default format encoded without a scrape", func() bool { return warm(unasked) })
+	// A protobuf scrape; then changes warm protobuf too.
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	for i := 0; i < 10; i++ {
+		push(i, 1000+i)
+	}
+	waitUntil(t, "the scraped format encoded after changes", func() bool { return warm(protoKey) })
+}
