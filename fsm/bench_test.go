@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -62,4 +63,43 @@ func BenchmarkFamiliesAfterPush(b *testing.B) {
 			b.Fatal("unexpected family count")
 		}
 	}
+}
+
+// BenchmarkFill measures applying the benchmark push to 10,000 new groups
+// (a fill) and reports the live heap per stored group afterwards, which
+// sets the garbage collector's work per cycle.
+func BenchmarkFill(b *testing.B) {
+	const groups = 10000
+	cmds := make([][]byte, groups)
+	for i := range cmds {
+		enc, err := pushCmd(b, OpPut, int64(i+1), tenGauges(i), "job", "bench", "instance", fmt.Sprint(i)).Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[i] = enc
+	}
+	var heap uint64
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		s := newTestFSM()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for i, c := range cmds {
+			if r := s.Apply(uint64(i+1), c); r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heap = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(s)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*groups), "ns/push")
+	b.ReportMetric(float64(heap)/groups, "heap-bytes/group")
 }

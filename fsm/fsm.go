@@ -140,8 +140,9 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 		s.recordFailure(prev, key, cmd, names)
 		return &Result{Err: ErrTimestamp}
 	}
+	gp := newGroupingPairs(cmd.Labels, names)
 	for _, mf := range cmd.Families {
-		sanitizeLabels(mf, cmd.Labels, names)
+		sanitizeLabels(mf, gp)
 	}
 
 	var next *Group
@@ -161,9 +162,9 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	for _, mf := range cmd.Families {
 		pushed[mf.GetName()] = mf
 	}
-	pushed[PushTimeMetricName] = timestampFamily(PushTimeMetricName, pushTimeMetricHelp, next.Labels, names, cmd.TimeUnixNano)
+	pushed[PushTimeMetricName] = timestampFamily(PushTimeMetricName, pushTimeMetricHelp, gp, cmd.TimeUnixNano)
 	if _, ok := next.Families[PushFailureTimeMetricName]; !ok {
-		pushed[PushFailureTimeMetricName] = timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, next.Labels, names, 0)
+		pushed[PushFailureTimeMetricName] = timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, gp, 0)
 	}
 	for name, mf := range pushed {
 		next.Families[name] = &Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano}
@@ -210,13 +211,14 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 		next = prev.clone()
 		names = sortedNames(next.Labels)
 	}
+	gp := newGroupingPairs(next.Labels, names)
 	next.Families[PushFailureTimeMetricName] = &Family{
-		MF:           timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, next.Labels, names, cmd.TimeUnixNano),
+		MF:           timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, gp, cmd.TimeUnixNano),
 		TimeUnixNano: cmd.TimeUnixNano,
 	}
 	if _, ok := next.Families[PushTimeMetricName]; !ok {
 		next.Families[PushTimeMetricName] = &Family{
-			MF:           timestampFamily(PushTimeMetricName, pushTimeMetricHelp, next.Labels, names, 0),
+			MF:           timestampFamily(PushTimeMetricName, pushTimeMetricHelp, gp, 0),
 			TimeUnixNano: cmd.TimeUnixNano,
 		}
 	}

@@ -91,9 +91,9 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 		return &Result{Err: fmt.Errorf("%w: the cluster is not empty (%d groups)", ErrImportRefused, n)}
 	}
 	for _, g := range cmd.Import {
-		names := sortedNames(g.Labels)
+		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
 		for _, f := range g.Families {
-			sanitizeLabels(f.MF, g.Labels, names)
+			sanitizeLabels(f.MF, gp)
 		}
 		g.Key = GroupingKey(g.Labels)
 		if s.groups[g.Key] == nil {

@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"errors"
+	"slices"
 	"sort"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
@@ -25,37 +27,58 @@ func hasTimestamps(mfs []*dto.MetricFamily) bool {
 	return false
 }
 
+// groupingPairs holds the label pairs of one group's grouping labels, and
+// an empty instance label, created once per command and shared by every
+// metric it stores: stored label pairs are never modified, and sharing them
+// keeps a group's memory (and the garbage collector's work) small.
+type groupingPairs struct {
+	names    []string // sorted
+	pairs    []*dto.LabelPair
+	instance *dto.LabelPair // instance="", created when first needed
+}
+
+func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs {
+	gp := &groupingPairs{names: names, pairs: make([]*dto.LabelPair, len(names))}
+	for i, n := range names {
+		gp.pairs[i] = &dto.LabelPair{Name: proto.String(n), Value: proto.String(grouping[n])}
+	}
+	return gp
+}
+
 // sanitizeLabels makes every metric of mf carry the grouping labels with the
 // grouping values (overriding pushed values of the same name), adds an empty
 // instance label where none is present and sorts the label pairs by name,
 // as upstream does before storing.
-func sanitizeLabels(mf *dto.MetricFamily, grouping map[string]string, groupingNames []string) {
+func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 	for _, m := range mf.GetMetric() {
-		done := make(map[string]bool, len(grouping))
+		done := make([]bool, len(gp.names))
 		hasInstance := false
 		for _, lp := range m.GetLabel() {
 			name := lp.GetName()
-			if v, ok := grouping[name]; ok && !done[name] {
-				lp.Value = proto.String(v)
-				done[name] = true
+			if i, ok := slices.BinarySearch(gp.names, name); ok && !done[i] {
+				lp.Value = gp.pairs[i].Value
+				done[i] = true
 			}
 			if name == model.InstanceLabel {
 				hasInstance = true
 			}
 		}
-		for _, name := range groupingNames {
-			if done[name] {
+		for i, name := range gp.names {
+			if done[i] {
 				continue
 			}
-			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(name), Value: proto.String(grouping[name])})
+			m.Label = append(m.Label, gp.pairs[i])
 			if name == model.InstanceLabel {
 				hasInstance = true
 			}
 		}
 		if !hasInstance {
-			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")})
+			if gp.instance == nil {
+				gp.instance = &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")}
+			}
+			m.Label = append(m.Label, gp.instance)
 		}
-		sort.SliceStable(m.Label, func(i, j int) bool { return m.Label[i].GetName() < m.Label[j].GetName() })
+		slices.SortStableFunc(m.Label, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
 	}
 }
 
@@ -71,13 +94,13 @@ func sortedNames(labels map[string]string) []string {
 
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
 // gauge of a group. A zero time gives the value 0, as upstream.
-func timestampFamily(name, help string, grouping map[string]string, groupingNames []string, unixNano int64) *dto.MetricFamily {
+func timestampFamily(name, help string, gp *groupingPairs, unixNano int64) *dto.MetricFamily {
 	mf := &dto.MetricFamily{
 		Name:   proto.String(name),
 		Help:   proto.String(help),
 		Type:   dto.MetricType_GAUGE.Enum(),
 		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(unixNano) / 1e9)}}},
 	}
-	sanitizeLabels(mf, grouping, groupingNames)
+	sanitizeLabels(mf, gp)
 	return mf
 }
