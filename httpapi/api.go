@@ -49,6 +49,9 @@ type Store interface {
 	Consistent() bool
 	// Snapshot captures the state at one applied index (admin API).
 	Snapshot() *fsm.Snapshot
+	// AppliedIndex is the log index of the last command applied to the
+	// state (reads carry it in IndexHeader).
+	AppliedIndex() uint64
 }
 
 // Options configures the API. Field names follow upstream's flags.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -75,7 +76,19 @@ func (a *API) respond(w http.ResponseWriter, data any) {
 	}
 }
 
+// setReadIndex sets IndexHeader on a read: the log index this node's state
+// had applied before the read, so the answer shows every write up to it
+// (for a write acknowledged with that index or a lower one, by any node,
+// the answer shows it or a later write of the same group). A client can
+// ask any node whether it has applied its write without reading the data.
+func (a *API) setReadIndex(w http.ResponseWriter) {
+	if i := a.opts.Store.AppliedIndex(); i > 0 {
+		w.Header().Set(IndexHeader, strconv.FormatUint(i, 10))
+	}
+}
+
 func (a *API) apiStatus(w http.ResponseWriter, _ *http.Request) {
+	a.setReadIndex(w)
 	a.respond(w, map[string]any{
 		"flags":             a.opts.Flags,
 		"start_time":        a.startTime,
@@ -128,6 +141,7 @@ type apiFamily struct {
 // comes from groupJSONCache; the answer is byte for byte what respond
 // writes for the same groups (TestAPIMetricsCachedEqualsUncached).
 func (a *API) apiMetrics(w http.ResponseWriter, _ *http.Request) {
+	a.setReadIndex(w)
 	groups := a.opts.Store.Groups()
 	parts, err := a.groupJSON.render(groups)
 	if err != nil {

@@ -47,6 +47,7 @@ func (a *API) exposition() http.Handler {
 		notifier.OnChange(w.kick)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.setReadIndex(w)
 		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 		if !cacheable(format) || !a.opts.Store.Consistent() {
 			slow.ServeHTTP(w, r)
