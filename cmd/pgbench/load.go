@@ -93,22 +93,35 @@ func groupPath(i int) string { return "/metrics/job/bench/instance/" + strconv.I
 // push sends one push and returns its latency (request sent to body read).
 // A non-2xx answer is an error.
 func (l *loader) push(ctx context.Context, node, method, path, body string) (time.Duration, error) {
+	d, _, err := l.pushIndexed(ctx, node, method, path, body)
+	return d, err
+}
+
+// indexHeader is the raft log index our gateway answers writes with (the
+// index they were applied at) and reads with (the index applied before
+// the read).
+const indexHeader = "X-Pushgateway-Raft-Index"
+
+// pushIndexed is push that also returns the index the write was applied
+// at (0 if the answer does not say).
+func (l *loader) pushIndexed(ctx context.Context, node, method, path, body string) (time.Duration, uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, method, node+path, strings.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	start := time.Now()
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return time.Since(start), err
+		return time.Since(start), 0, err
 	}
 	msg := readSome(resp)
 	d := time.Since(start)
 	if resp.StatusCode/100 != 2 {
-		return d, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, msg)
+		return d, 0, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, msg)
 	}
-	return d, nil
+	index, _ := strconv.ParseUint(resp.Header.Get(indexHeader), 10, 64)
+	return d, index, nil
 }
 
 // errCounter counts errors and keeps the first message.
@@ -345,18 +358,67 @@ func findSample(r io.Reader, prefix string) (float64, bool, error) {
 	return 0, false, sc.Err()
 }
 
-// convergence pushes a new value to node i (round-robin) n times and
+// errNoReadIndex: the gateway does not answer reads with its applied index.
+var errNoReadIndex = errors.New("reads carry no " + indexHeader + " header")
+
+// appliedIndex GETs /api/v1/status from node (a small answer) and returns
+// the index its state had applied before the read.
+func (l *loader) appliedIndex(ctx context.Context, node string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+"/api/v1/status", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	readSome(resp)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s/api/v1/status: %d", node, resp.StatusCode)
+	}
+	h := resp.Header.Get(indexHeader)
+	if h == "" {
+		return 0, errNoReadIndex
+	}
+	return strconv.ParseUint(h, 10, 64)
+}
+
+// convergenceResult holds the two measures of convergence.
+type convergenceResult struct {
+	// value: until every other node serves the pushed value in /metrics.
+	value latencySummary
+	// index: until every other node answers a read with an applied index
+	// at least the write's (so any read from then on shows the value);
+	// ok is false if the gateway does not say (an older build).
+	index   latencySummary
+	indexOK bool
+}
+
+// convergence pushes a new value to node i (round-robin) 2n times and
 // measures, from the acknowledgement, how long until every other node
-// serves it in /metrics. The pollers do not sleep between reads.
-func (l *loader) convergence(ctx context.Context, n int) (latencySummary, error) {
+// shows it, alternating two probes: n samples poll /metrics until it
+// serves the value (a full scrape per poll), n samples poll the small
+// /api/v1/status until its applied index reaches the write's. Pollers do
+// not sleep between reads.
+func (l *loader) convergence(ctx context.Context, n int) (convergenceResult, error) {
 	const path = "/metrics/job/bench/instance/convergence"
-	var samples []time.Duration
-	for i := 0; i < n; i++ {
-		writer := i % len(l.nodes)
+	var values, indexes []time.Duration
+	indexOK := true
+	for i := 0; i < 2*n; i++ {
+		byIndex := i%2 == 1
+		if byIndex && !indexOK {
+			continue
+		}
+		writer := (i / 2) % len(l.nodes)
 		val := float64(i + 1)
 		body := fmt.Sprintf("# TYPE %s gauge\n%s %d\n", convergenceMetric, convergenceMetric, i+1)
-		if _, err := l.push(ctx, l.nodes[writer], http.MethodPut, path, body); err != nil {
-			return latencySummary{}, fmt.Errorf("convergence push: %w", err)
+		_, written, err := l.pushIndexed(ctx, l.nodes[writer], http.MethodPut, path, body)
+		if err != nil {
+			return convergenceResult{}, fmt.Errorf("convergence push: %w", err)
+		}
+		if byIndex && written == 0 {
+			indexOK = false
+			continue
 		}
 		ack := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, l.cfg.convergenceTimeout)
@@ -374,7 +436,15 @@ func (l *loader) convergence(ctx context.Context, n int) (latencySummary, error)
 			go func(node string) {
 				defer wg.Done()
 				for {
-					ok, err := l.showsValue(pctx, node, val)
+					var ok bool
+					var err error
+					if byIndex {
+						var applied uint64
+						applied, err = l.appliedIndex(pctx, node)
+						ok = err == nil && applied >= written
+					} else {
+						ok, err = l.showsValue(pctx, node, val)
+					}
 					if err == nil && ok {
 						d := time.Since(ack)
 						mu.Lock()
@@ -382,10 +452,14 @@ func (l *loader) convergence(ctx context.Context, n int) (latencySummary, error)
 						mu.Unlock()
 						return
 					}
-					if pctx.Err() != nil {
+					if errors.Is(err, errNoReadIndex) || pctx.Err() != nil {
 						mu.Lock()
 						if ferr == nil {
-							ferr = fmt.Errorf("%s did not show convergence value %d within %v (last error: %v)", node, i+1, l.cfg.convergenceTimeout, err)
+							what := fmt.Sprintf("value %d", i+1)
+							if byIndex {
+								what = fmt.Sprintf("applied index %d", written)
+							}
+							ferr = fmt.Errorf("%s did not show %s within %v (last error: %w)", node, what, l.cfg.convergenceTimeout, err)
 						}
 						mu.Unlock()
 						return
@@ -396,15 +470,27 @@ func (l *loader) convergence(ctx context.Context, n int) (latencySummary, error)
 		wg.Wait()
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return latencySummary{}, err
+			return convergenceResult{}, err
+		}
+		if byIndex && errors.Is(ferr, errNoReadIndex) {
+			indexOK = false
+			continue
 		}
 		if ferr != nil {
-			return latencySummary{}, ferr
+			return convergenceResult{}, ferr
 		}
-		samples = append(samples, worst)
+		if byIndex {
+			indexes = append(indexes, worst)
+		} else {
+			values = append(values, worst)
+		}
 	}
-	if len(samples) == 0 {
-		return latencySummary{}, errors.New("no convergence sample")
+	if len(values) == 0 {
+		return convergenceResult{}, errors.New("no convergence sample")
 	}
-	return summarize(samples), nil
+	res := convergenceResult{value: summarize(values), indexOK: indexOK && len(indexes) > 0}
+	if res.indexOK {
+		res.index = summarize(indexes)
+	}
+	return res, nil
 }

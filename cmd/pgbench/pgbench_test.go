@@ -180,7 +180,7 @@ func TestRendering(t *testing.T) {
 		byG: map[int]map[string]figures{1000: {
 			targetUpstream: {"fill.groups": 1000, "push.put.c16.rate": 106, "push.put.c16.p50": 0.154, "scrape.text.p50": 0.021, "scrape.text.bytes": 690 * 1024},
 			targetOurs1:    {"fill.groups": 1000, "push.put.c16.rate": 5618, "push.put.c16.p50": 0.0029, "scrape.text.p50": 0.042, "scrape.text.bytes": 700 * 1024},
-			targetOurs3:    {"fill.groups": 1000, "push.put.c16.rate": 2120, "push.put.c16.p50": 0.0077, "conv.p99": 0.012},
+			targetOurs3:    {"fill.groups": 1000, "push.put.c16.rate": 2120, "push.put.c16.p50": 0.0077, "conv.p99": 0.012, "conv_index.p99": 0.004},
 		}}}
 	r.addNote(1000, targetUpstream, "fill capped")
 	md := r.markdown()
@@ -190,6 +190,7 @@ func TestRendering(t *testing.T) {
 		"| push PUT, 16 clients: p50 | 154 ms | 2.90 ms | 7.70 ms | ×53 faster | ×20 faster |",
 		"| scrape text: p50 | 21.0 ms | 42.0 ms | – | ×2.0 slower |  |",
 		"| convergence (3 nodes): p99 | – | – | 12.0 ms |  |  |",
+		"| convergence by applied index (3 nodes): p99 | – | – | 4.00 ms |  |  |",
 		"2 CPUs (nproc), Test CPU", "go1.x", "pushgateway 1.5.1", "`go run ./cmd/pgbench --groups=1000",
 		"](docs/b.png)", "## G = 1,000 groups × 10 families", "- G=1000 upstream: fill capped",
 	} {
@@ -250,7 +251,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "push PUT, 16 clients: throughput"} {
+	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

@@ -102,6 +102,9 @@ func (c *config) rows() []row {
 			row{"conv.p50", "convergence (3 nodes): p50", unitSeconds, betterLower},
 			row{"conv.p99", "convergence (3 nodes): p99", unitSeconds, betterLower},
 			row{"conv.max", "convergence (3 nodes): max", unitSeconds, betterLower},
+			row{"conv_index.p50", "convergence by applied index (3 nodes): p50", unitSeconds, betterLower},
+			row{"conv_index.p99", "convergence by applied index (3 nodes): p99", unitSeconds, betterLower},
+			row{"conv_index.max", "convergence by applied index (3 nodes): max", unitSeconds, betterLower},
 		)
 	}
 	rs = append(rs,
@@ -304,7 +307,7 @@ func (r *report) workload() string {
 	}
 	conv := "none"
 	if c.convergence > 0 {
-		conv = fmt.Sprintf("%d samples on ours-3 (PUT to node i round-robin, then poll the other two nodes' `/metrics` without sleeping until both serve the value)", c.convergence)
+		conv = fmt.Sprintf("%d samples of each kind on ours-3, alternating: PUT to node i round-robin, then poll the other two nodes without sleeping, either `/metrics` until both serve the value (\"convergence\"; every poll is a full scrape), or the small `/api/v1/status` until both answer with an applied log index (`%s`) at least that of the write's acknowledgement (\"convergence by applied index\"; from then on every read of those nodes shows the value)", c.convergence, indexHeader)
 	}
 	return fmt.Sprintf(`- Groups G: %s (upstream up to %s); every target is started fresh (new processes, temp storage, free ports on 127.0.0.1) for every G and killed afterwards.
 - Push body: M = %d gauge families in the text format, one sample with a label each (`+"`/metrics/job/bench/instance/<i>`"+`).
