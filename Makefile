@@ -77,7 +77,9 @@ bench:
 
 ## bench-compare: side-by-side benchmark against Debian's upstream Pushgateway (one node and a 3-node
 ## cluster of ours, on loopback); prints the tables, writes BENCHMARKS.md and docs/bench.png.
-## Extra flags: make bench-compare BENCH_ARGS='--quick' (see go run ./cmd/pgbench -h)
+## G = 100, 1,000, 10,000 for all, 100,000 for ours (--huge). Other flags: make bench-compare BENCH_ARGS='--quick'
+## (a smoke run; see go run ./cmd/pgbench -h)
+BENCH_ARGS ?= --huge
 .PHONY: bench-compare
 bench-compare: build
 	$(GO) run ./cmd/pgbench --binary=./$(BINARY) $(BENCH_ARGS)
