@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,16 +61,7 @@ func (a *API) apiRestore(w http.ResponseWriter, r *http.Request) {
 	cmd := &fsm.Command{Op: fsm.OpRestore, TimeUnixNano: a.opts.Now().UnixNano(), Snapshot: body}
 	res, err := a.opts.Submitter.Submit(r.Context(), cmd)
 	if err != nil {
-		code := http.StatusInternalServerError
-		var unavailable interface{ Unavailable() bool }
-		var unknown interface{ OutcomeUnknown() bool }
-		switch {
-		case errors.As(err, &unavailable) && unavailable.Unavailable():
-			code = http.StatusServiceUnavailable
-		case errors.As(err, &unknown) && unknown.OutcomeUnknown():
-			code = http.StatusGatewayTimeout
-		}
-		a.respondError(w, code, err)
+		a.respondError(w, clusterErrorCode(err, http.StatusInternalServerError), err)
 		return
 	}
 	if res.Err != nil {
@@ -93,12 +83,7 @@ type transferResult struct {
 func (a *API) apiTransferLeadership(w http.ResponseWriter, r *http.Request) {
 	leader, err := a.opts.Cluster.TransferLeadership(r.Context(), r.URL.Query().Get("to"))
 	if err != nil {
-		code := http.StatusBadRequest
-		var unavailable interface{ Unavailable() bool }
-		if errors.As(err, &unavailable) && unavailable.Unavailable() {
-			code = http.StatusServiceUnavailable
-		}
-		a.respondError(w, code, err)
+		a.respondError(w, clusterErrorCode(err, http.StatusBadRequest), err)
 		return
 	}
 	a.respond(w, transferResult{Leader: leader})

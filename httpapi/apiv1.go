@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -105,12 +104,7 @@ func (a *API) apiCluster(w http.ResponseWriter, _ *http.Request) {
 func (a *API) apiRemoveMember(w http.ResponseWriter, r *http.Request) {
 	name := route.Param(r.Context(), "name")
 	if err := a.opts.Cluster.RemoveMember(r.Context(), name); err != nil {
-		code := http.StatusBadRequest
-		var unavailable interface{ Unavailable() bool }
-		if errors.As(err, &unavailable) && unavailable.Unavailable() {
-			code = http.StatusServiceUnavailable
-		}
-		a.respondError(w, code, err)
+		a.respondError(w, clusterErrorCode(err, http.StatusBadRequest), err)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -205,17 +205,24 @@ func setIndexHeader(w http.ResponseWriter, res *fsm.Result) {
 	}
 }
 
-// writeSubmitError answers a write the cluster could not complete.
-func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {
+// clusterErrorCode maps an error from the cluster to an HTTP status: 503
+// when the operation certainly did not happen, 504 when its outcome is
+// unknown, otherwise fallback.
+func clusterErrorCode(err error, fallback int) int {
 	var unavailable interface{ Unavailable() bool }
 	var unknown interface{ OutcomeUnknown() bool }
-	code := http.StatusInternalServerError
 	switch {
 	case errors.As(err, &unavailable) && unavailable.Unavailable():
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	case errors.As(err, &unknown) && unknown.OutcomeUnknown():
-		code = http.StatusGatewayTimeout
+		return http.StatusGatewayTimeout
 	}
+	return fallback
+}
+
+// writeSubmitError answers a write the cluster could not complete.
+func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {
+	code := clusterErrorCode(err, http.StatusInternalServerError)
 	http.Error(w, err.Error(), code)
 	a.logger.Warn("write not completed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 }
@@ -227,21 +234,18 @@ func (a *API) delete(jobBase64 bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		cmd := &fsm.Command{Op: fsm.OpDelete, Labels: labels, TimeUnixNano: a.opts.Now().UnixNano()}
-		res, err := a.opts.Submitter.Submit(r.Context(), cmd)
-		if err != nil {
-			a.writeSubmitError(w, r, err)
-			return
-		}
-		setIndexHeader(w, res)
-		w.WriteHeader(http.StatusAccepted)
+		a.submitAccepted(w, r, &fsm.Command{Op: fsm.OpDelete, Labels: labels, TimeUnixNano: a.opts.Now().UnixNano()})
 	})
 }
 
 // wipe returns the admin handler that deletes every group.
 func (a *API) wipe(w http.ResponseWriter, r *http.Request) {
 	a.logger.Debug("start wiping metric store")
-	cmd := &fsm.Command{Op: fsm.OpWipe, TimeUnixNano: a.opts.Now().UnixNano()}
+	a.submitAccepted(w, r, &fsm.Command{Op: fsm.OpWipe, TimeUnixNano: a.opts.Now().UnixNano()})
+}
+
+// submitAccepted submits a delete or wipe and answers 202 once applied.
+func (a *API) submitAccepted(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) {
 	res, err := a.opts.Submitter.Submit(r.Context(), cmd)
 	if err != nil {
 		a.writeSubmitError(w, r, err)
