@@ -174,12 +174,12 @@ func Start(cfg Config) (*Node, error) {
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	recovering, err := prepareRaftStorage(cfg.DataDir, n.logger)
+	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
 	if err != nil {
 		return nil, err
 	}
 	n.recovering.Store(recovering)
-	if err := n.startRaft(); err != nil {
+	if err := n.startRaft(stable); err != nil {
 		n.closeAll()
 		return nil, err
 	}
@@ -211,7 +211,9 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) startRaft() error {
+// startRaft opens the stores and starts raft; stable holds the stable-store
+// values found in raft.db (see prepareRaftStorage).
+func (n *Node) startRaft(stable map[string][]byte) error {
 	hlog := newHCLogger(n.logger)
 	ln, err := net.Listen("tcp", n.cfg.RaftListen)
 	if err != nil {
@@ -229,7 +231,7 @@ func (n *Node) startRaft() error {
 		n.logger.Warn("the raft port is not protected: anyone who reaches it can join raft and inject writes; keep it on a private network or set --cluster.tls-config-file", "raft_listen_address", ln.Addr().String())
 	}
 
-	raftDir := filepath.Join(n.cfg.DataDir, "raft")
+	raftDir := filepath.Join(n.cfg.DataDir, raftSubdir)
 	if err := os.MkdirAll(raftDir, 0o750); err != nil {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
@@ -258,12 +260,9 @@ func (n *Node) startRaft() error {
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
-	stable, err := newMirroredStable(n.stores, filepath.Join(raftDir, voteRecordFile))
-	if err != nil {
-		return err
-	}
-	trans := newRaftTransport(n.transport, &n.recovering, n.recovering.Load(), n.stop)
-	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, stable, n.snaps, trans); err != nil {
+	mirrored := newMirroredStable(n.stores, filepath.Join(raftDir, voteRecordFile), stable)
+	trans := newRaftTransport(n.transport, &n.recovering, n.stop)
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, mirrored, n.snaps, trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil
@@ -327,7 +326,7 @@ func (n *Node) runReadiness() {
 			continue
 		}
 		if n.recovering.Load() {
-			if err := os.Remove(filepath.Join(n.cfg.DataDir, "raft", recoveringMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(filepath.Join(n.cfg.DataDir, raftSubdir, recoveringMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				n.logger.Error("remove recovery marker", "err", err)
 			}
 			n.recovering.Store(false)

@@ -70,7 +70,7 @@ func Recover(dataDir string, voters []Voter, newState func() *fsm.FSM, logger *s
 		return raft.Configuration{}, fmt.Errorf("%s holds no node state: %w", dataDir, err)
 	}
 	name := strings.TrimSpace(string(b))
-	raftDir := filepath.Join(dataDir, "raft")
+	raftDir := filepath.Join(dataDir, raftSubdir)
 	dbPath := filepath.Join(raftDir, "raft.db")
 	if _, err := os.Stat(dbPath); err != nil {
 		return raft.Configuration{}, fmt.Errorf("%s holds no raft log: %w", dataDir, err)

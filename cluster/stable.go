@@ -3,7 +3,6 @@ package cluster
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -30,15 +29,13 @@ type mirroredStable struct {
 	vals map[string][]byte
 }
 
-func newMirroredStable(inner raft.StableStore, path string) (*mirroredStable, error) {
-	vals, err := readVoteRecord(path)
-	if errors.Is(err, os.ErrNotExist) {
-		vals, err = map[string][]byte{}, nil
+// newMirroredStable wraps inner, whose current values are vals (as read
+// by prepareRaftStorage; nil for a new store).
+func newMirroredStable(inner raft.StableStore, path string, vals map[string][]byte) *mirroredStable {
+	if vals == nil {
+		vals = map[string][]byte{}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &mirroredStable{StableStore: inner, path: path, vals: vals}, nil
+	return &mirroredStable{StableStore: inner, path: path, vals: vals}
 }
 
 // Set implements raft.StableStore.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -21,6 +22,7 @@ import (
 
 // Files under <storage.path>/raft besides raft.db and snapshots/.
 const (
+	raftSubdir = "raft"
 	// recoveringMarker exists while a node whose storage was corrupt
 	// catches up from its peers; it holds the reason.
 	recoveringMarker = "recovering"
@@ -154,9 +156,10 @@ func openBoltReadOnly(path string) (*bbolt.DB, *corruption, error) {
 	}
 }
 
-// walkBolt checks the bolt file's size against its metadata, walks both
-// buckets (touching every key and value), runs bolt's own consistency
-// check and returns the first and last log index.
+// walkBolt checks the bolt file's size against its metadata, reads the
+// stable keys, checks that the log keys are contiguous, runs bolt's own
+// consistency check (every page) and returns the first and last log index.
+// The values are read by readEntries.
 func walkBolt(path string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
 	db, problem, err := openBoltReadOnly(path)
 	if db == nil {
@@ -185,12 +188,12 @@ func walkBolt(path string, rep *storageReport) (first, last uint64, problem *cor
 		rep.stable = stable
 		var prev uint64
 		c := logs.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) != 8 {
 				problem = corrupt("%s holds a log key of %d bytes", path, len(k))
 				return nil
 			}
-			idx := beUint64(k)
+			idx := binary.BigEndian.Uint64(k)
 			if prev != 0 && idx != prev+1 {
 				problem = corrupt("the raft log in %s jumps from index %d to %d", path, prev, idx)
 				return nil
@@ -199,7 +202,6 @@ func walkBolt(path string, rep *storageReport) (first, last uint64, problem *cor
 				first = idx
 			}
 			prev, last = idx, idx
-			_ = crc32.ChecksumIEEE(v) // reads the value's pages
 		}
 		for cerr := range tx.Check() {
 			problem = corrupt("bolt consistency check of %s: %v", path, cerr)
@@ -290,59 +292,60 @@ func checkSnapshots(dir string) (uint64, *corruption) {
 // the state from the leader and neither votes nor stands for election
 // until it has caught up, because its vote must not help elect a leader
 // that lacks entries it had acknowledged. It returns whether the node is
-// recovering (now or still, after a restart during recovery).
-func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, error) {
-	dir := filepath.Join(dataDir, "raft")
+// recovering (now or still, after a restart during recovery), and the
+// stable-store values raft.db now holds (for the vote record's mirror).
+func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][]byte, error) {
+	dir := filepath.Join(dataDir, raftSubdir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, nil, nil
 	}
 	_, markerErr := os.Stat(filepath.Join(dir, recoveringMarker))
 	recovering := markerErr == nil
 	rep, err := checkRaftStorage(dir)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	mirror := filepath.Join(dir, voteRecordFile)
 	if rep.problem == nil {
 		// raft.db is intact: it is the source of the vote record.
 		if len(rep.stable) > 0 {
 			if err := writeVoteRecord(mirror, rep.stable); err != nil {
-				return false, fmt.Errorf("write vote record: %w", err)
+				return false, nil, fmt.Errorf("write vote record: %w", err)
 			}
 		}
-		return recovering, nil
+		return recovering, rep.stable, nil
 	}
 	// The vote record is checksummed; raft.db is what failed.
 	stable, recErr := readVoteRecord(mirror)
 	if recErr != nil {
 		if stable = rep.stable; stable == nil {
-			return false, fmt.Errorf("the raft storage in %s is corrupt (%s) and this node's record of its term and vote is lost too (%v): "+
+			return false, nil, fmt.Errorf("the raft storage in %s is corrupt (%s) and this node's record of its term and vote is lost too (%v): "+
 				"remove this member from the cluster on a healthy node (pushgateway-cluster admin remove-member), move %s away, and start it again to join as a new member",
 				dir, rep.problem, recErr, dataDir)
 		}
 	}
 	quarantine := filepath.Join(dataDir, quarantineDir, time.Now().UTC().Format("20060102T150405.000Z"))
 	if err := os.MkdirAll(quarantine, 0o750); err != nil {
-		return false, fmt.Errorf("create quarantine directory: %w", err)
+		return false, nil, fmt.Errorf("create quarantine directory: %w", err)
 	}
-	if err := os.Rename(dir, filepath.Join(quarantine, "raft")); err != nil {
-		return false, fmt.Errorf("move corrupt raft storage aside: %w", err)
+	if err := os.Rename(dir, filepath.Join(quarantine, raftSubdir)); err != nil {
+		return false, nil, fmt.Errorf("move corrupt raft storage aside: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return false, fmt.Errorf("create raft dir: %w", err)
+		return false, nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	if err := seedStableStore(filepath.Join(dir, "raft.db"), stable); err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if err := writeVoteRecord(mirror, stable); err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if err := writeFileSync(filepath.Join(dir, recoveringMarker), []byte(rep.problem.reason+"\n")); err != nil {
-		return false, fmt.Errorf("write recovery marker: %w", err)
+		return false, nil, fmt.Errorf("write recovery marker: %w", err)
 	}
 	logger.Error("local raft storage is corrupt: moved it aside; this node recovers the state from its peers and neither votes nor stands for election until it has caught up",
 		"problem", rep.problem.reason, "moved_to", quarantine)
-	return true, nil
+	return true, stable, nil
 }
 
 // seedStableStore creates a raft.db holding only the stable-store keys.
@@ -390,12 +393,4 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return nil
-}
-
-func beUint64(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }

@@ -228,7 +228,7 @@ func TestRecoveringTransportTakesNoPartInElections(t *testing.T) {
 	recovering.Store(true)
 	stop := make(chan struct{})
 	defer close(stop)
-	rt := newRaftTransport(inner, &recovering, true, stop)
+	rt := newRaftTransport(inner, &recovering, stop)
 	serve := func(consumer <-chan raft.RPC) {
 		for {
 			select {

@@ -28,11 +28,11 @@ type raftTransport struct {
 	consumer   chan raft.RPC
 }
 
-// newRaftTransport wraps t. When filter is false (the node started with
-// intact storage) incoming RPCs go straight to raft.
-func newRaftTransport(t *raft.NetworkTransport, recovering *atomic.Bool, filter bool, stop <-chan struct{}) *raftTransport {
+// newRaftTransport wraps t. When the node is not recovering as it starts
+// (its storage was intact), incoming RPCs go straight to raft.
+func newRaftTransport(t *raft.NetworkTransport, recovering *atomic.Bool, stop <-chan struct{}) *raftTransport {
 	rt := &raftTransport{NetworkTransport: t, recovering: recovering}
-	if filter {
+	if recovering.Load() {
 		rt.consumer = make(chan raft.RPC)
 		go rt.filter(stop)
 	}
