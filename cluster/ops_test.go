@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // startClusterWith starts size nodes like startCluster, each config changed
@@ -160,16 +161,6 @@ func TestTransferLeadershipThroughAnyNode(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestRecoverSurvivorOfLostQuorum(t *testing.T) {
 	c := startCluster(t, 3)
 	c.waitReadyAll()
@@ -197,7 +188,7 @@ func TestRecoverSurvivorOfLostQuorum(t *testing.T) {
 	}
 
 	// Offline recovery: the survivor is the only voter, at a new address.
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	if _, err := Recover(survivor.dir, []Voter{{Name: "node-0", RaftAddress: "127.0.0.1:1"}}, func() *fsm.FSM { return fsm.New(nil) }, nil); err != nil {
 		t.Fatal(err)
 	}

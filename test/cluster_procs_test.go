@@ -27,7 +27,7 @@ type member struct {
 }
 
 func newMember(t *testing.T, name string) *member {
-	port := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+	port := func() string { return testutil.FreeAddr(t) }
 	return &member{t: t, name: name, dir: t.TempDir(), web: port(), raftAddr: port(), gossip: port()}
 }
 

@@ -6,11 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // startOursIn starts a one-node pushgateway-cluster on the given storage
@@ -18,12 +19,12 @@ import (
 func startOursIn(t *testing.T, storage string, extra ...string) *proc {
 	t.Helper()
 	return startProc(t, "ours", func() (string, []string) {
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		addr := testutil.FreeAddr(t)
 		return addr, append([]string{
 			"--web.listen-address=" + addr,
 			"--storage.path=" + storage,
-			"--raft.listen-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
-			"--cluster.listen-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
+			"--raft.listen-address=" + testutil.FreeAddr(t),
+			"--cluster.listen-address=" + testutil.FreeAddr(t),
 			"--cluster.node-name=n1",
 		}, extra...)
 	}, ourBinary)
@@ -109,7 +110,7 @@ func TestMigrationFromUpstream(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pushgateway.db")
 	up := startProc(t, "upstream", func() (string, []string) {
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		addr := testutil.FreeAddr(t)
 		return addr, []string{"--web.listen-address=" + addr, "--persistence.file=" + file, "--persistence.interval=1s"}
 	}, upstreamBinary)
 

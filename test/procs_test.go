@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,16 +52,6 @@ type proc struct {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // requireUpstream skips (or, under CI, fails) when the upstream binary is
 // not installed.
 func requireUpstream(t *testing.T) {
@@ -80,7 +69,7 @@ func startUpstream(t *testing.T, extra ...string) *proc {
 	t.Helper()
 	requireUpstream(t)
 	return startProc(t, "upstream", func() (string, []string) {
-		port := freePort(t)
+		port := testutil.FreePort(t)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		// Debian's build defaults --persistence.file to a shared file
 		// under /var/lib/prometheus: keep each instance in memory only.
@@ -93,13 +82,13 @@ func startUpstream(t *testing.T, extra ...string) *proc {
 func startOurs(t *testing.T, extra ...string) *proc {
 	t.Helper()
 	return startProc(t, "ours", func() (string, []string) {
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		raftAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+		raftAddr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 		args := append([]string{
 			"--web.listen-address=" + addr,
 			"--storage.path=" + t.TempDir(),
 			"--raft.listen-address=" + raftAddr,
-			"--cluster.listen-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
+			"--cluster.listen-address=127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)),
 			"--cluster.node-name=n1",
 		}, extra...)
 		return addr, args

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 func runAdmin(t *testing.T, stdin []byte, args ...string) (string, string, int) {
@@ -157,8 +159,8 @@ func TestPersistenceFileErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("this is not gob"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binary, "--web.listen-address="+freePort(t), "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
-		"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", "--persistence.file="+bad).CombinedOutput()
+	out, err := exec.Command(binary, "--web.listen-address="+testutil.FreeAddr(t), "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
+		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", "--persistence.file="+bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "not a Pushgateway persistence file") {
 		t.Fatalf("garbage persistence file: %v %s", err, out)
 	}
@@ -186,10 +188,10 @@ func TestAdminWithHTTPConfigFile(t *testing.T) {
 	if err := os.WriteFile(clientCfg, []byte("basic_auth:\n  username: alice\n  password: s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	web := freePort(t)
+	web := testutil.FreeAddr(t)
 	p := &proc{url: "http://" + web, out: &bytes.Buffer{}}
-	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
-		"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", "--web.config.file="+webCfg, "--web.enable-admin-api")
+	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
+		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", "--web.config.file="+webCfg, "--web.enable-admin-api")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 var binary string
@@ -38,16 +40,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type proc struct {
 	cmd *exec.Cmd
 	url string
@@ -56,8 +48,8 @@ type proc struct {
 
 func start(t *testing.T, storage string, extra ...string) *proc {
 	t.Helper()
-	web := freePort(t)
-	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + freePort(t), "--cluster.listen-address=" + freePort(t), "--cluster.node-name=n1"}, extra...)
+	web := testutil.FreeAddr(t)
+	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + testutil.FreeAddr(t), "--cluster.listen-address=" + testutil.FreeAddr(t), "--cluster.node-name=n1"}, extra...)
 	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + web, out: &bytes.Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -213,10 +205,10 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  alice: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	web := freePort(t)
+	web := testutil.FreeAddr(t)
 	p := &proc{url: "http://" + web, out: &bytes.Buffer{}}
-	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
-		"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", "--web.config.file="+cfg)
+	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
+		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", "--web.config.file="+cfg)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -280,7 +272,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "answered 200") {
 		t.Fatalf("healthcheck of a ready node: %v %s", err, out)
 	}
-	out, err = exec.Command(binary, "healthcheck", "--url=http://"+freePort(t)+"/-/ready", "--timeout=1s").CombinedOutput()
+	out, err = exec.Command(binary, "healthcheck", "--url=http://"+testutil.FreeAddr(t)+"/-/ready", "--timeout=1s").CombinedOutput()
 	if err == nil {
 		t.Fatalf("healthcheck of nothing must fail: %s", out)
 	}
@@ -304,8 +296,8 @@ func TestSecurityFlagErrors(t *testing.T) {
 		"--cluster.tls-config-file=" + write("tls.yml", "tls_server_config:\n  cert_file: a.crt\ntls_client_config:\n  cert_file: a.crt\n  key_file: a.key\n"): "client_ca_file is required",
 		"--cluster.tls-config-file=" + write("typo.yml", "tls_server_config:\n  cert_fil: a.crt\n"):                                                            "field cert_fil not found",
 	} {
-		out, err := exec.Command(binary, "--web.listen-address="+freePort(t), "--storage.path="+t.TempDir(), "--raft.listen-address="+freePort(t),
-			"--cluster.listen-address="+freePort(t), "--cluster.node-name=n1", flag).CombinedOutput()
+		out, err := exec.Command(binary, "--web.listen-address="+testutil.FreeAddr(t), "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
+			"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", flag).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {
 			t.Errorf("%s: want failure with %q, got %v:\n%s", flag, want, err, out)
 		}
