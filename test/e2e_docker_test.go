@@ -51,6 +51,22 @@ func newCompose(t *testing.T, project string, files []string, ports []int, env .
 	return c
 }
 
+// downNowAndAtEnd removes what an interrupted earlier run left of the
+// project, and takes the project down when the test ends (with the
+// containers' logs when it failed).
+func (c *compose) downNowAndAtEnd() {
+	_, _ = c.try("down", "-v", "--remove-orphans")
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			out, _ := c.try("logs", "--no-color", "--tail=60")
+			c.t.Logf("compose logs:\n%s", out)
+		}
+		if out, err := c.try("down", "-v", "--remove-orphans"); err != nil {
+			c.t.Errorf("compose down: %v\n%s", err, out)
+		}
+	})
+}
+
 func (c *compose) run(args ...string) string {
 	c.t.Helper()
 	out, err := c.try(args...)
@@ -148,16 +164,7 @@ func sameState(t *testing.T, nodes ...e2eNode) string {
 func TestE2EComposeCluster(t *testing.T) {
 	requireDockerImage(t, "compose end-to-end test")
 	c := newCompose(t, e2eProject, []string{"docker-compose.yml"}, e2ePorts)
-	_, _ = c.try("down", "-v", "--remove-orphans") // leftovers of an interrupted run
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := c.try("logs", "--no-color", "--tail=60")
-			t.Logf("compose logs:\n%s", out)
-		}
-		if out, err := c.try("down", "-v", "--remove-orphans"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
-		}
-	})
+	c.downNowAndAtEnd()
 	c.run("up", "-d")
 
 	var nodes []e2eNode
@@ -289,7 +296,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := testutil.FreeAddr(t)
 	out := &testutil.LockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr)

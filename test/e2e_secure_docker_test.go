@@ -39,16 +39,7 @@ func TestE2ESecureComposeCluster(t *testing.T) {
 		}
 	}
 	removeStrangers()
-	_, _ = c.try("down", "-v", "--remove-orphans") // leftovers of an interrupted run
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := c.try("logs", "--no-color", "--tail=60")
-			t.Logf("compose logs:\n%s", out)
-		}
-		if out, err := c.try("down", "-v", "--remove-orphans"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
-		}
-	})
+	c.downNowAndAtEnd()
 	start := time.Now()
 	c.run("up", "-d")
 
