@@ -132,8 +132,8 @@ func (s *FSM) applyLocked(cmd *Command) *Result {
 // applyPush mirrors upstream's write loop: reject timestamps, sanitize,
 // check consistency, then either store the new group or record the failure.
 func (s *FSM) applyPush(cmd *Command) *Result {
-	key := GroupingKey(cmd.Labels)
 	names := sortedNames(cmd.Labels)
+	key := groupingKey(cmd.Labels, names)
 	prev := s.groups[key]
 
 	if hasTimestamps(cmd.Families) {

@@ -94,14 +94,11 @@ func (g *Group) clone() *Group {
 // GroupingKey returns the key identifying the group with the given grouping
 // labels: label names sorted, names and values joined by model.SeparatorByte.
 func GroupingKey(labels map[string]string) string {
-	if len(labels) == 0 {
-		return ""
-	}
-	names := make([]string, 0, len(labels))
-	for n := range labels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	return groupingKey(labels, sortedNames(labels))
+}
+
+// groupingKey is GroupingKey with the label names already sorted.
+func groupingKey(labels map[string]string, names []string) string {
 	var sb strings.Builder
 	for i, n := range names {
 		if i > 0 {

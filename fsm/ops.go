@@ -91,11 +91,12 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 		return &Result{Err: fmt.Errorf("%w: the cluster is not empty (%d groups)", ErrImportRefused, n)}
 	}
 	for _, g := range cmd.Import {
-		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
+		names := sortedNames(g.Labels)
+		gp := newGroupingPairs(g.Labels, names)
 		for _, f := range g.Families {
 			sanitizeLabels(f.MF, gp)
 		}
-		g.Key = GroupingKey(g.Labels)
+		g.Key = groupingKey(g.Labels, names)
 		if s.groups[g.Key] == nil {
 			s.setGroup(g.Key, g)
 		}
