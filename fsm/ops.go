@@ -112,8 +112,7 @@ func (s *FSM) applyRestore(cmd *Command) *Result {
 	if err != nil {
 		return &Result{Err: fmt.Errorf("%w: %v", ErrRestoreRefused, err)}
 	}
-	s.groups, s.ix, s.imported = st.groups, st.ix, st.imported
-	s.sortedKeys, s.exposed = nil, nil
+	s.install(st)
 	return &Result{}
 }
 

@@ -201,8 +201,8 @@ func (s *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	s.mu.Lock()
-	s.groups, s.ix, s.applied, s.imported = st.groups, st.ix, st.applied, st.imported
-	s.sortedKeys, s.exposed = nil, nil
+	s.install(st)
+	s.applied = st.applied
 	s.mu.Unlock()
 	s.changed()
 	return nil
@@ -214,6 +214,13 @@ type restoredState struct {
 	ix       *index
 	applied  uint64
 	imported *ImportRecord
+}
+
+// install swaps in a restored state (all but the applied index) and drops
+// the caches of the old one. Callers hold s.mu.
+func (s *FSM) install(st *restoredState) {
+	s.groups, s.ix, s.imported = st.groups, st.ix, st.imported
+	s.sortedKeys, s.exposed = nil, nil
 }
 
 // readSnapshot reads and checks a whole snapshot. Errors wrap
