@@ -1,13 +1,8 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"fmt"
 	"testing"
-
-	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/encoding/protodelim"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
 )
@@ -39,30 +34,9 @@ func TestAPIMetricsCachedEqualsUncached(t *testing.T) {
 # TYPE m gauge
 m{x="1"} 1
 m{x="<2>"} 2.5
-# TYPE c counter
-c 1e+06
-# TYPE s summary
-s{quantile="0.5"} 1
-s_sum 3
-s_count 4
-# TYPE h histogram
-h_bucket{le="1"} 1
-h_bucket{le="+Inf"} 2
-h_sum 3
-h_count 2
-{"dotted.name","label.x"="v"} 7
-u NaN
-`, 200, "")
+`+otherTypesBody+"u NaN\n", 200, "")
 	compare("one group")
-	nh := &dto.MetricFamily{Name: proto.String("nh"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
-		SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1), Schema: proto.Int32(1), ZeroThreshold: proto.Float64(0.001),
-		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(1)}}, PositiveDelta: []int64{2},
-	}}}}
-	var pb bytes.Buffer
-	if _, err := protodelim.MarshalTo(&pb, nh); err != nil {
-		t.Fatal(err)
-	}
-	g.expect("PUT", "/metrics/job/c", pb.String(), 200, "", "Content-Type", `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`)
+	putNativeHistogram(t, g, nil)
 	for i := 0; i < 20; i++ {
 		g.expect("PUT", fmt.Sprintf("/metrics/job/many/instance/%d", i), fmt.Sprintf("# TYPE m gauge\nm{x=\"%d\"} %d\n", i, i), 200, "")
 	}

@@ -28,29 +28,9 @@ func TestCachedExpositionEqualsPromhttp(t *testing.T) {
 # TYPE m gauge
 m{x="1"} 1
 m{x="2"} 2.5
-# TYPE c counter
-c 1e+06
-# TYPE s summary
-s{quantile="0.5"} 1
-s_sum 3
-s_count 4
-# TYPE h histogram
-h_bucket{le="1"} 1
-h_bucket{le="+Inf"} 2
-h_sum 3
-h_count 2
-{"dotted.name","label.x"="v"} 7
-`, 200, "")
+`+otherTypesBody, 200, "")
 	g.expect("POST", "/metrics/job/b", "# HELP m Other help.\n# TYPE m gauge\nm{x=\"0\"} -1\n# TYPE go_info gauge\ngo_info{version=\"pushed\"} 1\n", 200, "")
-	nh := &dto.MetricFamily{Name: proto.String("nh"), Unit: proto.String("seconds"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
-		SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1), Schema: proto.Int32(1), ZeroThreshold: proto.Float64(0.001),
-		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(1)}}, PositiveDelta: []int64{2},
-	}}}}
-	var pb bytes.Buffer
-	if _, err := protodelim.MarshalTo(&pb, nh); err != nil {
-		t.Fatal(err)
-	}
-	g.expect("PUT", "/metrics/job/c", pb.String(), 200, "", "Content-Type", `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`)
+	putNativeHistogram(t, g, proto.String("seconds"))
 
 	accepts := []string{
 		"",
@@ -80,6 +60,37 @@ h_count 2
 	g.expect("PUT", "/metrics/job/a/instance/i1", "# HELP m A gauge.\n# TYPE m gauge\nm{x=\"1\"} 10\nm{x=\"3\"} 3\n", 200, "")
 	g.expect("DELETE", "/metrics/job/c", "", 202, "")
 	compare("after changes")
+}
+
+// otherTypesBody is a text push of a counter, a summary, a classic
+// histogram and a family whose name and label name need quoting.
+const otherTypesBody = `# TYPE c counter
+c 1e+06
+# TYPE s summary
+s{quantile="0.5"} 1
+s_sum 3
+s_count 4
+# TYPE h histogram
+h_bucket{le="1"} 1
+h_bucket{le="+Inf"} 2
+h_sum 3
+h_count 2
+{"dotted.name","label.x"="v"} 7
+`
+
+// putNativeHistogram PUTs a family with one native histogram (and the
+// given unit, if any) to the group job=c, in delimited protobuf.
+func putNativeHistogram(t *testing.T, g *gateway, unit *string) {
+	t.Helper()
+	nh := &dto.MetricFamily{Name: proto.String("nh"), Unit: unit, Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+		SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1), Schema: proto.Int32(1), ZeroThreshold: proto.Float64(0.001),
+		PositiveSpan: []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(1)}}, PositiveDelta: []int64{2},
+	}}}}
+	var pb bytes.Buffer
+	if _, err := protodelim.MarshalTo(&pb, nh); err != nil {
+		t.Fatal(err)
+	}
+	g.expect("PUT", "/metrics/job/c", pb.String(), 200, "", "Content-Type", `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`)
 }
 
 // scrape GETs url with the Accept header, decompressing gzip.
