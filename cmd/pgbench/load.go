@@ -420,6 +420,16 @@ func (l *loader) convergence(ctx context.Context, n int) (convergenceResult, err
 			indexOK = false
 			continue
 		}
+		// shows reports whether node shows the write.
+		shows := func(ctx context.Context, node string) (bool, error) { return l.showsValue(ctx, node, val) }
+		what := fmt.Sprintf("value %d", i+1)
+		if byIndex {
+			shows = func(ctx context.Context, node string) (bool, error) {
+				applied, err := l.appliedIndex(ctx, node)
+				return err == nil && applied >= written, err
+			}
+			what = fmt.Sprintf("applied index %d", written)
+		}
 		ack := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, l.cfg.convergenceTimeout)
 		var (
@@ -436,15 +446,7 @@ func (l *loader) convergence(ctx context.Context, n int) (convergenceResult, err
 			go func(node string) {
 				defer wg.Done()
 				for {
-					var ok bool
-					var err error
-					if byIndex {
-						var applied uint64
-						applied, err = l.appliedIndex(pctx, node)
-						ok = err == nil && applied >= written
-					} else {
-						ok, err = l.showsValue(pctx, node, val)
-					}
+					ok, err := shows(pctx, node)
 					if err == nil && ok {
 						d := time.Since(ack)
 						mu.Lock()
@@ -455,10 +457,6 @@ func (l *loader) convergence(ctx context.Context, n int) (convergenceResult, err
 					if errors.Is(err, errNoReadIndex) || pctx.Err() != nil {
 						mu.Lock()
 						if ferr == nil {
-							what := fmt.Sprintf("value %d", i+1)
-							if byIndex {
-								what = fmt.Sprintf("applied index %d", written)
-							}
 							ferr = fmt.Errorf("%s did not show %s within %v (last error: %w)", node, what, l.cfg.convergenceTimeout, err)
 						}
 						mu.Unlock()
