@@ -354,13 +354,12 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 			f[k+".rate"] = float64(pr.ok) / pr.elapsed.Seconds()
 			f[k+".errors"] = float64(pr.errors)
 			if pr.ok > 0 {
-				f[k+".p50"], f[k+".p99"], f[k+".max"] = pr.lat.p50.Seconds(), pr.lat.p99.Seconds(), pr.lat.max.Seconds()
+				f.setLatency(k, pr.lat)
 			}
 			if pr.errors > 0 {
 				notes = append(notes, fmt.Sprintf("push %s %d clients: %d errors, first: %s", method, c, pr.errors, pr.first))
 			}
-			logf("G=%d %s: push %s c=%d: %.0f/s p50 %v p99 %v max %v errors %d", G, target, method, c, f[k+".rate"],
-				pr.lat.p50.Round(time.Microsecond), pr.lat.p99.Round(time.Microsecond), pr.lat.max.Round(time.Microsecond), pr.errors)
+			logf("G=%d %s: push %s c=%d: %.0f/s %v errors %d", G, target, method, c, f[k+".rate"], pr.lat, pr.errors)
 		}
 	}
 
@@ -383,12 +382,11 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 		if err != nil {
 			return nil, nil, fmt.Errorf("convergence: %w", err)
 		}
-		cs := cr.value
-		f["conv.p50"], f["conv.p99"], f["conv.max"] = cs.p50.Seconds(), cs.p99.Seconds(), cs.max.Seconds()
-		logf("G=%d %s: convergence (value in /metrics) p50 %v p99 %v max %v", G, target, cs.p50.Round(time.Microsecond), cs.p99.Round(time.Microsecond), cs.max.Round(time.Microsecond))
-		if ci := cr.index; cr.indexOK {
-			f["conv_index.p50"], f["conv_index.p99"], f["conv_index.max"] = ci.p50.Seconds(), ci.p99.Seconds(), ci.max.Seconds()
-			logf("G=%d %s: convergence (applied index) p50 %v p99 %v max %v", G, target, ci.p50.Round(time.Microsecond), ci.p99.Round(time.Microsecond), ci.max.Round(time.Microsecond))
+		f.setLatency("conv", cr.value)
+		logf("G=%d %s: convergence (value in /metrics) %v", G, target, cr.value)
+		if cr.indexOK {
+			f.setLatency("conv_index", cr.index)
+			logf("G=%d %s: convergence (applied index) %v", G, target, cr.index)
 		} else {
 			notes = append(notes, "convergence by applied index not measured: this build does not answer reads with "+indexHeader)
 		}

@@ -26,6 +26,11 @@ func (f figures) get(key string) float64 {
 	return math.NaN()
 }
 
+// setLatency records s as the figures key.p50, key.p99 and key.max.
+func (f figures) setLatency(key string, s latencySummary) {
+	f[key+".p50"], f[key+".p99"], f[key+".max"] = s.p50.Seconds(), s.p99.Seconds(), s.max.Seconds()
+}
+
 // aggregate combines the rounds of one target: the median of every figure,
 // except error counts (summed over the rounds) and the capped flag (set when
 // any round was capped).

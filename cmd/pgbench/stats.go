@@ -34,6 +34,11 @@ type latencySummary struct {
 	p50, p99, max time.Duration
 }
 
+// String is the summary as the progress log shows it.
+func (s latencySummary) String() string {
+	return fmt.Sprintf("p50 %v p99 %v max %v", s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.max.Round(time.Microsecond))
+}
+
 func summarize(samples []time.Duration) latencySummary {
 	s := append([]time.Duration(nil), samples...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
