@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -223,7 +224,7 @@ func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*rend
 	// the end: leave room for it.
 	reserve := 0
 	if enc.typ == expfmt.TypeProtoDelim {
-		reserve = binaryMaxVarint
+		reserve = binary.MaxVarintLen64
 	}
 	buf := make([]byte, reserve, reserve+size)
 	buf = append(buf, header...)
@@ -413,8 +414,6 @@ func appendTextFloat(b []byte, f float64) []byte {
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
-
-const binaryMaxVarint = 10
 
 // familyHeader is what precedes the metrics: "# HELP"/"# TYPE" lines in
 // the text format, the name, help and type fields in protobuf.
