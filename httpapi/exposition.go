@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"compress/gzip"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -58,7 +60,7 @@ func (a *API) exposition() http.Handler {
 			slow.ServeHTTP(w, r)
 			return
 		}
-		fc := cache.format(format)
+		fc := cache.byKey(keyOf(format))
 		fc.lastScrape.Store(time.Now().UnixNano())
 		pushed := a.opts.Store.Families()
 		bodies, err := fc.prepare(pushed)
@@ -117,13 +119,10 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
 	h.Set("Content-Type", string(format))
-	out := http.ResponseWriter(w)
-	var body interface {
-		Write([]byte) (int, error)
-	} = out
+	var body io.Writer = w
 	if acceptsGzip(r) {
 		h.Set("Content-Encoding", "gzip")
-		gz := gzipWriters.Get().(*gzipWriter)
+		gz := gzipWriters.Get().(*gzip.Writer)
 		gz.Reset(w)
 		defer func() {
 			if err := gz.Close(); err != nil {

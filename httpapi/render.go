@@ -83,11 +83,7 @@ func newRenderCache() *renderCache {
 	return &renderCache{formats: map[cacheKey]*formatCache{}}
 }
 
-// format returns the cache of the encoding of f.
-func (c *renderCache) format(f expfmt.Format) *formatCache {
-	return c.byKey(keyOf(f))
-}
-
+// byKey returns the cache of encoding k.
 func (c *renderCache) byKey(k cacheKey) *formatCache {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -501,9 +497,7 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
-// gzipWriter compresses scrape responses; pooled, as they are large.
-type gzipWriter = gzip.Writer
-
+// gzipWriters compress scrape responses; pooled, as they are large.
 var gzipWriters = sync.Pool{New: func() any {
 	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	return w
