@@ -281,7 +281,7 @@ func newMetricEncoder(k cacheKey, mf *dto.MetricFamily) *metricEncoder {
 		typ:       k.typ,
 		scheme:    k.scheme,
 		mf:        mf,
-		plainName: model.IsValidLegacyMetricName(mf.GetName()),
+		plainName: model.LegacyValidation.IsValidMetricName(mf.GetName()),
 	}
 }
 
@@ -319,10 +319,10 @@ func (e *metricEncoder) appendMetric(b []byte, m *dto.Metric) ([]byte, error) {
 func plainLabels(m *dto.Metric) bool {
 	for _, lp := range m.Label {
 		name := lp.GetName()
-		if !model.IsValidLegacyMetricName(name) {
+		if !model.LegacyValidation.IsValidMetricName(name) {
 			return false
 		}
-		if name == model.MetricNameLabel && !model.IsValidLegacyMetricName(lp.GetValue()) {
+		if name == model.MetricNameLabel && !model.LegacyValidation.IsValidMetricName(lp.GetValue()) {
 			return false
 		}
 	}
