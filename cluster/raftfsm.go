@@ -57,13 +57,6 @@ func (r *raftFSM) advance(index uint64) {
 	}
 }
 
-// appliedIndex returns the last index applied locally.
-func (r *raftFSM) appliedIndex() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.applied
-}
-
 // waitCh returns a channel closed once index has been applied, and a
 // function to call when the caller gives up waiting.
 func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {
