@@ -421,8 +421,13 @@ func (n *Node) Ready() error {
 // Submit proposes a command, from any node, and waits until it is
 // committed and applied on this node. The result carries the state
 // machine's verdict. Errors are *UnavailableError (certainly not applied)
-// or *OutcomeUnknownError (may still be applied).
+// or *OutcomeUnknownError (may still be applied), or wrap
+// fsm.ErrInvalidCommand for a command that is not well-formed (checked
+// here and again by the leader; nothing was proposed).
 func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
+	if err := fsm.Validate(cmd); err != nil {
+		return nil, err
+	}
 	data, err := cmd.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
@@ -473,7 +478,7 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		switch reply.code {
 		case codeOK:
 		case codeBadRequest:
-			return nil, fmt.Errorf("leader refused the command: %s", reply.message)
+			return nil, fmt.Errorf("%w: the leader refused it: %s", fsm.ErrInvalidCommand, reply.message)
 		default:
 			if reply.code == codeUnknown {
 				maybeApplied = true

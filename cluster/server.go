@@ -73,8 +73,12 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 			return nil, false
 		}
 		data := req[1+k:]
-		if _, err := fsm.DecodeCommand(data); err != nil {
-			n.logger.Warn("refused undecodable forwarded command", "remote", remote, "err", err)
+		cmd, err := fsm.DecodeCommand(data)
+		if err == nil {
+			err = fsm.Validate(cmd)
+		}
+		if err != nil {
+			n.logger.Warn("refused forwarded command", "remote", remote, "err", err)
 			return applyReply{code: codeBadRequest, message: err.Error()}.encode(), true
 		}
 		timeout := min(time.Duration(timeoutMs)*time.Millisecond, n.cfg.WriteTimeout)

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -233,7 +231,8 @@ var ErrMalformedCommand = errors.New("malformed command")
 
 // DecodeCommand parses the binary form written by Encode. Unknown versions,
 // unknown operations and unknown fields are errors: a node must never
-// silently skip a command it does not understand.
+// silently skip a command it does not understand. It checks the encoding
+// only; whether the command is well-formed is Validate's job.
 func DecodeCommand(b []byte) (*Command, error) {
 	c := &Command{Labels: map[string]string{}}
 	var version uint64
@@ -341,51 +340,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	if c.Op == 0 {
 		return nil, fmt.Errorf("%w: no op", ErrMalformedCommand)
 	}
-	if err := c.checkFields(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
-	}
-	switch c.Op {
-	case OpPut, OpPost, OpDelete:
-		if err := checkGroupingLabels(c.Labels); err != nil {
-			return nil, fmt.Errorf("%w: %s %v", ErrMalformedCommand, c.Op, err)
-		}
-	case OpExpire:
-		for _, labels := range c.Expire {
-			if err := checkGroupingLabels(labels); err != nil {
-				return nil, fmt.Errorf("%w: expired group %v", ErrMalformedCommand, err)
-			}
-		}
-	case OpImport:
-		seen := make(map[string]bool, len(c.Import))
-		for _, g := range c.Import {
-			if err := checkGroupingLabels(g.Labels); err != nil {
-				return nil, fmt.Errorf("%w: imported group %v", ErrMalformedCommand, err)
-			}
-			if seen[g.Key] {
-				return nil, fmt.Errorf("%w: imported group %v twice", ErrMalformedCommand, g.Labels)
-			}
-			seen[g.Key] = true
-			for name := range g.Families {
-				if name == "" {
-					return nil, fmt.Errorf("%w: imported group %v has a family without a name", ErrMalformedCommand, g.Labels)
-				}
-			}
-		}
-	}
 	return c, nil
-}
-
-// checkGroupingLabels requires a non-empty job label and valid label names.
-func checkGroupingLabels(labels map[string]string) error {
-	if labels["job"] == "" {
-		return errors.New("without a job label")
-	}
-	for name := range labels {
-		if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
-			return fmt.Errorf("with invalid grouping label name %q", name)
-		}
-	}
-	return nil
 }
 
 // decodeLabelSet reads a message of repeated LabelPair in field 1.

@@ -58,19 +58,23 @@ type ConsistencyError struct{ Msg string }
 func (e *ConsistencyError) Error() string { return e.Msg }
 
 // Apply applies one encoded command at the given log index and returns its
-// result. A command that cannot be decoded means this node runs a build
-// that does not understand the log: Apply panics rather than let the node
-// diverge silently. Commands must be validated with DecodeCommand before
-// they are proposed.
+// result. Apply is total: every entry that decodes yields a deterministic
+// result, the same on every node, and never a panic; a command that is not
+// well-formed (see Validate) changes nothing and its Result.Err wraps
+// ErrInvalidCommand. Only bytes that do not decode at all stop the node:
+// they come from a newer build (a new operation or field), and applying
+// the rest of the log without them would make this node diverge, so Apply
+// panics with a message that says to upgrade.
 func (s *FSM) Apply(logIndex uint64, data []byte) *Result {
 	cmd, err := DecodeCommand(data)
 	if err != nil {
-		panic(fmt.Sprintf("fsm: cannot apply log entry %d: %v; refusing to diverge from the cluster", logIndex, err))
+		panic(fmt.Sprintf("fsm: cannot read log entry %d: %v; it was written by a newer build: "+
+			"upgrade this node to the cluster's version (refusing to skip it and diverge)", logIndex, err))
 	}
 	return s.ApplyCommand(logIndex, cmd)
 }
 
-// ApplyCommand applies a decoded command. It takes ownership of
+// ApplyCommand applies a decoded command (see Apply). It takes ownership of
 // cmd.Families (they are sanitized in place and stored).
 func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
 	res, hooks := func() (*Result, []func()) {
@@ -78,6 +82,9 @@ func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
 		defer s.mu.Unlock()
 		if logIndex > s.applied {
 			s.applied = logIndex
+		}
+		if err := Validate(cmd); err != nil {
+			return &Result{Err: err}, nil
 		}
 		return s.applyLocked(cmd), s.onChange
 	}()
@@ -126,7 +133,7 @@ func (s *FSM) applyLocked(cmd *Command) *Result {
 	case OpRestore:
 		return s.applyRestore(cmd)
 	}
-	panic(fmt.Sprintf("fsm: unknown op %d", cmd.Op))
+	return &Result{Err: fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, cmd.Op)}
 }
 
 // applyPush mirrors upstream's write loop: reject timestamps, sanitize,

@@ -36,6 +36,14 @@ func FuzzDecodeCommand(f *testing.F) {
 			}
 			return
 		}
+		if err := Validate(c); err != nil {
+			// Apply is total: the same verdict, and nothing changes.
+			s := newTestFSM()
+			if res := s.Apply(1, data); !errors.Is(res.Err, ErrInvalidCommand) || s.Len() != 0 {
+				t.Fatalf("invalid command (%v) applied: %v, %d groups", err, res.Err, s.Len())
+			}
+			return
+		}
 		b, err := c.Encode()
 		if err != nil {
 			t.Fatalf("decoded command does not encode: %v", err)

@@ -120,7 +120,9 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 			t.Errorf("%s: encoded", name)
 		}
 	}
-	// The decoder refuses them too, and bad label sets in the new lists.
+	// Such entries decode, but Validate refuses them, as it does bad
+	// label sets in the new lists, and Apply answers with the same verdict
+	// and changes nothing.
 	good, _ := (&Command{Op: OpExpire, CutoffUnixNano: 1, Expire: []map[string]string{{"job": "j"}}}).Encode()
 	noJob := protowire.AppendTag(append([]byte(nil), good...), cmdFieldExpire, protowire.BytesType)
 	noJob = protowire.AppendBytes(noJob, appendLabels(nil, 1, map[string]string{"instance": "i"}))
@@ -135,8 +137,16 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 		"expire with labels":        withLabel,
 		"import with a group twice": dupImport,
 	} {
-		if _, err := DecodeCommand(b); !errors.Is(err, ErrMalformedCommand) {
-			t.Errorf("%s: want ErrMalformedCommand, got %v", name, err)
+		c, err := DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := Validate(c); !errors.Is(err, ErrInvalidCommand) {
+			t.Errorf("%s: want ErrInvalidCommand, got %v", name, err)
+		}
+		s := newTestFSM()
+		if res := s.Apply(7, b); !errors.Is(res.Err, ErrInvalidCommand) || s.Len() != 0 || s.AppliedIndex() != 7 {
+			t.Errorf("%s: Apply gave %v with %d groups at index %d", name, res.Err, s.Len(), s.AppliedIndex())
 		}
 	}
 }

@@ -78,8 +78,14 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 			}
 			m.Label = append(m.Label, gp.instance)
 		}
-		slices.SortStableFunc(m.Label, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+		sortLabelPairs(m.Label)
 	}
+}
+
+// sortLabelPairs sorts label pairs by name, keeping the order of equal
+// names (so a duplicate stays visible to the consistency check).
+func sortLabelPairs(pairs []*dto.LabelPair) {
+	slices.SortStableFunc(pairs, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
 }
 
 // sortedNames returns the keys of a label map in sorted order.

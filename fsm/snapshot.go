@@ -188,6 +188,32 @@ func (c *crcReader) readFull(p []byte) error {
 	return nil
 }
 
+// readRecord reads a record of n bytes into buf (reused when large
+// enough). The buffer grows with the bytes that arrive, never ahead of
+// them: a length field that promises more than the stream holds costs no
+// more memory than the stream.
+func (c *crcReader) readRecord(buf []byte, n uint64) ([]byte, error) {
+	if uint64(cap(buf)) >= n {
+		buf = buf[:n]
+		return buf, c.readFull(buf)
+	}
+	var b bytes.Buffer
+	b.Grow(int(min(n, recordReadChunk)))
+	got, err := b.ReadFrom(io.LimitReader(c.r, int64(n)))
+	if err != nil {
+		return nil, err
+	}
+	if uint64(got) < n {
+		return nil, io.ErrUnexpectedEOF
+	}
+	_, _ = c.crc.Write(b.Bytes())
+	return b.Bytes(), nil
+}
+
+// recordReadChunk is what readRecord reserves before the bytes of a large
+// record arrive.
+const recordReadChunk = 64 << 10
+
 // maxGroupRecord bounds one group record, so a corrupt length cannot make
 // Restore allocate without limit.
 const maxGroupRecord = 1 << 30
@@ -252,16 +278,15 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		if n > maxGroupRecord {
 			return nil, fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
 		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if err := cr.readFull(buf); err != nil {
+		if buf, err = cr.readRecord(buf, n); err != nil {
 			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
 		}
 		g, err := decodeGroup(buf)
 		if err != nil {
 			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+		}
+		if err := ValidateGroup(g); err != nil {
+			return nil, fmt.Errorf("%w: group record %d is not a valid group: %v", ErrCorruptSnapshot, len(groups)+1, err)
 		}
 		if _, dup := groups[g.Key]; dup {
 			return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, errInconsistentRestore)
@@ -286,8 +311,8 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		if n > maxGroupRecord {
 			return nil, fmt.Errorf("%w: import record of %d bytes", ErrCorruptSnapshot, n)
 		}
-		rec := make([]byte, n)
-		if err := cr.readFull(rec); err != nil {
+		rec, err := cr.readRecord(nil, n)
+		if err != nil {
 			return nil, fmt.Errorf("%w: import record: %v", ErrCorruptSnapshot, err)
 		}
 		if imported, err = decodeImportRecord(rec); err != nil {
@@ -371,9 +396,6 @@ func decodeGroup(b []byte) (*Group, error) {
 		default:
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
-	}
-	if _, ok := g.Labels["job"]; !ok {
-		return nil, errors.New("group without job label")
 	}
 	g.Key = GroupingKey(g.Labels)
 	return g, nil

@@ -80,7 +80,7 @@ func FuzzParseBody(f *testing.F) {
 			req.Header.Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
 		}
 		decodeRequest(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fams, err := a.parseBody(r)
+			fams, err := a.parseBody(r, DefaultMaxSeriesPerPush)
 			if err != nil {
 				return
 			}

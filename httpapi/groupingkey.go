@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 )
@@ -35,7 +36,10 @@ func parseGroupingLabels(labels string, validation model.ValidationScheme, escap
 		rawName, value := parts[i], parts[i+1]
 		name := strings.TrimSuffix(rawName, base64Suffix)
 		unescaped := model.UnescapeName(name, escaping)
-		if !validation.IsValidLabelName(unescaped) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+		// The reserved prefix is judged on the name as stored: an escaped
+		// name such as U___5f__5f_x is __x.
+		if !validation.IsValidLabelName(unescaped) || strings.HasPrefix(name, model.ReservedLabelPrefix) ||
+			strings.HasPrefix(unescaped, model.ReservedLabelPrefix) {
 			return nil, fmt.Errorf("improper label name %q", name)
 		}
 		if rawName != name {
@@ -44,6 +48,9 @@ func parseGroupingLabels(labels string, validation model.ValidationScheme, escap
 				return nil, fmt.Errorf("invalid base64 encoding for label %s=%q: %v", name, value, err)
 			}
 			value = decoded
+		}
+		if !utf8.ValidString(value) {
+			return nil, fmt.Errorf("value of label %s is not valid UTF-8: %q", name, value)
 		}
 		result[unescaped] = value
 	}

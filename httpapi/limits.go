@@ -37,6 +37,11 @@ func (a *API) limits() pushLimits {
 	return l
 }
 
+// seriesMessage says that a push exceeds the series limit.
+func (l pushLimits) seriesMessage() string {
+	return fmt.Sprintf("push has more than %d series; the limit is --push.max-series-per-push=%d", l.series, l.series)
+}
+
 // check returns an error naming the first limit the push exceeds. A
 // series counts every label it will be stored with: its own labels plus
 // the grouping labels it does not already carry.
@@ -50,7 +55,7 @@ func (l pushLimits) check(grouping map[string]string, families []*dto.MetricFami
 	for _, mf := range families {
 		series += len(mf.GetMetric())
 		if series > l.series {
-			return fmt.Errorf("push has more than %d series; the limit is --push.max-series-per-push=%d", l.series, l.series)
+			return errors.New(l.seriesMessage())
 		}
 		for _, m := range mf.GetMetric() {
 			n := len(grouping)

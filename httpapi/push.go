@@ -6,18 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"log/slog"
 	"mime"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/golang/snappy"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
-	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
@@ -50,6 +52,11 @@ func (a *API) groupingLabels(w http.ResponseWriter, r *http.Request, jobBase64 b
 		a.logger.Debug("job name is required")
 		return nil, false
 	}
+	if !utf8.ValidString(job) {
+		http.Error(w, fmt.Sprintf("job name is not valid UTF-8: %q", job), http.StatusBadRequest)
+		a.logger.Debug("job name is not valid UTF-8", "job", job)
+		return nil, false
+	}
 	labels["job"] = job
 	return labels, true
 }
@@ -63,11 +70,17 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 		}
 		body := &limitedBody{r: r.Body, left: a.maxBodyBytes()}
 		r.Body = body
-		families, err := a.parseBody(r)
+		limits := a.limits()
+		families, err := a.parseBody(r, limits.series)
 		if body.exceeded {
 			msg := fmt.Sprintf("request body (after decompression) exceeds --push.max-body-bytes=%d", a.maxBodyBytes())
 			http.Error(w, msg, http.StatusRequestEntityTooLarge)
 			a.logger.Debug("push body too large", "source", r.RemoteAddr, "limit", a.maxBodyBytes())
+			return
+		}
+		if errors.Is(err, errTooManySeries) {
+			http.Error(w, limits.seriesMessage(), http.StatusBadRequest)
+			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", limits.seriesMessage())
 			return
 		}
 		if err != nil && isTimeout(err) {
@@ -80,7 +93,7 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.logger.Debug("failed to parse text", "source", r.RemoteAddr, "err", err)
 			return
 		}
-		if err := a.limits().check(labels, families); err != nil {
+		if err := limits.check(labels, families); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", err)
 			return
@@ -91,6 +104,16 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			Families:     families,
 			TimeUnixNano: a.opts.Now().UnixNano(),
 			Unchecked:    a.opts.DisableConsistencyCheck,
+		}
+		if err := a.checkNames(families); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("push with invalid names", "source", r.RemoteAddr, "err", err)
+			return
+		}
+		if err := fsm.Validate(cmd); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("push refused", "source", r.RemoteAddr, "err", err)
+			return
 		}
 		res, err := a.opts.Submitter.Submit(r.Context(), cmd)
 		if err != nil {
@@ -113,29 +136,42 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 
 // parseBody reads the pushed metric families: delimited protobuf when the
 // Content-Type says so, the text format otherwise. When a name appears
-// twice, the last family wins, as upstream.
-func (a *API) parseBody(r *http.Request) ([]*dto.MetricFamily, error) {
+// twice, the last family wins, as upstream. Reading stops with
+// errTooManySeries as soon as the body holds more than maxSeries series.
+func (a *API) parseBody(r *http.Request, maxSeries int) ([]*dto.MetricFamily, error) {
 	var byName map[string]*dto.MetricFamily
 	mediaType, params, ctErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ctErr == nil && mediaType == "application/vnd.google.protobuf" &&
 		params["encoding"] == "delimited" && params["proto"] == "io.prometheus.client.MetricFamily" {
 		byName = map[string]*dto.MetricFamily{}
 		in := bufio.NewReader(r.Body)
-		opts := protodelim.UnmarshalOptions{MaxSize: min(a.maxBodyBytes(), math.MaxInt32)}
+		series := 0
 		for {
+			b, err := readDelimited(in, in, a.maxBodyBytes())
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			if series += countMetricFields(b); series > maxSeries {
+				return nil, errTooManySeries
+			}
 			mf := &dto.MetricFamily{}
-			if err := opts.UnmarshalFrom(in, mf); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
+			if err := proto.Unmarshal(b, mf); err != nil {
 				return nil, err
 			}
 			byName[mf.GetName()] = mf
 		}
 	} else {
+		counter := newTextSeriesCounter(r.Body, maxSeries)
 		var err error
 		parser := expfmt.NewTextParser(a.validation)
-		if byName, err = parser.TextToMetricFamilies(r.Body); err != nil {
+		byName, err = parser.TextToMetricFamilies(counter)
+		if counter.exceeded {
+			return nil, errTooManySeries
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -149,6 +185,29 @@ func (a *API) parseBody(r *http.Request) ([]*dto.MetricFamily, error) {
 		out[i] = byName[n]
 	}
 	return out, nil
+}
+
+// checkNames holds a protobuf push to the name validation scheme of this
+// node, as the text parser does for text pushes: with legacy validation
+// (the default), metric and label names must be legacy names, so that
+// every name is exposed as pushed and no two names escape to one.
+func (a *API) checkNames(families []*dto.MetricFamily) error {
+	if a.validation != model.LegacyValidation {
+		return nil
+	}
+	for _, mf := range families {
+		if !model.LegacyValidation.IsValidMetricName(mf.GetName()) {
+			return fmt.Errorf("invalid metric name %q (UTF-8 names need --push.enable-utf8-names)", mf.GetName())
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
+					return fmt.Errorf("metric %q has an invalid label name %q (UTF-8 names need --push.enable-utf8-names)", mf.GetName(), lp.GetName())
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // DefaultMaxBodyBytes bounds a push body after decompression when
@@ -205,13 +264,15 @@ func setIndexHeader(w http.ResponseWriter, res *fsm.Result) {
 	}
 }
 
-// clusterErrorCode maps an error from the cluster to an HTTP status: 503
-// when the operation certainly did not happen, 504 when its outcome is
-// unknown, otherwise fallback.
+// clusterErrorCode maps an error from the cluster to an HTTP status: 400
+// for a command that is not well-formed, 503 when the operation certainly
+// did not happen, 504 when its outcome is unknown, otherwise fallback.
 func clusterErrorCode(err error, fallback int) int {
 	var unavailable interface{ Unavailable() bool }
 	var unknown interface{ OutcomeUnknown() bool }
 	switch {
+	case errors.Is(err, fsm.ErrInvalidCommand):
+		return http.StatusBadRequest
 	case errors.As(err, &unavailable) && unavailable.Unavailable():
 		return http.StatusServiceUnavailable
 	case errors.As(err, &unknown) && unknown.OutcomeUnknown():
@@ -224,7 +285,11 @@ func clusterErrorCode(err error, fallback int) int {
 func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error) {
 	code := clusterErrorCode(err, http.StatusInternalServerError)
 	http.Error(w, err.Error(), code)
-	a.logger.Warn("write not completed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	level := slog.LevelWarn
+	if code < http.StatusInternalServerError {
+		level = slog.LevelDebug
+	}
+	a.logger.Log(r.Context(), level, "write not completed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 }
 
 // delete returns the handler for DELETE of a group.

@@ -1,0 +1,380 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrInvalidCommand is wrapped by every error Validate returns: the command
+// is not well-formed and must change nothing. The HTTP layer answers it
+// with 400.
+var ErrInvalidCommand = errors.New("invalid command")
+
+// Validate is the one validator of the state machine: it decides whether a
+// command is well-formed. The HTTP edge runs it before proposing, the
+// leader on every forwarded command, restore and import on every group,
+// and Apply once more, so a command that reaches the log and is not
+// well-formed is refused identically on every node and changes nothing.
+//
+// Well-formed means: the fields belong to the operation; grouping labels
+// have a non-empty job, valid non-reserved names and UTF-8 values; every
+// family has a valid name, UTF-8 help and a type the exposition formats can
+// express; every metric is non-nil and its histogram (classic or native)
+// is shaped so that Prometheus can ingest it. For imported groups, and for
+// pushes that skip the consistency check, every metric must also pass the
+// per-metric rules of that check (value of the family's type, label names
+// and values, no duplicate labels), since nothing else would catch them
+// before they reach the exposition. For a checked push those rules are
+// upstream's consistency verdicts: the check in Apply reports them and
+// records the failure, exactly as upstream.
+//
+// Validate does not look at the state: a well-formed command may still be
+// rejected by the consistency check.
+func Validate(cmd *Command) error {
+	if err := validate(cmd); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return nil
+}
+
+func validate(cmd *Command) error {
+	if cmd == nil {
+		return errors.New("no command")
+	}
+	if cmd.Op < OpPut || cmd.Op > maxOp {
+		return fmt.Errorf("unknown op %d", cmd.Op)
+	}
+	if err := cmd.checkFields(); err != nil {
+		return err
+	}
+	switch cmd.Op {
+	case OpPut, OpPost:
+		if err := validateGroupingLabels(cmd.Labels); err != nil {
+			return err
+		}
+		for _, mf := range cmd.Families {
+			if err := validateFamily(mf, cmd.Labels, cmd.Unchecked); err != nil {
+				return err
+			}
+		}
+	case OpDelete:
+		return validateGroupingLabels(cmd.Labels)
+	case OpWipe:
+		if len(cmd.Labels) > 0 || len(cmd.Families) > 0 {
+			return errors.New("WIPE with grouping labels or families")
+		}
+	case OpExpire:
+		for _, labels := range cmd.Expire {
+			if err := validateGroupingLabels(labels); err != nil {
+				return fmt.Errorf("expired group: %v", err)
+			}
+		}
+	case OpImport:
+		seen := make(map[string]bool, len(cmd.Import))
+		for _, g := range cmd.Import {
+			if err := ValidateGroup(g); err != nil {
+				return fmt.Errorf("imported group: %v", err)
+			}
+			key := GroupingKey(g.Labels)
+			if seen[key] {
+				return fmt.Errorf("imported group %v twice", g.Labels)
+			}
+			seen[key] = true
+		}
+	case OpRestore:
+		// The snapshot is read (and each of its groups validated with
+		// ValidateGroup) when it is applied; a snapshot that does not
+		// read back is refused there, identically on every node. The
+		// accepting node reads it before proposing (ValidateSnapshot).
+	}
+	return nil
+}
+
+// ValidateGroup checks a stored or imported group: valid grouping labels,
+// families stored under their own names, and every family and metric
+// well-formed including the per-metric rules of the consistency check.
+func ValidateGroup(g *Group) error {
+	if g == nil {
+		return errors.New("no group")
+	}
+	if err := validateGroupingLabels(g.Labels); err != nil {
+		return err
+	}
+	for name, f := range g.Families {
+		if f == nil || f.MF == nil {
+			return fmt.Errorf("group %v: family %q without metrics", g.Labels, name)
+		}
+		if f.MF.GetName() != name {
+			return fmt.Errorf("group %v: family %q stored as %q", g.Labels, f.MF.GetName(), name)
+		}
+		if err := validateFamily(f.MF, g.Labels, true); err != nil {
+			return fmt.Errorf("group %v: %v", g.Labels, err)
+		}
+	}
+	return nil
+}
+
+// validateGroupingLabels requires a non-empty job label, valid and
+// non-reserved label names and UTF-8 values.
+func validateGroupingLabels(labels map[string]string) error {
+	if labels["job"] == "" {
+		return errors.New("grouping key without a job label")
+	}
+	for _, name := range sortedNames(labels) {
+		if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+			return fmt.Errorf("invalid grouping label name %q", name)
+		}
+		if !utf8.ValidString(labels[name]) {
+			return fmt.Errorf("grouping label %q has a value that is not valid UTF-8: %q", name, labels[name])
+		}
+	}
+	return nil
+}
+
+// validateFamily checks one metric family pushed under the given grouping
+// labels. With metricRules, every metric must also pass the per-metric
+// rules of the consistency check, judged as it will be stored (with the
+// grouping and instance labels added, as sanitizeLabels does).
+func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRules bool) error {
+	if mf == nil {
+		return errors.New("empty metric family")
+	}
+	name := mf.GetName()
+	if !model.UTF8Validation.IsValidMetricName(name) {
+		return fmt.Errorf("invalid metric name %q", name)
+	}
+	if !utf8.ValidString(mf.GetHelp()) {
+		return fmt.Errorf("metric %q has a help text that is not valid UTF-8", name)
+	}
+	typ := mf.GetType()
+	switch typ {
+	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_SUMMARY, dto.MetricType_UNTYPED, dto.MetricType_HISTOGRAM:
+	default:
+		return fmt.Errorf("metric %q has type %s, which the exposition formats cannot express", name, typ)
+	}
+	if _, ok := grouping[model.BucketLabel]; ok && typ == dto.MetricType_HISTOGRAM {
+		return fmt.Errorf("histogram %q cannot be pushed under a grouping label %q: its buckets carry that label", name, model.BucketLabel)
+	}
+	for _, m := range mf.GetMetric() {
+		if m == nil {
+			return fmt.Errorf("metric %q holds an empty metric", name)
+		}
+		if err := validateLabelPairs(name, m.GetLabel()); err != nil {
+			return err
+		}
+		if metricRules {
+			if err := metricConsistency(name, typ, asStored(m, grouping)); err != nil {
+				return err
+			}
+		}
+		if typ == dto.MetricType_HISTOGRAM {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == model.BucketLabel {
+					return fmt.Errorf("histogram %q has a label %q, which its buckets carry already", name, model.BucketLabel)
+				}
+			}
+		}
+		if err := validateValues(name, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateLabelPairs refuses nil label pairs, which no decoder produces but
+// a command built in memory could hold.
+func validateLabelPairs(name string, pairs []*dto.LabelPair) error {
+	for _, lp := range pairs {
+		if lp == nil {
+			return fmt.Errorf("metric %q has an empty label pair", name)
+		}
+	}
+	return nil
+}
+
+// asStored returns a copy of m with the label pairs it will be stored
+// with: the grouping labels (overriding pushed values of the same name, as
+// sanitizeLabels), an empty instance label if none, sorted by name. m is
+// not modified.
+func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
+	labels := make([]*dto.LabelPair, 0, len(m.GetLabel())+len(grouping)+1)
+	done := make(map[string]bool, len(grouping))
+	for _, lp := range m.GetLabel() {
+		if v, ok := grouping[lp.GetName()]; ok && !done[lp.GetName()] {
+			done[lp.GetName()] = true
+			lp = &dto.LabelPair{Name: lp.Name, Value: &v}
+		}
+		labels = append(labels, lp)
+	}
+	for _, n := range sortedNames(grouping) {
+		if !done[n] {
+			v := grouping[n]
+			labels = append(labels, &dto.LabelPair{Name: &n, Value: &v})
+		}
+	}
+	if !slices.ContainsFunc(labels, func(lp *dto.LabelPair) bool { return lp.GetName() == model.InstanceLabel }) {
+		empty := ""
+		labels = append(labels, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: &empty})
+	}
+	sortLabelPairs(labels)
+	return &dto.Metric{
+		Label: labels, Gauge: m.Gauge, Counter: m.Counter, Summary: m.Summary,
+		Untyped: m.Untyped, Histogram: m.Histogram, TimestampMs: m.TimestampMs,
+	}
+}
+
+// validateValues checks the parts of a metric that the consistency check
+// does not look at but Prometheus rejects on ingestion: exemplar labels,
+// and the shape of summaries and histograms (classic and native).
+func validateValues(name string, m *dto.Metric) error {
+	if s := m.GetSummary(); s != nil {
+		for _, q := range s.GetQuantile() {
+			if q == nil {
+				return fmt.Errorf("summary %q has an empty quantile", name)
+			}
+		}
+	}
+	for _, e := range exemplarsOf(m) {
+		if err := validateExemplar(name, e); err != nil {
+			return err
+		}
+	}
+	if h := m.GetHistogram(); h != nil {
+		return validateHistogram(name, h)
+	}
+	return nil
+}
+
+func exemplarsOf(m *dto.Metric) []*dto.Exemplar {
+	var out []*dto.Exemplar
+	if c := m.GetCounter(); c != nil && c.Exemplar != nil {
+		out = append(out, c.Exemplar)
+	}
+	if h := m.GetHistogram(); h != nil {
+		for _, b := range h.GetBucket() {
+			if b != nil && b.Exemplar != nil {
+				out = append(out, b.Exemplar)
+			}
+		}
+		out = append(out, h.GetExemplars()...)
+	}
+	return out
+}
+
+// maxExemplarRunes is the OpenMetrics limit on the length of an exemplar's
+// label names and values together, which Prometheus enforces.
+const maxExemplarRunes = 128
+
+func validateExemplar(name string, e *dto.Exemplar) error {
+	if e == nil {
+		return fmt.Errorf("metric %q has an empty exemplar", name)
+	}
+	runes := 0
+	for _, lp := range e.GetLabel() {
+		if lp == nil {
+			return fmt.Errorf("metric %q has an exemplar with an empty label pair", name)
+		}
+		if !model.UTF8Validation.IsValidLabelName(lp.GetName()) || !utf8.ValidString(lp.GetValue()) {
+			return fmt.Errorf("metric %q has an exemplar with an invalid label %q=%q", name, lp.GetName(), lp.GetValue())
+		}
+		runes += utf8.RuneCountInString(lp.GetName()) + utf8.RuneCountInString(lp.GetValue())
+	}
+	if runes > maxExemplarRunes {
+		return fmt.Errorf("metric %q has an exemplar whose labels have %d characters; at most %d are allowed", name, runes, maxExemplarRunes)
+	}
+	return nil
+}
+
+// Native histogram schemas Prometheus accepts: exponential -4 to 8, and
+// custom buckets (-53).
+const (
+	minNativeSchema    = -4
+	maxNativeSchema    = 8
+	customBucketSchema = -53
+)
+
+// validateHistogram checks a histogram the way Prometheus does when it
+// ingests one: classic buckets non-nil with cumulative counts that do not
+// decrease; for a native histogram a known schema, a valid zero bucket,
+// spans that match the bucket counts, and no negative bucket counts.
+func validateHistogram(name string, h *dto.Histogram) error {
+	var prev *dto.Bucket
+	for _, b := range h.GetBucket() {
+		if b == nil {
+			return fmt.Errorf("histogram %q has an empty bucket", name)
+		}
+		if math.IsNaN(b.GetUpperBound()) {
+			return fmt.Errorf("histogram %q has a bucket with a NaN upper bound", name)
+		}
+		if prev != nil && b.GetUpperBound() <= prev.GetUpperBound() {
+			return fmt.Errorf("histogram %q has bucket upper bounds out of order (%v after %v)", name, b.GetUpperBound(), prev.GetUpperBound())
+		}
+		prev = b
+	}
+	native := len(h.GetPositiveSpan())+len(h.GetNegativeSpan())+len(h.GetPositiveDelta())+len(h.GetNegativeDelta())+
+		len(h.GetPositiveCount())+len(h.GetNegativeCount()) > 0 || h.Schema != nil || h.ZeroThreshold != nil
+	if !native {
+		return nil
+	}
+	schema := h.GetSchema()
+	if (schema < minNativeSchema || schema > maxNativeSchema) && schema != customBucketSchema {
+		return fmt.Errorf("native histogram %q has schema %d; Prometheus accepts %d to %d and %d", name, schema, minNativeSchema, maxNativeSchema, customBucketSchema)
+	}
+	if zt := h.GetZeroThreshold(); math.IsNaN(zt) || zt < 0 {
+		return fmt.Errorf("native histogram %q has an invalid zero threshold %v", name, zt)
+	}
+	if zc := h.GetZeroCountFloat(); math.IsNaN(zc) || zc < 0 {
+		return fmt.Errorf("native histogram %q has an invalid zero count %v", name, zc)
+	}
+	if err := validateNativeSide(name, "positive", h.GetPositiveSpan(), h.GetPositiveDelta(), h.GetPositiveCount()); err != nil {
+		return err
+	}
+	return validateNativeSide(name, "negative", h.GetNegativeSpan(), h.GetNegativeDelta(), h.GetNegativeCount())
+}
+
+// validateNativeSide checks the spans and buckets of one side of a native
+// histogram: integer deltas or float counts (not both), as many as the
+// spans cover, offsets after the first not negative, counts not negative.
+func validateNativeSide(name, side string, spans []*dto.BucketSpan, deltas []int64, counts []float64) error {
+	if len(deltas) > 0 && len(counts) > 0 {
+		return fmt.Errorf("native histogram %q has both integer and float %s buckets", name, side)
+	}
+	var covered uint64
+	for i, s := range spans {
+		if s == nil {
+			return fmt.Errorf("native histogram %q has an empty %s span", name, side)
+		}
+		if i > 0 && s.GetOffset() < 0 {
+			return fmt.Errorf("native histogram %q has a negative offset in %s span %d", name, side, i)
+		}
+		covered += uint64(s.GetLength())
+	}
+	buckets := uint64(len(deltas) + len(counts))
+	if covered != buckets {
+		return fmt.Errorf("native histogram %q: %s spans cover %d buckets but %d are given", name, side, covered, buckets)
+	}
+	var count int64
+	for i, d := range deltas {
+		if (d > 0 && count > math.MaxInt64-d) || (d < 0 && count < math.MinInt64-d) {
+			return fmt.Errorf("native histogram %q: %s bucket %d overflows", name, side, i)
+		}
+		count += d
+		if count < 0 {
+			return fmt.Errorf("native histogram %q: %s bucket %d has a negative count", name, side, i)
+		}
+	}
+	for i, c := range counts {
+		if math.IsNaN(c) || c < 0 {
+			return fmt.Errorf("native histogram %q: %s bucket %d has an invalid count %v", name, side, i, c)
+		}
+	}
+	return nil
+}

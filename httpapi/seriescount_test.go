@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"math"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzTextSeriesCount checks that the streaming series counter agrees with
+// the text parser on every body the parser accepts: it never counts more
+// series than the parser makes (a valid push under the limit is never
+// refused) nor fewer (the limit holds).
+func FuzzTextSeriesCount(f *testing.F) {
+	for _, seed := range []string{
+		"a 1\n", "a 1\na 2\n", "a{x=\"1\"} 1\na{x=\"2\"} 1\n",
+		"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+		"# TYPE h histogram\nh_bucket{x=\"a\",le=\"1\"} 1\nh_bucket{le=\"1\",x=\"b\"} 1\nh_count{x=\"a\"} 1\n",
+		"# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\ns{quantile=\"0.5\",y=\"z\"} 1\n",
+		"# TYPE s summary\ns_bucket 1\n", "# HELP a help\n# TYPE a counter\na 1\n",
+		"{\"a.b\", c=\"d\"} 1\n{\"a.b\", c=\"e\"} 1\n", "# TYPE \"h.x\" histogram\n{\"h.x_bucket\", le=\"1\"} 1\n",
+		"a{x=\"q\\\"uote\",y=\"back\\\\slash\"} 1\n", "  a 1\n\n\t# comment\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		want := 0
+		for _, mf := range fams {
+			want += len(mf.GetMetric())
+		}
+		c := newTextSeriesCounter(bytes.NewReader(body), math.MaxInt)
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatal(err)
+		}
+		if c.count != want {
+			t.Fatalf("counted %d series, the parser made %d, of %q", c.count, want, body)
+		}
+	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestSeriesLimitStopsReadingEarly: a body of a million series is refused
+// after reading about as many bytes as the limit allows, in text and in
+// protobuf, gzip encoded as an attacker would send it.
+func TestSeriesLimitStopsReadingEarly(t *testing.T) {
+	const series, limit = 1_000_000, 1000
+	var text bytes.Buffer
+	text.WriteString("# TYPE h histogram\n")
+	for i := range series {
+		fmt.Fprintf(&text, "h_bucket{i=\"%d\",le=\"+Inf\"} 1\n", i)
+	}
+	mf := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum()}
+	for range series {
+		mf.Metric = append(mf.Metric, &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(1)}})
+	}
+	var pb bytes.Buffer
+	if _, err := protodelim.MarshalTo(&pb, mf); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		body        []byte
+		contentType string
+		readAtMost  int64
+	}{
+		"text":     {text.Bytes(), "text/plain", 2 * limit * int64(len("h_bucket{i=\"1000000\",le=\"+Inf\"} 1\n"))},
+		"protobuf": {pb.Bytes(), "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited", int64(pb.Len())},
+	} {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		_, _ = zw.Write(tc.body)
+		_ = zw.Close()
+		a := &API{validation: model.LegacyValidation, opts: Options{MaxSeriesPerPush: limit}}
+		req := httptest.NewRequest("PUT", "/metrics/job/j", nil)
+		req.Header.Set("Content-Type", tc.contentType)
+		zr, err := gzip.NewReader(&gz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr := &countingReader{r: zr}
+		req.Body = io.NopCloser(cr)
+		if _, err := a.parseBody(req, limit); err != errTooManySeries {
+			t.Fatalf("%s: got %v, want the series limit", name, err)
+		}
+		// Text stops within a read buffer of the limit; protobuf reads the
+		// one message but refuses it before decoding a single metric.
+		if cr.n > tc.readAtMost {
+			t.Errorf("%s: read %d of %d bytes before refusing (at most %d expected)", name, cr.n, len(tc.body), tc.readAtMost)
+		}
+		if !strings.Contains(a.limits().seriesMessage(), "--push.max-series-per-push=1000") {
+			t.Errorf("limit message %q", a.limits().seriesMessage())
+		}
+	}
+}
