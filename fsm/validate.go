@@ -205,6 +205,9 @@ func validateLabelPairs(name string, pairs []*dto.LabelPair) error {
 // sanitizeLabels), an empty instance label if none, sorted by name. m is
 // not modified.
 func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
+	if storedAlready(m, grouping) {
+		return m
+	}
 	labels := make([]*dto.LabelPair, 0, len(m.GetLabel())+len(grouping)+1)
 	done := make(map[string]bool, len(grouping))
 	for _, lp := range m.GetLabel() {
@@ -229,6 +232,28 @@ func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
 		Label: labels, Gauge: m.Gauge, Counter: m.Counter, Summary: m.Summary,
 		Untyped: m.Untyped, Histogram: m.Histogram, TimestampMs: m.TimestampMs,
 	}
+}
+
+// storedAlready reports whether m carries its labels as sanitizeLabels
+// leaves them (sorted, with the grouping values and an instance label), as
+// every metric of a stored group does: asStored would copy it unchanged.
+func storedAlready(m *dto.Metric, grouping map[string]string) bool {
+	labels := m.GetLabel()
+	instance := false
+	found := 0
+	for i, lp := range labels {
+		if i > 0 && labels[i-1].GetName() > lp.GetName() {
+			return false
+		}
+		if v, ok := grouping[lp.GetName()]; ok {
+			if v != lp.GetValue() {
+				return false
+			}
+			found++
+		}
+		instance = instance || lp.GetName() == model.InstanceLabel
+	}
+	return instance && found == len(grouping)
 }
 
 // validateValues checks the parts of a metric that the consistency check

@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,15 +35,13 @@ import (
 func (a *API) exposition() http.Handler {
 	pushed := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.opts.Store.Families(), nil })
 	checked := prometheus.Gatherers{a.opts.Registry, pushed}
-	slow := promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+	slow := buffered(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		if !a.opts.Store.Consistent() {
 			return checked.Gather()
 		}
 		self, err := a.opts.Registry.Gather()
 		return mergeFamilies(self, a.opts.Store.Families()), err
-	}), promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
-	})
+	}), a.logger)
 	cache := newRenderCache()
 	a.renderCache = cache
 	if notifier, ok := a.opts.Store.(interface{ OnChange(func()) }); ok {
@@ -64,13 +66,13 @@ func (a *API) exposition() http.Handler {
 		fc.lastScrape.Store(time.Now().UnixNano())
 		pushed := a.opts.Store.Families()
 		bodies, err := fc.prepare(pushed)
-		if err != nil {
-			// promhttp reports it as upstream does.
-			a.logger.Error("error encoding metric families", "err", err)
-			slow.ServeHTTP(w, r)
-			return
+		if err == nil {
+			err = a.writeCached(w, r, format, self, pushed, bodies)
 		}
-		a.writeCached(w, r, format, self, pushed, bodies)
+		if err != nil {
+			a.logger.Error("error encoding metric families", "err", err)
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+		}
 	})
 }
 
@@ -113,8 +115,41 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 
 // writeCached writes the exposition: the node's own families (encoded
 // now) merged by name with the pushed ones, whose encoded bytes are
-// bodies.
-func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte) {
+// bodies. Everything is encoded before the first byte is sent, so an
+// encoding error is returned (the caller answers 500) instead of cutting
+// a 200 short.
+func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte) error {
+	var own bytes.Buffer
+	enc := expfmt.NewEncoder(&own, format)
+	parts := make([][]byte, 0, len(self)+len(pushed))
+	encode := func(mf *dto.MetricFamily) error {
+		start := own.Len()
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
+		}
+		parts = append(parts, own.Bytes()[start:own.Len():own.Len()])
+		return nil
+	}
+	i, j := 0, 0
+	for i < len(self) || j < len(pushed) {
+		var err error
+		switch {
+		case j >= len(pushed) || (i < len(self) && self[i].GetName() < pushed[j].GetName()):
+			err = encode(self[i])
+			i++
+		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
+			parts = append(parts, bodies[j])
+			j++
+		default:
+			err = encode(mergeFamilies(self[i:i+1], pushed[j:j+1])[0])
+			i++
+			j++
+		}
+		if err != nil {
+			return err
+		}
+	}
+
 	h := w.Header()
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
@@ -132,35 +167,55 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 		}()
 		body = gz
 	}
-	enc := expfmt.NewEncoder(body, format)
-	fail := func(err error) {
-		// Headers are out already; stop sending, like promhttp.
-		a.logger.Error("error encoding and sending metric family", "err", err)
-	}
-	i, j := 0, 0
-	for i < len(self) || j < len(pushed) {
-		switch {
-		case j >= len(pushed) || (i < len(self) && self[i].GetName() < pushed[j].GetName()):
-			if err := enc.Encode(self[i]); err != nil {
-				fail(err)
-				return
-			}
-			i++
-		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
-			if _, err := body.Write(bodies[j]); err != nil {
-				fail(err)
-				return
-			}
-			j++
-		default:
-			if err := enc.Encode(mergeFamilies(self[i:i+1], pushed[j:j+1])[0]); err != nil {
-				fail(err)
-				return
-			}
-			i++
-			j++
+	for _, p := range parts {
+		if _, err := body.Write(p); err != nil {
+			// The client went away; nothing more to send.
+			a.logger.Debug("send metrics", "err", err)
+			return nil
 		}
 	}
+	return nil
+}
+
+// buffered returns promhttp's handler for g (content negotiation, gzip,
+// 500 when the gather fails, as upstream) with its answer held back until
+// it is complete: if encoding a family fails halfway, the client gets 500
+// with the reason instead of a 200 cut short.
+func buffered(g prometheus.Gatherer, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
+		el := &encodeErrors{}
+		promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: el}).ServeHTTP(rec, r)
+		if el.msg != "" && rec.code == http.StatusOK {
+			logger.Error("error encoding metric families", "err", el.msg)
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+el.msg, http.StatusInternalServerError)
+			return
+		}
+		maps.Copy(w.Header(), rec.header)
+		w.WriteHeader(rec.code)
+		if _, err := w.Write(rec.body.Bytes()); err != nil {
+			logger.Debug("send metrics", "err", err)
+		}
+	})
+}
+
+// bufferedResponse holds an answer until it is complete.
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
+
+// encodeErrors is promhttp's error log for one request: it keeps what
+// went wrong.
+type encodeErrors struct{ msg string }
+
+func (e *encodeErrors) Println(v ...interface{}) {
+	e.msg += strings.TrimSpace(fmt.Sprintln(v...)) + "; "
 }
 
 // mergeFamilies merges two name-sorted family lists. A pushed family with
