@@ -83,7 +83,7 @@ func (s *FSM) ApplyCommand(logIndex uint64, cmd *Command) *Result {
 		if logIndex > s.applied {
 			s.applied = logIndex
 		}
-		if err := Validate(cmd); err != nil {
+		if err := validate(cmd, false); err != nil {
 			return &Result{Err: err}, nil
 		}
 		return s.applyLocked(cmd), s.onChange

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // FuzzDecodeCommand feeds arbitrary bytes to the command decoder: it must
@@ -67,6 +70,20 @@ func FuzzDecodeCommand(f *testing.F) {
 		r := newTestFSM()
 		if err := r.Restore(&snap); err != nil {
 			t.Fatalf("snapshot of a fuzzed state does not restore: %v", err)
+		}
+		// Whatever was applied can be exposed, and the exposition parses.
+		if s.Consistent() {
+			var text bytes.Buffer
+			enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain).WithEscapingScheme(model.NoEscaping))
+			for _, mf := range s.Families() {
+				if err := enc.Encode(mf); err != nil {
+					t.Fatalf("applied state does not encode: %v", err)
+				}
+			}
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := p.TextToMetricFamilies(&text); err != nil {
+				t.Fatalf("exposition of the applied state does not parse: %v\n%s", err, text.String())
+			}
 		}
 	})
 }

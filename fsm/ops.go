@@ -28,8 +28,9 @@ type ImportRecord struct {
 // is not empty or imported before: nothing changes.
 var ErrImportRefused = errors.New("import refused")
 
-// ErrRestoreRefused is wrapped by the verdict on a restore whose snapshot
-// does not read back: nothing changes. (The accepting node validates the
+// ErrRestoreRefused is wrapped, with ErrInvalidCommand, by the verdict on
+// a restore whose snapshot does not read back or holds an invalid group:
+// nothing changes. (The accepting node and the leader validate the
 // snapshot before proposing, so this does not happen in practice.)
 var ErrRestoreRefused = errors.New("restore refused")
 
@@ -110,7 +111,8 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 func (s *FSM) applyRestore(cmd *Command) *Result {
 	st, err := readSnapshot(bytes.NewReader(cmd.Snapshot))
 	if err != nil {
-		return &Result{Err: fmt.Errorf("%w: %v", ErrRestoreRefused, err)}
+		// The same verdict as Validate's on the accepting node.
+		return &Result{Err: fmt.Errorf("%w: %w: %v", ErrInvalidCommand, ErrRestoreRefused, err)}
 	}
 	s.install(st)
 	return &Result{}

@@ -39,13 +39,19 @@ var ErrInvalidCommand = errors.New("invalid command")
 // Validate does not look at the state: a well-formed command may still be
 // rejected by the consistency check.
 func Validate(cmd *Command) error {
-	if err := validate(cmd); err != nil {
+	return validate(cmd, true)
+}
+
+// validate is Validate; readSnapshot false leaves the snapshot of a
+// restore to applyRestore, which reads it anyway (Apply reads it once).
+func validate(cmd *Command, readSnapshot bool) error {
+	if err := wellFormed(cmd, readSnapshot); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidCommand, err)
 	}
 	return nil
 }
 
-func validate(cmd *Command) error {
+func wellFormed(cmd *Command, readSnapshot bool) error {
 	if cmd == nil {
 		return errors.New("no command")
 	}
@@ -90,10 +96,12 @@ func validate(cmd *Command) error {
 			seen[key] = true
 		}
 	case OpRestore:
-		// The snapshot is read (and each of its groups validated with
-		// ValidateGroup) when it is applied; a snapshot that does not
-		// read back is refused there, identically on every node. The
-		// accepting node reads it before proposing (ValidateSnapshot).
+		// Every group of the snapshot must pass ValidateGroup.
+		if readSnapshot {
+			if _, err := ValidateSnapshot(cmd.Snapshot); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
