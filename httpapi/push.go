@@ -74,11 +74,15 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 		families, err := a.parseBody(r, limits.series)
 		if body.exceeded {
 			msg := fmt.Sprintf("request body (after decompression) exceeds --push.max-body-bytes=%d", a.maxBodyBytes())
+			// The rest of the body is not read: close the connection
+			// rather than read it to reuse the connection.
+			w.Header().Set("Connection", "close")
 			http.Error(w, msg, http.StatusRequestEntityTooLarge)
 			a.logger.Debug("push body too large", "source", r.RemoteAddr, "limit", a.maxBodyBytes())
 			return
 		}
 		if errors.Is(err, errTooManySeries) {
+			w.Header().Set("Connection", "close")
 			http.Error(w, limits.seriesMessage(), http.StatusBadRequest)
 			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", limits.seriesMessage())
 			return

@@ -21,6 +21,7 @@ type member struct {
 	t                     *testing.T
 	name, dir             string
 	web, raftAddr, gossip string
+	extra                 []string // more flags
 	cmd                   *exec.Cmd
 	out                   *testutil.LockedBuffer
 	exited                chan struct{}
@@ -45,6 +46,7 @@ func (m *member) start(expect int, peers ...*member) {
 	for _, p := range peers {
 		args = append(args, "--cluster.peer="+p.gossip)
 	}
+	args = append(args, m.extra...)
 	m.out = &testutil.LockedBuffer{}
 	m.cmd = exec.Command(ourBinary, args...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
