@@ -34,7 +34,8 @@ func loadUpstreamFile(path string, logger *slog.Logger) (*upstreamfile.File, err
 	case err != nil:
 		return nil, fmt.Errorf("--persistence.file: %w", err)
 	}
-	size, err := importCommand(f).Encode()
+	cmd, _ := importCommand(f)
+	size, err := cmd.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("--persistence.file %s: %w", path, err)
 	}
@@ -45,8 +46,24 @@ func loadUpstreamFile(path string, logger *slog.Logger) (*upstreamfile.File, err
 	return f, nil
 }
 
-func importCommand(f *upstreamfile.File) *fsm.Command {
-	return &fsm.Command{Op: fsm.OpImport, TimeUnixNano: time.Now().UnixNano(), Import: f.Groups, Source: f.Source()}
+// importCommand is the command that imports the file's groups. Groups that
+// fsm.ValidateGroup refuses (upstream stores some it cannot
+// expose itself) are left out and returned with the reason, so that one
+// broken group does not block the migration of the others.
+func importCommand(f *upstreamfile.File) (*fsm.Command, map[string]error) {
+	groups := make([]*fsm.Group, 0, len(f.Groups))
+	var skipped map[string]error
+	for _, g := range f.Groups {
+		if err := fsm.ValidateGroup(g); err != nil {
+			if skipped == nil {
+				skipped = map[string]error{}
+			}
+			skipped[fmt.Sprint(g.Labels)] = err
+			continue
+		}
+		groups = append(groups, g)
+	}
+	return &fsm.Command{Op: fsm.OpImport, TimeUnixNano: time.Now().UnixNano(), Import: groups, Source: f.Source()}, skipped
 }
 
 // gatedReadiness is the node's readiness, held back while this node still
@@ -93,7 +110,15 @@ func importUpstream(ctx context.Context, node *cluster.Node, state *fsm.FSM, f *
 			log.Warn("not importing --persistence.file: the cluster is not empty", "groups", n)
 			return
 		}
-		res, err := node.Submit(ctx, importCommand(f))
+		cmd, skipped := importCommand(f)
+		for group, reason := range skipped {
+			log.Warn("not importing a group of --persistence.file that cannot be exposed", "group", group, "reason", reason)
+		}
+		res, err := node.Submit(ctx, cmd)
+		if errors.Is(err, fsm.ErrInvalidCommand) {
+			log.Error("import of --persistence.file refused", "reason", err)
+			return
+		}
 		if err != nil {
 			log.Warn("import of --persistence.file not applied yet; retrying", "err", err)
 			select {
@@ -107,7 +132,7 @@ func importUpstream(ctx context.Context, node *cluster.Node, state *fsm.FSM, f *
 			log.Warn("import of --persistence.file refused", "reason", res.Err)
 			return
 		}
-		log.Info("imported the upstream persistence file", "groups", len(f.Groups), "index", res.Index)
+		log.Info("imported the upstream persistence file", "groups", len(cmd.Import), "skipped", len(skipped), "index", res.Index)
 		return
 	}
 }
