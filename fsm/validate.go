@@ -137,7 +137,7 @@ func validateGroupingLabels(labels map[string]string) error {
 		return errors.New("grouping key without a job label")
 	}
 	for _, name := range sortedNames(labels) {
-		if !model.UTF8Validation.IsValidLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
+		if !exposableLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
 			return fmt.Errorf("invalid grouping label name %q", name)
 		}
 		if !utf8.ValidString(labels[name]) {
@@ -198,14 +198,27 @@ func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRule
 }
 
 // validateLabelPairs refuses nil label pairs, which no decoder produces but
-// a command built in memory could hold.
+// a command built in memory could hold, and label names the text formats
+// cannot carry (see exposableLabelName). Other label rules are the
+// consistency check's.
 func validateLabelPairs(name string, pairs []*dto.LabelPair) error {
 	for _, lp := range pairs {
 		if lp == nil {
 			return fmt.Errorf("metric %q has an empty label pair", name)
 		}
+		if strings.ContainsRune(lp.GetName(), ':') {
+			return fmt.Errorf("metric %q has a label name with a colon, which the text formats cannot carry: %q", name, lp.GetName())
+		}
 	}
 	return nil
+}
+
+// exposableLabelName reports whether a label name is valid (any UTF-8 name
+// with --push.enable-utf8-names) and survives the text exposition: the
+// text writer leaves a name with a colon unquoted, which no text parser
+// reads back as a label name, so such names are refused.
+func exposableLabelName(name string) bool {
+	return model.UTF8Validation.IsValidLabelName(name) && !strings.ContainsRune(name, ':')
 }
 
 // asStored returns a copy of m with the label pairs it will be stored
@@ -315,7 +328,7 @@ func validateExemplar(name string, e *dto.Exemplar) error {
 		if lp == nil {
 			return fmt.Errorf("metric %q has an exemplar with an empty label pair", name)
 		}
-		if !model.UTF8Validation.IsValidLabelName(lp.GetName()) || !utf8.ValidString(lp.GetValue()) {
+		if !exposableLabelName(lp.GetName()) || !utf8.ValidString(lp.GetValue()) {
 			return fmt.Errorf("metric %q has an exemplar with an invalid label %q=%q", name, lp.GetName(), lp.GetValue())
 		}
 		runes += utf8.RuneCountInString(lp.GetName()) + utf8.RuneCountInString(lp.GetValue())

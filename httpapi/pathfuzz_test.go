@@ -363,5 +363,6 @@ func wholePathSeeds(tb testing.TB) []wholePathSeed {
 		{0, "/j", []byte("a " + fmt.Sprint(math.Inf(1)) + "\n"), text, 0, false, false},
 		{2, "/base", nil, text, 0, false, false},
 		{2, "/j/a/%FF", nil, text, 0, false, false},
+		{1, "/j/U__a_3a_b/v", []byte("a{\"x:y\"=\"1\"} 1\n"), text, 0, true, false},
 	}
 }

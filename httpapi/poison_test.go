@@ -99,6 +99,11 @@ func TestHostileRequestsGet400AndChangeNothing(t *testing.T) {
 				// is a plain name).
 				g.expect("PUT", "/metrics/job/j/U___5f__5f_foo/bar", "a 1\n", 400, "improper label name")
 				assertUntouched(t, g, "escaped reserved grouping label")
+				// A colon in a label name is written unquoted by the text
+				// format, which no parser reads back.
+				g.expect("PUT", "/metrics/job/j/U__a_3a_b/v", "a 1\n", 400, "invalid grouping label name")
+				g.expect("PUT", "/metrics/job/j", "a{\"x:y\"=\"1\"} 1\n", 400, "colon")
+				assertUntouched(t, g, "label names with a colon")
 			} else {
 				g.expect("PUT", "/metrics/job/j", delimited(t, oneGauge("a.b", dto.MetricType_GAUGE)), 400, "--push.enable-utf8-names", "Content-Type", protobufType)
 				assertUntouched(t, g, "UTF-8 name in a protobuf push")
