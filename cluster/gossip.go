@@ -45,7 +45,9 @@ type gossip struct {
 	n         *Node
 	ml        *memberlist.Memberlist
 	advertise string
-	encrypted bool // memberlist encrypts and verifies every message
+	encrypted bool   // memberlist encrypts and verifies every message
+	bindIP    net.IP // the gossip listen address (nil: a host name)
+	bindPort  int    // the port memberlist listens on
 
 	mu      sync.Mutex
 	meta    nodeMeta
@@ -122,6 +124,7 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	}
 	local := g.ml.LocalNode()
 	g.advertise = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	g.bindIP, g.bindPort = net.ParseIP(host), mc.BindPort
 	return g, nil
 }
 
@@ -264,7 +267,15 @@ func (n *Node) runJoin() {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		joined, err := n.gossip.ml.Join(n.cfg.Peers)
+		peers := n.gossip.otherPeers(n.cfg.Peers)
+		if len(peers) == 0 {
+			n.logger.Info("every --cluster.peer is this node itself; starting without peers", "peers", n.cfg.Peers)
+			n.alone.Store(true)
+			close(n.joined)
+			n.signal()
+			return
+		}
+		joined, err := n.gossip.ml.Join(peers)
 		// Joining only ourselves (a peer list naming every node) is not
 		// enough: keep trying until another member is known.
 		if joined > 0 && n.gossip.ml.NumMembers() > 1 {

@@ -53,7 +53,7 @@ func (n *Node) maybeBootstrap() (bool, error) {
 	}
 	expect := n.cfg.BootstrapExpect
 	var servers []raft.Server
-	if expect == 1 && len(n.cfg.Peers) == 0 {
+	if expect == 1 && (len(n.cfg.Peers) == 0 || n.alone.Load()) {
 		servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.name), Address: raft.ServerAddress(n.raftAddr)}}
 	} else {
 		for name, m := range n.gossip.snapshot() {

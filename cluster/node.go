@@ -125,6 +125,7 @@ type Node struct {
 	removedMu sync.Mutex
 	removed   map[string]struct{}
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
+	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
 	stop      chan struct{}
