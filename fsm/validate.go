@@ -352,10 +352,16 @@ const (
 // decrease; for a native histogram a known schema, a valid zero bucket,
 // spans that match the bucket counts, and no negative bucket counts.
 func validateHistogram(name string, h *dto.Histogram) error {
+	if c := h.GetSampleCountFloat(); math.IsNaN(c) || c < 0 {
+		return fmt.Errorf("histogram %q has an invalid sample count %v", name, c)
+	}
 	var prev *dto.Bucket
 	for _, b := range h.GetBucket() {
 		if b == nil {
 			return fmt.Errorf("histogram %q has an empty bucket", name)
+		}
+		if c := b.GetCumulativeCountFloat(); math.IsNaN(c) || c < 0 {
+			return fmt.Errorf("histogram %q has a bucket with an invalid count %v", name, c)
 		}
 		if math.IsNaN(b.GetUpperBound()) {
 			return fmt.Errorf("histogram %q has a bucket with a NaN upper bound", name)
