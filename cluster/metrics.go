@@ -32,6 +32,8 @@ const (
 	snapshotAgeHelp   = "Age of the newest local raft snapshot (-1 if none)."
 	isLeaderName      = "pushgateway_cluster_is_leader"
 	isLeaderHelp      = "1 if this node is the raft leader."
+	clockOffsetName   = "pushgateway_cluster_clock_offset_seconds"
+	clockOffsetHelp   = "Offset of each member's clock from the leader's, as measured by this node (member minus leader)."
 )
 
 // SelfMetricFamilies lists the cluster self-metrics with their types, so the
@@ -48,6 +50,7 @@ func SelfMetricFamilies() map[string]fsm.ReservedFamily {
 		membersName:       {Type: gauge, Help: membersHelp},
 		snapshotAgeName:   {Type: gauge, Help: snapshotAgeHelp},
 		isLeaderName:      {Type: gauge, Help: isLeaderHelp},
+		clockOffsetName:   {Type: gauge, Help: clockOffsetHelp},
 	}
 }
 
@@ -59,7 +62,7 @@ type nodeMetrics struct {
 	commitSeconds prometheus.Histogram
 	leaderChanges prometheus.Counter
 
-	stateDesc, termDesc, indexDesc, membersDesc, snapshotAgeDesc, leaderDesc *prometheus.Desc
+	stateDesc, termDesc, indexDesc, membersDesc, snapshotAgeDesc, leaderDesc, clockOffsetDesc *prometheus.Desc
 }
 
 func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
@@ -74,6 +77,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		membersDesc:     prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
 		snapshotAgeDesc: prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
 		leaderDesc:      prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
+		clockOffsetDesc: prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
 	}
 	for _, r := range []string{"ok", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)
@@ -113,7 +117,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 
 // Describe implements prometheus.Collector.
 func (m *nodeMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.stateDesc, m.termDesc, m.indexDesc, m.membersDesc, m.snapshotAgeDesc, m.leaderDesc} {
+	for _, d := range []*prometheus.Desc{m.stateDesc, m.termDesc, m.indexDesc, m.membersDesc, m.snapshotAgeDesc, m.leaderDesc, m.clockOffsetDesc} {
 		ch <- d
 	}
 }
@@ -154,4 +158,8 @@ func (m *nodeMetrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.snapshotAgeDesc, prometheus.GaugeValue, age)
+	_, leader := r.LeaderWithID()
+	for member, off := range m.n.clock.fromLeader(string(leader)) {
+		ch <- prometheus.MustNewConstMetric(m.clockOffsetDesc, prometheus.GaugeValue, off.Seconds(), member)
+	}
 }

@@ -73,6 +73,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the cluster self-metrics; may be nil.
 	Registerer prometheus.Registerer
+	// Now is the node's wall clock; nil means time.Now. It is the one
+	// clock for everything the leader puts into the log (push times, the
+	// expiry cutoff) and what other nodes compare theirs with; tests shift
+	// it (--debug.clock-shift) to play a node with a skewed clock.
+	Now func() time.Time
 	// LocalNetwork shortens raft's and memberlist's timers for a loopback
 	// network (tests, a cluster on one machine).
 	LocalNetwork bool
@@ -126,6 +131,8 @@ type Node struct {
 	removed   map[string]struct{}
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
+	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
+	clock     *clockProbe   // offsets of the members' clocks (clock.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
 	stop      chan struct{}
@@ -174,6 +181,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
+		clock: &clockProbe{},
 	}
 	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
 	if err != nil {
@@ -191,7 +199,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
 
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.runClockProbe()
 	go n.serveCommands()
 	go n.runJoin()
 	go n.runLeaderLoop()
@@ -532,6 +541,7 @@ func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
 	if timeout <= 0 {
 		return applyReply{code: codeUnavailable, message: "write timeout exhausted"}
 	}
+	data = fsm.StampTime(data, n.stamp())
 	f := n.raft.ApplyLog(raft.Log{Data: data, Extensions: commandChecksum(data)}, timeout)
 	if err := f.Error(); err != nil {
 		switch {

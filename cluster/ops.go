@@ -39,7 +39,7 @@ func (n *Node) runExpiry() {
 		if n.raft.State() != raft.Leader {
 			continue
 		}
-		if err := n.expireOnce(time.Now()); err != nil {
+		if err := n.expireOnce(n.now()); err != nil {
 			n.logger.Warn("expiring groups", "err", err)
 		}
 	}

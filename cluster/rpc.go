@@ -85,29 +85,35 @@ func decodeApplyReply(b []byte) (applyReply, error) {
 	return applyReply{code: b[0], index: idx, message: string(b[1+n:])}, nil
 }
 
-// statusReply is a node's raft progress.
+// statusReply is a node's raft progress and its wall clock. The clock
+// was added after the others; a reply without it (an older build) decodes
+// with wallUnixNano 0.
 type statusReply struct {
 	commitIndex, appliedIndex, lastIndex, term uint64
+	wallUnixNano                               int64
 }
 
 func (s statusReply) encode() []byte {
 	var b []byte
-	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term} {
+	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term, uint64(s.wallUnixNano)} {
 		b = binary.AppendUvarint(b, v)
 	}
 	return b
 }
 
 func decodeStatusReply(b []byte) (statusReply, error) {
-	var vals [4]uint64
+	var vals [5]uint64
 	for i := range vals {
+		if i == 4 && len(b) == 0 {
+			break
+		}
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
 			return statusReply{}, errors.New("bad status reply")
 		}
 		vals[i], b = v, b[n:]
 	}
-	return statusReply{vals[0], vals[1], vals[2], vals[3]}, nil
+	return statusReply{vals[0], vals[1], vals[2], vals[3], int64(vals[4])}, nil
 }
 
 // rpcClient keeps a few idle connections per peer address.

@@ -102,5 +102,6 @@ func (n *Node) localStatus() statusReply {
 		appliedIndex: n.raft.AppliedIndex(),
 		lastIndex:    n.raft.LastIndex(),
 		term:         n.raft.CurrentTerm(),
+		wallUnixNano: n.now().UnixNano(),
 	}
 }

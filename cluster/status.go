@@ -35,6 +35,9 @@ type MemberInfo struct {
 	Status string `json:"status"`
 	// Suffrage is voter, nonvoter or none (raft's view).
 	Suffrage string `json:"suffrage"`
+	// ClockOffsetSeconds is the member's clock minus the leader's, as
+	// this node measured them; absent when not measured.
+	ClockOffsetSeconds *float64 `json:"clock_offset_seconds,omitempty"`
 }
 
 // Status returns the node's view of the cluster.
@@ -74,7 +77,12 @@ func (n *Node) Status() Status {
 			}
 		}
 	}
-	for _, m := range byName {
+	offsets := n.clock.fromLeader(st.Leader)
+	for name, m := range byName {
+		if off, ok := offsets[name]; ok {
+			sec := off.Seconds()
+			m.ClockOffsetSeconds = &sec
+		}
 		st.Members = append(st.Members, *m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -182,6 +183,18 @@ func (c *Command) Encode() ([]byte, error) {
 		b = protowire.AppendBytes(b, c.Snapshot)
 	}
 	return b, nil
+}
+
+// StampTime returns the encoded command data with its time replaced by
+// unixNano: the field is appended, and DecodeCommand keeps the last value
+// of a repeated scalar field, so no other byte of the command changes. The
+// leader stamps every command it appends, so that all times in the log
+// come from one clock (see cluster's applyAsLeader).
+func StampTime(data []byte, unixNano int64) []byte {
+	out := make([]byte, len(data), len(data)+1+binary.MaxVarintLen64)
+	copy(out, data)
+	out = protowire.AppendTag(out, cmdFieldTime, protowire.VarintType)
+	return protowire.AppendVarint(out, uint64(unixNano))
 }
 
 // checkFields refuses fields that do not belong to the command's op, so a

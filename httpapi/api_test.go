@@ -53,16 +53,24 @@ func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
 		t.Fatal(err)
 	}
 	state := fsm.New(reserved)
-	node, err := cluster.Start(cluster.Config{DataDir: t.TempDir(), NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	quit := make(chan struct{})
 	opts := httpapi.Options{
-		Store: state, Submitter: node, Readiness: node, Cluster: node, Registry: reg,
+		Store: state, Registry: reg,
 		Flags: map[string]string{"web.enable-admin-api": "false"}, BuildInfo: map[string]string{"version": "test"},
 		Quit: quit,
 	}
+	// The leader stamps commands with the node's clock: a test's clock
+	// (Options.Now) is the node's.
+	clock := opts
+	if mutate != nil {
+		mutate(&clock)
+	}
+	node, err := cluster.Start(cluster.Config{DataDir: t.TempDir(), NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0",
+		LocalNetwork: true, State: state, WriteTimeout: 5 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Submitter, opts.Readiness, opts.Cluster = node, node, node
 	if mutate != nil {
 		mutate(&opts)
 	}
@@ -317,7 +325,7 @@ func TestClusterAPIAndPprof(t *testing.T) {
 			Self    string              `json:"self"`
 			Leader  string              `json:"leader"`
 			Raft    map[string]any      `json:"raft"`
-			Members []map[string]string `json:"members"`
+			Members []map[string]any `json:"members"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
@@ -333,9 +341,9 @@ func TestClusterAPIAndPprof(t *testing.T) {
 		}
 	}
 	m := d.Members[0]
-	for k, want := range map[string]string{"name": "n1", "status": "alive", "suffrage": "voter"} {
+	for k, want := range map[string]any{"name": "n1", "status": "alive", "suffrage": "voter", "clock_offset_seconds": 0.0} {
 		if m[k] != want {
-			t.Fatalf("member %s = %q, want %q: %s", k, m[k], want, body)
+			t.Fatalf("member %s = %v, want %v: %s", k, m[k], want, body)
 		}
 	}
 	for _, k := range []string{"api_url", "gossip_address", "raft_address"} {

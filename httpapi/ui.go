@@ -94,6 +94,7 @@ func parseUITemplate(page string) *template.Template {
 	funcs := template.FuncMap{
 		"utc":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 MST") },
 		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+		"deref":   func(f *float64) float64 { return *f },
 		"statusClass": func(s string) string {
 			switch s {
 			case "alive":

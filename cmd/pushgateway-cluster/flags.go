@@ -55,6 +55,9 @@ type clusterFlags struct {
 	writeTimeout    *time.Duration
 	gossipKeyFile   *string
 	tlsConfigFile   *string
+	// clockShift moves this node's clock (hidden; tests play a node with
+	// a skewed clock with it).
+	clockShift *time.Duration
 }
 
 // flagSet is every command-line flag of the gateway, grouped by what it
@@ -110,6 +113,7 @@ func addFlags(app *kingpin.Application) *flagSet {
 		writeTimeout:    app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration(),
 		gossipKeyFile:   app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String(),
 		tlsConfigFile:   app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String(),
+		clockShift:      app.Flag("debug.clock-shift", "Move this node's clock by this much (tests of clock skew only).").Hidden().Default("0s").Duration(),
 	}
 	promslogflag.AddFlags(app, &f.log)
 	return f

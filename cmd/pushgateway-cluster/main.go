@@ -102,7 +102,13 @@ func run(args []string) error {
 		}
 		logger.Info("mutual TLS on the raft port", "file", *fl.cluster.tlsConfigFile)
 	}
+	now := time.Now
+	if shift := *fl.cluster.clockShift; shift != 0 {
+		now = func() time.Time { return time.Now().Add(shift) }
+		logger.Warn("this node's clock is shifted (--debug.clock-shift); for tests only", "shift", shift)
+	}
 	node, err := cluster.Start(cluster.Config{
+		Now:             now,
 		DataDir:         *fl.cluster.storagePath,
 		NodeName:        *fl.cluster.nodeName,
 		RaftListen:      *fl.cluster.raftListen,
@@ -169,6 +175,7 @@ func run(args []string) error {
 			"goVersion": version.GoVersion,
 		},
 		Quit: quit,
+		Now:  now,
 	})
 
 	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: *fl.web.readHeaderTimeout, ReadTimeout: *fl.web.readTimeout, IdleTimeout: *fl.web.idleTimeout}

@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// One clock for the log: the leader stamps every command it appends with
+// its own time (applyAsLeader), and computes the expiry cutoff from the
+// same clock, so a push is expired only once --push.expire-after has
+// passed on the clock that stamped it. Only a change of leader brings in
+// another clock; the offsets between the members' clocks are measured here
+// (a status round trip carries the responder's wall clock), exported as
+// pushgateway_cluster_clock_offset_seconds, shown on the cluster page and
+// logged when they exceed clockOffsetWarn.
+
+const (
+	// clockProbeInterval is how often a node measures the other members'
+	// clocks.
+	clockProbeInterval = 5 * time.Second
+	// clockOffsetWarn is the offset from the leader's clock above which a
+	// node warns in its log.
+	clockOffsetWarn = time.Second
+)
+
+// now is the node's wall clock.
+func (n *Node) now() time.Time {
+	if n.cfg.Now != nil {
+		return n.cfg.Now()
+	}
+	return time.Now()
+}
+
+// stamp returns the time the leader puts into the next command: its clock,
+// but never earlier than a time it stamped before (a clock stepped back
+// does not make the log's times go back).
+func (n *Node) stamp() int64 {
+	t := n.now().UnixNano()
+	for {
+		last := n.lastStamp.Load()
+		if t <= last {
+			t = last
+		}
+		if n.lastStamp.CompareAndSwap(last, t) {
+			return t
+		}
+	}
+}
+
+// clockProbe keeps the measured offsets of the members' clocks from this
+// node's clock.
+type clockProbe struct {
+	mu      sync.Mutex
+	offsets map[string]time.Duration // member's clock minus ours
+	warned  bool
+}
+
+// fromLeader returns every measured member's offset from the leader's
+// clock (none while the leader's is not measured).
+func (c *clockProbe) fromLeader(leader string) map[string]time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.offsets[leader]
+	if !ok {
+		return nil
+	}
+	out := make(map[string]time.Duration, len(c.offsets))
+	for name, off := range c.offsets {
+		out[name] = off - l
+	}
+	return out
+}
+
+// runClockProbe measures every alive member's clock every
+// clockProbeInterval.
+func (n *Node) runClockProbe() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(clockProbeInterval)
+	defer ticker.Stop()
+	for {
+		n.probeClocks()
+		select {
+		case <-n.stop:
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// probeClocks measures each member once: offset = its clock at the middle
+// of the round trip minus ours.
+func (n *Node) probeClocks() {
+	offsets := map[string]time.Duration{n.name: 0}
+	for name, m := range n.gossip.snapshot() {
+		if name == n.name || m.meta.RaftAddr == "" || memberStatus(m.state) != "alive" {
+			continue
+		}
+		sent := n.now()
+		reply, err := n.rpc.call(m.meta.RaftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
+		received := n.now()
+		if err != nil {
+			continue
+		}
+		st, err := decodeStatusReply(reply)
+		if err != nil || st.wallUnixNano == 0 {
+			continue
+		}
+		mid := sent.Add(received.Sub(sent) / 2)
+		offsets[name] = time.Unix(0, st.wallUnixNano).Sub(mid)
+	}
+	n.clock.mu.Lock()
+	n.clock.offsets = offsets
+	n.clock.mu.Unlock()
+
+	_, leader := n.raft.LeaderWithID()
+	off, ok := n.clock.fromLeader(string(leader))[n.name]
+	if !ok {
+		return
+	}
+	n.clock.mu.Lock()
+	defer n.clock.mu.Unlock()
+	switch over := math.Abs(off.Seconds()) > clockOffsetWarn.Seconds(); {
+	case over && !n.clock.warned:
+		n.logger.Warn("this node's clock is off the leader's; times in the log come from the leader's clock, but a change of leader brings in this one: synchronize the clocks (NTP)",
+			"offset", off.String(), "leader", string(leader), "warn_above", clockOffsetWarn.String())
+		n.clock.warned = true
+	case !over && n.clock.warned:
+		n.logger.Info("this node's clock is in step with the leader's again", "offset", off.String(), "leader", string(leader))
+		n.clock.warned = false
+	}
+}
