@@ -86,7 +86,7 @@ func wellFormed(cmd *Command, readSnapshot bool) error {
 	case OpImport:
 		seen := make(map[string]bool, len(cmd.Import))
 		for _, g := range cmd.Import {
-			if err := ValidateGroup(g); err != nil {
+			if err := ValidateImport(g); err != nil {
 				return fmt.Errorf("imported group: %v", err)
 			}
 			key := GroupingKey(g.Labels)
@@ -106,17 +106,33 @@ func wellFormed(cmd *Command, readSnapshot bool) error {
 	return nil
 }
 
-// ValidateGroup checks a stored or imported group: valid grouping labels,
-// families stored under their own names, and every family and metric
-// well-formed including the per-metric rules of the consistency check.
+// ValidateGroup checks a group as it is stored (a snapshot's, restored by
+// raft or the admin API): valid grouping labels, families stored under
+// their own names, every family and metric well-formed including the
+// per-metric rules of the consistency check, and every metric exactly as
+// sanitizeLabels leaves it (grouping and instance labels present, labels
+// sorted) and without a timestamp: state that no push could have made is
+// refused, since the indexes and the exposition rely on that shape.
 func ValidateGroup(g *Group) error {
+	return validateGroup(g, true)
+}
+
+// ValidateImport checks a group of an upstream persistence file before it
+// is imported: like ValidateGroup, but its metrics may still lack their
+// grouping labels or sorting, which the import adds.
+func ValidateImport(g *Group) error {
+	return validateGroup(g, false)
+}
+
+func validateGroup(g *Group, stored bool) error {
 	if g == nil {
 		return errors.New("no group")
 	}
 	if err := validateGroupingLabels(g.Labels); err != nil {
 		return err
 	}
-	for name, f := range g.Families {
+	for _, name := range g.SortedFamilyNames() {
+		f := g.Families[name]
 		if f == nil || f.MF == nil {
 			return fmt.Errorf("group %v: family %q without metrics", g.Labels, name)
 		}
@@ -125,6 +141,14 @@ func ValidateGroup(g *Group) error {
 		}
 		if err := validateFamily(f.MF, g.Labels, true); err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
+		}
+		for _, m := range f.MF.GetMetric() {
+			if m.TimestampMs != nil {
+				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
+			}
+			if stored && !storedAlready(m, g.Labels) {
+				return fmt.Errorf("group %v: metric %q is not stored as a push stores it (grouping and instance labels, sorted): %v", g.Labels, name, m)
+			}
 		}
 	}
 	return nil

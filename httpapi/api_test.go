@@ -322,9 +322,9 @@ func TestClusterAPIAndPprof(t *testing.T) {
 	var resp struct {
 		Status string `json:"status"`
 		Data   struct {
-			Self    string              `json:"self"`
-			Leader  string              `json:"leader"`
-			Raft    map[string]any      `json:"raft"`
+			Self    string           `json:"self"`
+			Leader  string           `json:"leader"`
+			Raft    map[string]any   `json:"raft"`
 			Members []map[string]any `json:"members"`
 		} `json:"data"`
 	}

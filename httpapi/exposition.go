@@ -184,11 +184,10 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 func buffered(g prometheus.Gatherer, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
-		el := &encodeErrors{}
+		el := &encodeErrors{logger: logger}
 		promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: el}).ServeHTTP(rec, r)
-		if el.msg != "" && rec.code == http.StatusOK {
-			logger.Error("error encoding metric families", "err", el.msg)
-			http.Error(w, "An error has occurred while serving metrics:\n\n"+el.msg, http.StatusInternalServerError)
+		if el.encoding != "" && rec.code == http.StatusOK {
+			http.Error(w, "An error has occurred while serving metrics:\n\n"+el.encoding, http.StatusInternalServerError)
 			return
 		}
 		maps.Copy(w.Header(), rec.header)
@@ -210,12 +209,24 @@ func (b *bufferedResponse) Header() http.Header         { return b.header }
 func (b *bufferedResponse) WriteHeader(code int)        { b.code = code }
 func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
-// encodeErrors is promhttp's error log for one request: it keeps what
-// went wrong.
-type encodeErrors struct{ msg string }
+// encodeErrors is promhttp's error log for one request: it logs every
+// line (a failed gather, a compression it could not set up and served
+// without) and keeps the encoding failures, which cut the answer short.
+type encodeErrors struct {
+	logger   *slog.Logger
+	encoding string
+}
+
+// promhttpEncodeError starts promhttp's log line for a family it could not
+// encode or send.
+const promhttpEncodeError = "error encoding and sending metric family"
 
 func (e *encodeErrors) Println(v ...interface{}) {
-	e.msg += strings.TrimSpace(fmt.Sprintln(v...)) + "; "
+	line := strings.TrimSpace(fmt.Sprintln(v...))
+	e.logger.Error(line)
+	if strings.HasPrefix(line, promhttpEncodeError) {
+		e.encoding += line + "; "
+	}
 }
 
 // mergeFamilies merges two name-sorted family lists. A pushed family with

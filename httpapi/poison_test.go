@@ -119,9 +119,10 @@ func TestHostileRequestsGet400AndChangeNothing(t *testing.T) {
 
 			// Snapshots that would poison the cluster are refused whole.
 			for what, snap := range map[string][]byte{
-				"empty job and reserved label": testutil.RawSnapshot(map[string]string{"job": "", "__bad": "x"}, oneGauge("g", dto.MetricType_GAUGE)),
-				"gauge family with a counter":  testutil.RawSnapshot(map[string]string{"job": "j"}, &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1)}, Label: []*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String("")}, {Name: proto.String("job"), Value: proto.String("j")}}}}}),
-				"family without a name":        testutil.RawSnapshot(map[string]string{"job": "j"}, oneGauge("", dto.MetricType_GAUGE)),
+				"empty job and reserved label":                     testutil.RawSnapshot(map[string]string{"job": "", "__bad": "x"}, oneGauge("g", dto.MetricType_GAUGE)),
+				"gauge family with a counter":                      testutil.RawSnapshot(map[string]string{"job": "j"}, &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1)}, Label: []*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String("")}, {Name: proto.String("job"), Value: proto.String("j")}}}}}),
+				"family without a name":                            testutil.RawSnapshot(map[string]string{"job": "j"}, oneGauge("", dto.MetricType_GAUGE)),
+				"metric without its grouping labels (unsanitized)": testutil.RawSnapshot(map[string]string{"job": "j"}, oneGauge("g", dto.MetricType_GAUGE)),
 			} {
 				code, body, _ := g.do("PUT", "/api/v1/admin/restore", bytes.NewReader(snap))
 				if code != http.StatusBadRequest || !strings.Contains(body, "not a valid group") {
@@ -161,5 +162,21 @@ func TestExpositionAnswers500InsteadOfATruncated200(t *testing.T) {
 		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "broken") {
 			t.Errorf("/metrics (%s) with an unencodable family: %d %q", accept, rec.Code, rec.Body.String())
 		}
+	}
+}
+
+// TestSlowPathServesWhatPromhttpServes: promhttp logs a compression it
+// cannot set up (Accept-Encoding "*;q=0") and serves the answer plain; the
+// buffered slow path (the protobuf debug formats) must not turn that into
+// a 500.
+func TestSlowPathServesWhatPromhttpServes(t *testing.T) {
+	g := newPathGateway(t, false, false)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text")
+	req.Header.Set("Accept-Encoding", "*;q=0")
+	rec := httptest.NewRecorder()
+	g.handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "base_metric") {
+		t.Fatalf("/metrics (protobuf text, no encoding acceptable): %d %q", rec.Code, rec.Body.String())
 	}
 }

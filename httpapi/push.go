@@ -149,7 +149,7 @@ func (a *API) parseBody(r *http.Request, maxSeries int) ([]*dto.MetricFamily, er
 		params["encoding"] == "delimited" && params["proto"] == "io.prometheus.client.MetricFamily" {
 		byName = map[string]*dto.MetricFamily{}
 		in := bufio.NewReader(r.Body)
-		series := 0
+		var series protobufSeries
 		for {
 			b, err := readDelimited(in, in, a.maxBodyBytes())
 			if errors.Is(err, io.EOF) {
@@ -158,7 +158,7 @@ func (a *API) parseBody(r *http.Request, maxSeries int) ([]*dto.MetricFamily, er
 			if err != nil {
 				return nil, err
 			}
-			if series += countMetricFields(b); series > maxSeries {
+			if series.add(b) > maxSeries {
 				return nil, errTooManySeries
 			}
 			mf := &dto.MetricFamily{}

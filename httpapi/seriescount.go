@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	dto "github.com/prometheus/client_model/go"
@@ -125,8 +126,10 @@ func (c *textSeriesCounter) comment(l []byte) {
 	if !ok {
 		return
 	}
-	switch string(bytes.TrimSpace(rest)) {
-	case "histogram":
+	// The parser takes the type word in any case; a gauge histogram's
+	// lines group like a histogram's.
+	switch strings.ToLower(string(bytes.TrimSpace(rest))) {
+	case "histogram", "gaugehistogram", "gauge_histogram":
 		c.types[string(name)] = dto.MetricType_HISTOGRAM
 	case "summary":
 		c.types[string(name)] = dto.MetricType_SUMMARY
@@ -169,8 +172,8 @@ func splitSample(l []byte) (name []byte, labels [][2][]byte, ok bool) {
 		if i < 0 {
 			return l, nil, true
 		}
-		name, l = l[:i], l[i:]
-		if l[0] != '{' {
+		name, l = l[:i], bytes.TrimLeft(l[i:], " \t") // the parser allows blanks before '{'
+		if len(l) == 0 || l[0] != '{' {
 			return name, nil, true
 		}
 	}
@@ -238,27 +241,53 @@ func cutQuoted(l []byte) (content, rest []byte, ok bool) {
 // metricFieldNumber is the field of MetricFamily that holds its metrics.
 const metricFieldNumber = 4
 
-// countMetricFields counts the metrics of an encoded MetricFamily without
-// decoding it; malformed bytes count as far as they go (the decoder will
-// refuse them).
-func countMetricFields(b []byte) int {
-	n := 0
+// nameFieldNumber is the field of MetricFamily that holds its name.
+const nameFieldNumber = 1
+
+// countMetricFields returns the name and counts the metrics of an encoded
+// MetricFamily without decoding it; malformed bytes count as far as they
+// go (the decoder will refuse them).
+func countMetricFields(b []byte) (name string, n int) {
 	for len(b) > 0 {
 		num, typ, k := protowire.ConsumeTag(b)
 		if k < 0 {
-			return n
+			return name, n
 		}
 		b = b[k:]
 		k = protowire.ConsumeFieldValue(num, typ, b)
 		if k < 0 {
-			return n
+			return name, n
+		}
+		switch {
+		case num == metricFieldNumber:
+			n++
+		case num == nameFieldNumber && typ == protowire.BytesType:
+			if v, m := protowire.ConsumeBytes(b); m > 0 {
+				name = string(v)
+			}
 		}
 		b = b[k:]
-		if num == metricFieldNumber {
-			n++
-		}
 	}
-	return n
+	return name, n
+}
+
+// protobufSeries counts the series of a delimited-protobuf body as it is
+// read: a family replaces an earlier one of the same name (as the parser
+// keeps the last), so only the last counts.
+type protobufSeries struct {
+	byName map[string]int
+	total  int
+}
+
+// add counts one encoded family and returns the total.
+func (p *protobufSeries) add(b []byte) int {
+	name, n := countMetricFields(b)
+	if p.byName == nil {
+		p.byName = map[string]int{}
+	}
+	p.total += n - p.byName[name]
+	p.byName[name] = n
+	return p.total
 }
 
 // readDelimited reads one length-delimited message of at most maxSize

@@ -30,6 +30,9 @@ func FuzzTextSeriesCount(f *testing.F) {
 		"# TYPE s summary\ns_bucket 1\n", "# HELP a help\n# TYPE a counter\na 1\n",
 		"{\"a.b\", c=\"d\"} 1\n{\"a.b\", c=\"e\"} 1\n", "# TYPE \"h.x\" histogram\n{\"h.x_bucket\", le=\"1\"} 1\n",
 		"a{x=\"q\\\"uote\",y=\"back\\\\slash\"} 1\n", "  a 1\n\n\t# comment\n",
+		"# TYPE h HISTOGRAM\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+		"# TYPE h histogram\nh_bucket {a=\"1\",le=\"1\"} 1\nh_sum {a=\"1\"} 1\nh_count\t{a=\"1\"} 1\n",
+		"# TYPE g gaugehistogram\ng_bucket{le=\"1\"} 1\ng_bucket{le=\"+Inf\"} 1\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -47,10 +50,32 @@ func FuzzTextSeriesCount(f *testing.F) {
 		if _, err := io.Copy(io.Discard, c); err != nil {
 			t.Fatal(err)
 		}
+		if c.count > want && labelBeforeQuotedName(body) {
+			// expfmt keeps labels of an earlier line when a braces-form
+			// line names its metric after a label: the counter counts
+			// more, never fewer.
+			return
+		}
 		if c.count != want {
 			t.Fatalf("counted %d series, the parser made %d, of %q", c.count, want, body)
 		}
 	})
+}
+
+// labelBeforeQuotedName reports whether a line of the braces form
+// ({"name", ...}) starts with a label instead of the name.
+func labelBeforeQuotedName(body []byte) bool {
+	for _, l := range bytes.Split(body, []byte("\n")) {
+		l = bytes.TrimLeft(l, " \t")
+		if len(l) == 0 || l[0] != '{' {
+			continue
+		}
+		_, rest, ok := cutName(bytes.TrimLeft(l[1:], " \t"))
+		if ok && bytes.HasPrefix(bytes.TrimLeft(rest, " \t"), []byte("=")) {
+			return true
+		}
+	}
+	return false
 }
 
 // countingReader counts the bytes read through it.
@@ -83,6 +108,21 @@ func TestSeriesLimitStopsReadingEarly(t *testing.T) {
 	if _, err := protodelim.MarshalTo(&pb, mf); err != nil {
 		t.Fatal(err)
 	}
+	// A family sent twice counts once (the last one is kept).
+	twice := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: mf.Metric[:600]}
+	var dup bytes.Buffer
+	for range 2 {
+		if _, err := protodelim.MarshalTo(&dup, twice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &API{validation: model.LegacyValidation}
+	req := httptest.NewRequest("PUT", "/metrics/job/j", &dup)
+	req.Header.Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+	if fams, err := a.parseBody(req, limit); err != nil || len(fams) != 1 {
+		t.Fatalf("a family of 600 series sent twice under a limit of %d: %v", limit, err)
+	}
+
 	for name, tc := range map[string]struct {
 		body        []byte
 		contentType string

@@ -47,14 +47,14 @@ func loadUpstreamFile(path string, logger *slog.Logger) (*upstreamfile.File, err
 }
 
 // importCommand is the command that imports the file's groups. Groups that
-// fsm.ValidateGroup refuses (upstream stores some it cannot
+// fsm.ValidateImport refuses (upstream stores some it cannot
 // expose itself) are left out and returned with the reason, so that one
 // broken group does not block the migration of the others.
 func importCommand(f *upstreamfile.File) (*fsm.Command, map[string]error) {
 	groups := make([]*fsm.Group, 0, len(f.Groups))
 	var skipped map[string]error
 	for _, g := range f.Groups {
-		if err := fsm.ValidateGroup(g); err != nil {
+		if err := fsm.ValidateImport(g); err != nil {
 			if skipped == nil {
 				skipped = map[string]error{}
 			}
@@ -113,6 +113,10 @@ func importUpstream(ctx context.Context, node *cluster.Node, state *fsm.FSM, f *
 		cmd, skipped := importCommand(f)
 		for group, reason := range skipped {
 			log.Warn("not importing a group of --persistence.file that cannot be exposed", "group", group, "reason", reason)
+		}
+		if len(cmd.Import) == 0 {
+			log.Error("not importing --persistence.file: none of its groups can be exposed", "skipped", len(skipped))
+			return
 		}
 		res, err := node.Submit(ctx, cmd)
 		if errors.Is(err, fsm.ErrInvalidCommand) {
