@@ -79,7 +79,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		leaderDesc:      prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
 		clockOffsetDesc: prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
 	}
-	for _, r := range []string{"ok", "unavailable", "unknown", "refused", "error"} {
+	for _, r := range []string{"ok", "quota", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)
 	}
 	obs := make(chan raft.Observation, 16)

@@ -73,6 +73,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the cluster self-metrics; may be nil.
 	Registerer prometheus.Registerer
+	// MaxGroups and MaxTotalSeries are the cluster-wide quotas
+	// (--push.max-groups, --push.max-total-series; 0: none). The leader
+	// stamps its own into every command it appends, so all nodes judge a
+	// push by the same numbers.
+	MaxGroups, MaxTotalSeries uint64
 	// Now is the node's wall clock; nil means time.Now. It is the one
 	// clock for everything the leader puts into the log (push times, the
 	// expiry cutoff) and what other nodes compare theirs with; tests shift
@@ -486,7 +491,7 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 			}
 		}
 		switch reply.code {
-		case codeOK:
+		case codeOK, codeQuota:
 		case codeBadRequest:
 			return nil, fmt.Errorf("%w: the leader refused it: %s", fsm.ErrInvalidCommand, reply.message)
 		default:
@@ -513,7 +518,10 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	}
 	n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	res := &fsm.Result{Index: reply.index}
-	if reply.message != "" {
+	switch {
+	case reply.code == codeQuota:
+		res.Err = &fsm.QuotaError{Msg: reply.message}
+	case reply.message != "":
 		res.Err = &fsm.ConsistencyError{Msg: reply.message}
 	}
 	return res, nil
@@ -541,7 +549,7 @@ func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
 	if timeout <= 0 {
 		return applyReply{code: codeUnavailable, message: "write timeout exhausted"}
 	}
-	data = fsm.StampTime(data, n.stamp())
+	data = fsm.StampCommand(data, fsm.Stamp{TimeUnixNano: n.stamp(), MaxGroups: n.cfg.MaxGroups, MaxSeries: n.cfg.MaxTotalSeries})
 	f := n.raft.ApplyLog(raft.Log{Data: data, Extensions: commandChecksum(data)}, timeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -554,6 +562,10 @@ func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
 	reply := applyReply{code: codeOK, index: f.Index()}
 	if res, ok := f.Response().(*fsm.Result); ok && res != nil && res.Err != nil {
 		reply.message = res.Err.Error()
+		var quota *fsm.QuotaError
+		if errors.As(res.Err, &quota) {
+			reply.code = codeQuota
+		}
 	}
 	return reply
 }
@@ -566,6 +578,8 @@ func replyCodeName(c byte) string {
 		return "unavailable"
 	case codeUnknown:
 		return "unknown"
+	case codeQuota:
+		return "quota"
 	}
 	return "refused"
 }

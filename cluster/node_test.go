@@ -22,9 +22,21 @@ func startNode(t *testing.T, dir string) (*Node, *fsm.FSM) {
 }
 
 func startNodeTimeout(t *testing.T, dir string, writeTimeout time.Duration) (*Node, *fsm.FSM) {
+	return startNodeWith(t, Config{DataDir: dir, WriteTimeout: writeTimeout})
+}
+
+// startNodeClock starts a lone node whose clock is now.
+func startNodeClock(t *testing.T, dir string, now func() time.Time) (*Node, *fsm.FSM) {
+	return startNodeWith(t, Config{DataDir: dir, WriteTimeout: 5 * time.Second, Now: now})
+}
+
+// startNodeWith starts a lone node "n1" on loopback with cfg's storage,
+// write timeout and clock.
+func startNodeWith(t *testing.T, cfg Config) (*Node, *fsm.FSM) {
 	t.Helper()
 	state := fsm.New(nil)
-	n, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: state, WriteTimeout: writeTimeout})
+	n, err := Start(Config{DataDir: cfg.DataDir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true,
+		State: state, WriteTimeout: cfg.WriteTimeout, Now: cfg.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +85,13 @@ func exposition(t *testing.T, s *fsm.FSM) string {
 	return buf.String()
 }
 
+// pushClock is a node clock for tests that check times exactly: the
+// leader stamps every push with it.
+func pushClock() time.Time { return time.Unix(0, 1_700_000_000_123_456_789) }
+
 func TestRestartRestoresEveryGroupExactly(t *testing.T) {
 	dir := t.TempDir()
-	n, state := startNode(t, dir)
+	n, state := startNodeClock(t, dir, pushClock)
 	if r := push(t, n, 1_700_000_000_123_456_789, "# TYPE a counter\na 1\n", map[string]string{"job": "j1"}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
@@ -94,7 +110,7 @@ func TestRestartRestoresEveryGroupExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n2, state2 := startNode(t, dir)
+	n2, state2 := startNodeClock(t, dir, pushClock)
 	defer n2.Shutdown()
 	// The log tail is applied once the node is leader again.
 	deadline := time.Now().Add(5 * time.Second)

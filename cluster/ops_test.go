@@ -46,9 +46,16 @@ func TestExpiryRemovesTheSameGroupsOnEveryNode(t *testing.T) {
 	c := startClusterWith(t, 3, func(cfg *Config) { cfg.ExpireAfter = expireAfter })
 	c.waitReadyAll()
 	now := time.Now()
-	// Pushed long ago (as an imported or restored group may be), pushed
-	// just now and going stale, and kept fresh by repeated pushes.
-	push(t, c.nodes[0].Node, now.Add(-time.Hour).UnixNano(), "ancient 1\n", map[string]string{"job": "ancient"})
+	// Pushed long ago (the leader stamps every push with its clock, so
+	// only an imported or restored group can be that old), pushed just now
+	// and going stale, and kept fresh by repeated pushes.
+	imp := &fsm.Command{Op: fsm.OpImport, TimeUnixNano: now.UnixNano(), Source: "test", Import: []*fsm.Group{{
+		Labels:   map[string]string{"job": "ancient"},
+		Families: map[string]*fsm.Family{"ancient": {MF: parseFamilies(t, "ancient{job=\"ancient\"} 1\n")[0], TimeUnixNano: now.Add(-time.Hour).UnixNano()}},
+	}}}
+	if res, err := c.nodes[0].Submit(context.Background(), imp); err != nil || res.Err != nil {
+		t.Fatalf("import: %v %v", res, err)
+	}
 	push(t, c.nodes[1].Node, now.UnixNano(), "stale 1\n", map[string]string{"job": "stale"})
 	push(t, c.nodes[2].Node, now.UnixNano(), "fresh 1\n", map[string]string{"job": "fresh"})
 	// A group created by a rejected push (timestamps): its failure counts.

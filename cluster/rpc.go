@@ -28,6 +28,10 @@ const (
 	codeUnavailable byte = 1 // certainly not applied
 	codeUnknown     byte = 2 // appended, outcome unknown
 	codeBadRequest  byte = 3 // refused (undecodable command, unknown server)
+	// codeQuota: applied, and the state machine refused the push for a
+	// quota; the message says which. (A build before quotas treats it as
+	// an unknown outcome and retries until its write timeout.)
+	codeQuota byte = 4
 )
 
 // maxFrame bounds one frame so a stranger cannot make a node allocate

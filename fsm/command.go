@@ -106,6 +106,12 @@ type Command struct {
 	// Snapshot (OpRestore) is a snapshot as written by Snapshot.WriteTo.
 	// The accepting node validates it before proposing.
 	Snapshot []byte
+
+	// MaxGroups and MaxSeries (OpPut, OpPost) are the cluster-wide quotas
+	// the push is held to (--push.max-groups, --push.max-total-series; 0:
+	// none). The leader stamps them (see Stamp), so that every node judges
+	// the push by the same numbers.
+	MaxGroups, MaxSeries uint64
 }
 
 // Field numbers of the command message. The encoding is protobuf wire
@@ -123,6 +129,8 @@ const (
 	cmdFieldImport    = 9  // repeated group record as in snapshots (OpImport)
 	cmdFieldSource    = 10 // string (OpImport)
 	cmdFieldSnapshot  = 11 // bytes (OpRestore)
+	cmdFieldMaxGroups = 12 // uint64 (quota, stamped by the leader)
+	cmdFieldMaxSeries = 13 // uint64 (quota, stamped by the leader)
 )
 
 // Encode returns the binary form of the command that goes into the raft log.
@@ -182,19 +190,45 @@ func (c *Command) Encode() ([]byte, error) {
 		b = protowire.AppendTag(b, cmdFieldSnapshot, protowire.BytesType)
 		b = protowire.AppendBytes(b, c.Snapshot)
 	}
-	return b, nil
+	return appendQuotas(b, c.MaxGroups, c.MaxSeries), nil
 }
 
-// StampTime returns the encoded command data with its time replaced by
-// unixNano: the field is appended, and DecodeCommand keeps the last value
-// of a repeated scalar field, so no other byte of the command changes. The
-// leader stamps every command it appends, so that all times in the log
-// come from one clock (see cluster's applyAsLeader).
-func StampTime(data []byte, unixNano int64) []byte {
-	out := make([]byte, len(data), len(data)+1+binary.MaxVarintLen64)
+// appendQuotas writes the quota fields that are set.
+func appendQuotas(b []byte, maxGroups, maxSeries uint64) []byte {
+	if maxGroups > 0 {
+		b = protowire.AppendTag(b, cmdFieldMaxGroups, protowire.VarintType)
+		b = protowire.AppendVarint(b, maxGroups)
+	}
+	if maxSeries > 0 {
+		b = protowire.AppendTag(b, cmdFieldMaxSeries, protowire.VarintType)
+		b = protowire.AppendVarint(b, maxSeries)
+	}
+	return b
+}
+
+// Stamp is what the leader adds to every command it appends: its clock,
+// and the quotas a push is held to.
+type Stamp struct {
+	TimeUnixNano         int64
+	MaxGroups, MaxSeries uint64
+}
+
+// StampCommand returns the encoded command data with the stamp's time and
+// quotas in place of the command's own: the fields are appended, and
+// DecodeCommand keeps the last value of a repeated scalar field, so no
+// other byte of the command changes. The leader stamps every command it
+// appends, so that all times in the log come from one clock and every
+// node judges a push by the same quotas (see cluster's applyAsLeader).
+func StampCommand(data []byte, st Stamp) []byte {
+	out := make([]byte, len(data), len(data)+3+3*binary.MaxVarintLen64)
 	copy(out, data)
 	out = protowire.AppendTag(out, cmdFieldTime, protowire.VarintType)
-	return protowire.AppendVarint(out, uint64(unixNano))
+	out = protowire.AppendVarint(out, uint64(st.TimeUnixNano))
+	// A zero quota (none) must override a quota the command carried.
+	out = protowire.AppendTag(out, cmdFieldMaxGroups, protowire.VarintType)
+	out = protowire.AppendVarint(out, st.MaxGroups)
+	out = protowire.AppendTag(out, cmdFieldMaxSeries, protowire.VarintType)
+	return protowire.AppendVarint(out, st.MaxSeries)
 }
 
 // checkFields refuses fields that do not belong to the command's op, so a
@@ -261,7 +295,9 @@ func DecodeCommand(b []byte) (*Command, error) {
 			num == cmdFieldOp && typ == protowire.VarintType,
 			num == cmdFieldTime && typ == protowire.VarintType,
 			num == cmdFieldUnchecked && typ == protowire.VarintType,
-			num == cmdFieldCutoff && typ == protowire.VarintType:
+			num == cmdFieldCutoff && typ == protowire.VarintType,
+			num == cmdFieldMaxGroups && typ == protowire.VarintType,
+			num == cmdFieldMaxSeries && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformedCommand, num, protowire.ParseError(n))
@@ -281,6 +317,10 @@ func DecodeCommand(b []byte) (*Command, error) {
 				c.Unchecked = v != 0
 			case cmdFieldCutoff:
 				c.CutoffUnixNano = int64(v)
+			case cmdFieldMaxGroups:
+				c.MaxGroups = v
+			case cmdFieldMaxSeries:
+				c.MaxSeries = v
 			}
 		case num == cmdFieldLabel && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)

@@ -20,6 +20,9 @@ type FSM struct {
 	groups  map[string]*Group
 	ix      *index
 	applied uint64
+	// series is the number of metrics in all groups (the quota
+	// --push.max-total-series counts them).
+	series int
 	// imported records the import of an upstream persistence file; it
 	// survives wipes, so a file is imported once per cluster.
 	imported *ImportRecord
@@ -56,6 +59,13 @@ type Result struct {
 type ConsistencyError struct{ Msg string }
 
 func (e *ConsistencyError) Error() string { return e.Msg }
+
+// QuotaError is the verdict on a push that would take the store past a
+// cluster-wide quota (Command.MaxGroups, MaxSeries): nothing changes. The
+// HTTP layer answers it with 429.
+type QuotaError struct{ Msg string }
+
+func (e *QuotaError) Error() string { return e.Msg }
 
 // Apply applies one encoded command at the given log index and returns its
 // result. Apply is total: every entry that decodes yields a deterministic
@@ -177,6 +187,9 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 		next.Families[name] = &Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano}
 	}
 
+	if err := s.checkQuotas(prev, next, cmd); err != nil {
+		return &Result{Err: err}
+	}
 	if !cmd.Unchecked {
 		errs := s.check(prev, next)
 		if len(errs) == 0 && !s.ix.consistent() {
@@ -212,6 +225,9 @@ func (s *FSM) Consistent() bool {
 // group has none, as upstream does for a rejected push.
 func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []string) {
 	var next *Group
+	if prev == nil && cmd.MaxGroups > 0 && uint64(len(s.groups)) >= cmd.MaxGroups {
+		return // recording it would create a group beyond the quota
+	}
 	if prev == nil {
 		next = &Group{Key: key, Labels: cmd.Labels, Families: map[string]*Family{}}
 	} else {
@@ -240,6 +256,7 @@ func (s *FSM) setGroup(key string, next *Group) {
 		return
 	}
 	s.ix.replaceGroup(prev, next)
+	s.series += next.seriesCount() - prev.seriesCount()
 	if next == nil {
 		delete(s.groups, key)
 	} else {
@@ -297,6 +314,29 @@ func (s *FSM) Group(labels map[string]string) *Group {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.groups[GroupingKey(labels)]
+}
+
+// checkQuotas refuses a push that would create a group beyond
+// cmd.MaxGroups or take the metrics of all groups beyond cmd.MaxSeries. A
+// push that does not grow the store always passes, so deleting groups and
+// pushing smaller ones free room.
+func (s *FSM) checkQuotas(prev, next *Group, cmd *Command) error {
+	if max := cmd.MaxGroups; max > 0 && prev == nil && uint64(len(s.groups)) >= max {
+		return &QuotaError{Msg: fmt.Sprintf("quota --push.max-groups=%d reached: the cluster holds %d groups; delete groups or raise the quota", max, len(s.groups))}
+	}
+	if max := cmd.MaxSeries; max > 0 {
+		if grow := next.seriesCount() - prev.seriesCount(); grow > 0 && uint64(s.series+grow) > max {
+			return &QuotaError{Msg: fmt.Sprintf("quota --push.max-total-series=%d: the cluster holds %d series and this push would add %d; delete groups or raise the quota", max, s.series, grow)}
+		}
+	}
+	return nil
+}
+
+// Series returns the number of metrics in all groups.
+func (s *FSM) Series() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.series
 }
 
 // Len returns the number of groups.

@@ -82,6 +82,18 @@ func gaugeValue(mf *dto.MetricFamily) float64 {
 	return mf.GetMetric()[0].GetGauge().GetValue()
 }
 
+// seriesCount returns the number of metrics in the group (0 for nil).
+func (g *Group) seriesCount() int {
+	if g == nil {
+		return 0
+	}
+	n := 0
+	for _, f := range g.Families {
+		n += len(f.MF.GetMetric())
+	}
+	return n
+}
+
 // clone returns a shallow copy of the group whose family map may be changed.
 func (g *Group) clone() *Group {
 	fams := make(map[string]*Family, len(g.Families)+2)

@@ -52,6 +52,9 @@ type Store interface {
 	// AppliedIndex is the log index of the last command applied to the
 	// state (reads carry it in IndexHeader).
 	AppliedIndex() uint64
+	// Len and Series are the numbers of groups and of metrics in them.
+	Len() int
+	Series() int
 }
 
 // Options configures the API. Field names follow upstream's flags.
@@ -95,6 +98,11 @@ type Options struct {
 	// (--push.max-label-value-bytes); 0 means DefaultMaxLabelValueBytes.
 	// Pushes over any of these limits get 400 and change nothing.
 	MaxLabelValueBytes int
+	// MaxGroups and MaxTotalSeries are the cluster-wide quotas
+	// (--push.max-groups, --push.max-total-series), decided in the state
+	// machine; here they are shown (self-metrics, cluster page). A push
+	// over a quota gets 429.
+	MaxGroups, MaxTotalSeries uint64
 
 	// Flags and BuildInfo are shown by /api/v1/status and the status page.
 	Flags     map[string]string
@@ -142,6 +150,9 @@ func New(opts Options) *API {
 	if opts.EnableUTF8Names {
 		a.validation = model.UTF8Validation
 		a.escaping = model.ValueEncodingEscaping
+	}
+	if opts.Registry != nil && opts.Store != nil {
+		opts.Registry.MustRegister(newStoreCollector(opts.Store, opts.MaxGroups, opts.MaxTotalSeries))
 	}
 	return a
 }

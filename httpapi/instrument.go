@@ -65,6 +65,9 @@ func ReservedFamilies(reg prometheus.Gatherer) (map[string]fsm.ReservedFamily, e
 		pushSizeName:     {Type: dto.MetricType_SUMMARY, Help: pushSizeHelp},
 		pushDurationName: {Type: dto.MetricType_SUMMARY, Help: pushDurationHelp},
 	}
+	for name, f := range storeFamilies {
+		out[name] = f
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		return nil, err

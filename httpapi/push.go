@@ -125,6 +125,12 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			return
 		}
 		setIndexHeader(w, res)
+		var quota *fsm.QuotaError
+		if errors.As(res.Err, &quota) {
+			http.Error(w, quota.Msg, http.StatusTooManyRequests)
+			a.logger.Warn("push refused by a quota", "method", r.Method, "source", r.RemoteAddr, "err", quota.Msg)
+			return
+		}
 		if a.opts.DisableConsistencyCheck {
 			// Upstream answers unchecked pushes before processing them.
 			w.WriteHeader(http.StatusAccepted)

@@ -415,11 +415,15 @@ type uiClusterBody struct {
 	Lag      uint64
 	Snapshot string
 	APIPath  string
+	// Usage of the cluster-wide quotas.
+	Groups, Series       int
+	MaxGroups, MaxSeries uint64
 }
 
 func (a *API) clusterPage(w http.ResponseWriter, _ *http.Request) {
 	st := a.clusterStatus()
-	body := &uiClusterBody{Available: st != nil, Status: st, Snapshot: a.snapshotAge(), APIPath: a.linkPrefix() + "/api/v1/cluster"}
+	body := &uiClusterBody{Available: st != nil, Status: st, Snapshot: a.snapshotAge(), APIPath: a.linkPrefix() + "/api/v1/cluster",
+		Groups: a.opts.Store.Len(), Series: a.opts.Store.Series(), MaxGroups: a.opts.MaxGroups, MaxSeries: a.opts.MaxTotalSeries}
 	if st != nil && st.Raft.CommitIndex > st.Raft.AppliedIndex {
 		body.Lag = st.Raft.CommitIndex - st.Raft.AppliedIndex
 	}

@@ -109,6 +109,8 @@ func run(args []string) error {
 	}
 	node, err := cluster.Start(cluster.Config{
 		Now:             now,
+		MaxGroups:       *fl.push.maxGroups,
+		MaxTotalSeries:  *fl.push.maxTotalSeries,
 		DataDir:         *fl.cluster.storagePath,
 		NodeName:        *fl.cluster.nodeName,
 		RaftListen:      *fl.cluster.raftListen,
@@ -165,6 +167,8 @@ func run(args []string) error {
 		MaxSeriesPerPush:        *fl.push.maxSeriesPerPush,
 		MaxLabelsPerSeries:      *fl.push.maxLabelsPerSeries,
 		MaxLabelValueBytes:      *fl.push.maxLabelValueBytes,
+		MaxGroups:               *fl.push.maxGroups,
+		MaxTotalSeries:          *fl.push.maxTotalSeries,
 		Flags:                   flags,
 		BuildInfo: map[string]string{
 			"version":   version.Version,
