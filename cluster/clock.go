@@ -18,7 +18,7 @@ import (
 const (
 	// clockProbeInterval is how often a node measures the other members'
 	// clocks.
-	clockProbeInterval = 5 * time.Second
+	clockProbeInterval = 2 * time.Second
 	// clockOffsetWarn is the offset from the leader's clock above which a
 	// node warns in its log.
 	clockOffsetWarn = time.Second
@@ -54,6 +54,9 @@ type clockProbe struct {
 	mu      sync.Mutex
 	offsets map[string]time.Duration // member's clock minus ours
 	warned  bool
+	// storageLow says which members reported their storage below their
+	// free-space reserve (diskspace.go); the same round trip carries it.
+	storageLow map[string]bool
 }
 
 // fromLeader returns every measured member's offset from the leader's
@@ -72,8 +75,8 @@ func (c *clockProbe) fromLeader(leader string) map[string]time.Duration {
 	return out
 }
 
-// runClockProbe measures every alive member's clock every
-// clockProbeInterval.
+// runClockProbe measures every alive member's clock (and learns whether
+// its storage is short) every clockProbeInterval.
 func (n *Node) runClockProbe() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(clockProbeInterval)
@@ -92,6 +95,7 @@ func (n *Node) runClockProbe() {
 // of the round trip minus ours.
 func (n *Node) probeClocks() {
 	offsets := map[string]time.Duration{n.name: 0}
+	low := map[string]bool{}
 	for name, m := range n.gossip.snapshot() {
 		if name == n.name || m.meta.RaftAddr == "" || memberStatus(m.state) != "alive" {
 			continue
@@ -103,14 +107,18 @@ func (n *Node) probeClocks() {
 			continue
 		}
 		st, err := decodeStatusReply(reply)
-		if err != nil || st.wallUnixNano == 0 {
+		if err != nil {
+			continue
+		}
+		low[name] = st.storageLow
+		if st.wallUnixNano == 0 {
 			continue
 		}
 		mid := sent.Add(received.Sub(sent) / 2)
 		offsets[name] = time.Unix(0, st.wallUnixNano).Sub(mid)
 	}
 	n.clock.mu.Lock()
-	n.clock.offsets = offsets
+	n.clock.offsets, n.clock.storageLow = offsets, low
 	n.clock.mu.Unlock()
 
 	_, leader := n.raft.LeaderWithID()

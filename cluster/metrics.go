@@ -34,6 +34,12 @@ const (
 	isLeaderHelp      = "1 if this node is the raft leader."
 	clockOffsetName   = "pushgateway_cluster_clock_offset_seconds"
 	clockOffsetHelp   = "Offset of each member's clock from the leader's, as measured by this node (member minus leader)."
+	freeBytesName     = "pushgateway_storage_free_bytes"
+	freeBytesHelp     = "Free space of the filesystem of --storage.path."
+	minFreeBytesName  = "pushgateway_storage_min_free_bytes"
+	minFreeBytesHelp  = "Free space below which writes are refused (--storage.min-free-bytes; 0: no guard)."
+	writesRefusedName = "pushgateway_storage_writes_refused"
+	writesRefusedHelp = "1 while pushes are refused with 507 because this node's or a member's storage is below its reserve."
 )
 
 // SelfMetricFamilies lists the cluster self-metrics with their types, so the
@@ -51,6 +57,9 @@ func SelfMetricFamilies() map[string]fsm.ReservedFamily {
 		snapshotAgeName:   {Type: gauge, Help: snapshotAgeHelp},
 		isLeaderName:      {Type: gauge, Help: isLeaderHelp},
 		clockOffsetName:   {Type: gauge, Help: clockOffsetHelp},
+		freeBytesName:     {Type: gauge, Help: freeBytesHelp},
+		minFreeBytesName:  {Type: gauge, Help: minFreeBytesHelp},
+		writesRefusedName: {Type: gauge, Help: writesRefusedHelp},
 	}
 }
 
@@ -63,21 +72,25 @@ type nodeMetrics struct {
 	leaderChanges prometheus.Counter
 
 	stateDesc, termDesc, indexDesc, membersDesc, snapshotAgeDesc, leaderDesc, clockOffsetDesc *prometheus.Desc
+	freeBytesDesc, minFreeBytesDesc, writesRefusedDesc                                        *prometheus.Desc
 }
 
 func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	m := &nodeMetrics{
-		n:               n,
-		forwarded:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
-		commitSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		leaderChanges:   prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
-		stateDesc:       prometheus.NewDesc(stateName, stateHelp, []string{"state"}, nil),
-		termDesc:        prometheus.NewDesc(termName, termHelp, nil, nil),
-		indexDesc:       prometheus.NewDesc(indexName, indexHelp, []string{"kind"}, nil),
-		membersDesc:     prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
-		snapshotAgeDesc: prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
-		leaderDesc:      prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
-		clockOffsetDesc: prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
+		n:                 n,
+		forwarded:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
+		commitSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		leaderChanges:     prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
+		stateDesc:         prometheus.NewDesc(stateName, stateHelp, []string{"state"}, nil),
+		termDesc:          prometheus.NewDesc(termName, termHelp, nil, nil),
+		indexDesc:         prometheus.NewDesc(indexName, indexHelp, []string{"kind"}, nil),
+		membersDesc:       prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
+		snapshotAgeDesc:   prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
+		leaderDesc:        prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
+		clockOffsetDesc:   prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
+		freeBytesDesc:     prometheus.NewDesc(freeBytesName, freeBytesHelp, nil, nil),
+		minFreeBytesDesc:  prometheus.NewDesc(minFreeBytesName, minFreeBytesHelp, nil, nil),
+		writesRefusedDesc: prometheus.NewDesc(writesRefusedName, writesRefusedHelp, nil, nil),
 	}
 	for _, r := range []string{"ok", "quota", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)
@@ -117,7 +130,8 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 
 // Describe implements prometheus.Collector.
 func (m *nodeMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.stateDesc, m.termDesc, m.indexDesc, m.membersDesc, m.snapshotAgeDesc, m.leaderDesc, m.clockOffsetDesc} {
+	for _, d := range []*prometheus.Desc{m.stateDesc, m.termDesc, m.indexDesc, m.membersDesc, m.snapshotAgeDesc, m.leaderDesc, m.clockOffsetDesc,
+		m.freeBytesDesc, m.minFreeBytesDesc, m.writesRefusedDesc} {
 		ch <- d
 	}
 }
@@ -158,6 +172,14 @@ func (m *nodeMetrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.snapshotAgeDesc, prometheus.GaugeValue, age)
+	free, _ := m.n.disk.status()
+	ch <- prometheus.MustNewConstMetric(m.freeBytesDesc, prometheus.GaugeValue, float64(free))
+	ch <- prometheus.MustNewConstMetric(m.minFreeBytesDesc, prometheus.GaugeValue, float64(m.n.disk.reserve))
+	refused := 0.0
+	if m.n.WriteStatus() != nil {
+		refused = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.writesRefusedDesc, prometheus.GaugeValue, refused)
 	_, leader := r.LeaderWithID()
 	for member, off := range m.n.clock.fromLeader(string(leader)) {
 		ch <- prometheus.MustNewConstMetric(m.clockOffsetDesc, prometheus.GaugeValue, off.Seconds(), member)

@@ -78,6 +78,10 @@ type Config struct {
 	// stamps its own into every command it appends, so all nodes judge a
 	// push by the same numbers.
 	MaxGroups, MaxTotalSeries uint64
+	// MinFreeBytes is the free space of DataDir's filesystem below which
+	// writes that grow the state are refused (--storage.min-free-bytes;
+	// 0: no guard). See diskspace.go.
+	MinFreeBytes uint64
 	// Now is the node's wall clock; nil means time.Now. It is the one
 	// clock for everything the leader puts into the log (push times, the
 	// expiry cutoff) and what other nodes compare theirs with; tests shift
@@ -138,6 +142,7 @@ type Node struct {
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
 	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
 	clock     *clockProbe   // offsets of the members' clocks (clock.go)
+	disk      *diskGuard    // free space of the storage path (diskspace.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
 	stop      chan struct{}
@@ -188,6 +193,7 @@ func Start(cfg Config) (*Node, error) {
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 		clock: &clockProbe{},
 	}
+	n.disk = &diskGuard{n: n, path: cfg.DataDir, reserve: cfg.MinFreeBytes}
 	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
 	if err != nil {
 		return nil, err
@@ -443,6 +449,12 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	if err := fsm.Validate(cmd); err != nil {
 		return nil, err
 	}
+	grows := growsState(cmd.Op)
+	if grows {
+		if err := n.disk.check(); err != nil {
+			return nil, err
+		}
+	}
 	data, err := cmd.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
@@ -476,7 +488,7 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 			lastReason = reason
 			reply = applyReply{code: codeUnavailable}
 		case id == raft.ServerID(n.name):
-			reply = n.applyAsLeader(data, time.Until(deadline))
+			reply = n.applyAsLeader(data, time.Until(deadline), grows)
 		default:
 			reply, err = n.forward(string(addr), data, deadline)
 			switch {
@@ -494,6 +506,8 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		case codeOK, codeQuota:
 		case codeBadRequest:
 			return nil, fmt.Errorf("%w: the leader refused it: %s", fsm.ErrInvalidCommand, reply.message)
+		case codeInsufficientStorage:
+			return nil, &InsufficientStorageError{Reason: reply.message}
 		default:
 			if reply.code == codeUnknown {
 				maybeApplied = true
@@ -527,6 +541,16 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	return res, nil
 }
 
+// growsState reports whether a command of this op can make the state (and
+// the log) grow much: those are refused when storage is short.
+func growsState(op fsm.Op) bool {
+	switch op {
+	case fsm.OpPut, fsm.OpPost, fsm.OpImport, fsm.OpRestore:
+		return true
+	}
+	return false
+}
+
 // forward sends an encoded command to the leader's command port.
 func (n *Node) forward(leaderAddr string, data []byte, deadline time.Time) (applyReply, error) {
 	req := make([]byte, 0, len(data)+12)
@@ -542,12 +566,20 @@ func (n *Node) forward(leaderAddr string, data []byte, deadline time.Time) (appl
 
 // applyAsLeader appends an encoded command to the log and waits for its
 // commit and local application.
-func (n *Node) applyAsLeader(data []byte, timeout time.Duration) applyReply {
+//
+// A command that grows the state is refused while this node's storage, or
+// a member's as last reported, is below its free-space reserve.
+func (n *Node) applyAsLeader(data []byte, timeout time.Duration, grows bool) applyReply {
 	if n.raft.State() != raft.Leader {
 		return applyReply{code: codeUnavailable, message: "this node is not the leader"}
 	}
 	if timeout <= 0 {
 		return applyReply{code: codeUnavailable, message: "write timeout exhausted"}
+	}
+	if grows {
+		if err := n.WriteStatus(); err != nil {
+			return applyReply{code: codeInsufficientStorage, message: err.Error()}
+		}
 	}
 	data = fsm.StampCommand(data, fsm.Stamp{TimeUnixNano: n.stamp(), MaxGroups: n.cfg.MaxGroups, MaxSeries: n.cfg.MaxTotalSeries})
 	f := n.raft.ApplyLog(raft.Log{Data: data, Extensions: commandChecksum(data)}, timeout)
@@ -580,6 +612,8 @@ func replyCodeName(c byte) string {
 		return "unknown"
 	case codeQuota:
 		return "quota"
+	case codeInsufficientStorage:
+		return "insufficient_storage"
 	}
 	return "refused"
 }

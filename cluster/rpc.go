@@ -32,6 +32,9 @@ const (
 	// quota; the message says which. (A build before quotas treats it as
 	// an unknown outcome and retries until its write timeout.)
 	codeQuota byte = 4
+	// codeInsufficientStorage: refused, not appended: a node's storage is
+	// below its free-space reserve (the message says which).
+	codeInsufficientStorage byte = 5
 )
 
 // maxFrame bounds one frame so a stranger cannot make a node allocate
@@ -89,26 +92,32 @@ func decodeApplyReply(b []byte) (applyReply, error) {
 	return applyReply{code: b[0], index: idx, message: string(b[1+n:])}, nil
 }
 
-// statusReply is a node's raft progress and its wall clock. The clock
-// was added after the others; a reply without it (an older build) decodes
-// with wallUnixNano 0.
+// statusReply is a node's raft progress, its wall clock and whether its
+// storage is below its free-space reserve. The clock and the storage flag
+// were added after the others; a reply without them (an older build)
+// decodes with zero values.
 type statusReply struct {
 	commitIndex, appliedIndex, lastIndex, term uint64
 	wallUnixNano                               int64
+	storageLow                                 bool
 }
 
 func (s statusReply) encode() []byte {
 	var b []byte
-	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term, uint64(s.wallUnixNano)} {
+	low := uint64(0)
+	if s.storageLow {
+		low = 1
+	}
+	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term, uint64(s.wallUnixNano), low} {
 		b = binary.AppendUvarint(b, v)
 	}
 	return b
 }
 
 func decodeStatusReply(b []byte) (statusReply, error) {
-	var vals [5]uint64
+	var vals [6]uint64
 	for i := range vals {
-		if i == 4 && len(b) == 0 {
+		if i >= 4 && len(b) == 0 {
 			break
 		}
 		v, n := binary.Uvarint(b)
@@ -117,7 +126,7 @@ func decodeStatusReply(b []byte) (statusReply, error) {
 		}
 		vals[i], b = v, b[n:]
 	}
-	return statusReply{vals[0], vals[1], vals[2], vals[3], int64(vals[4])}, nil
+	return statusReply{vals[0], vals[1], vals[2], vals[3], int64(vals[4]), vals[5] == 1}, nil
 }
 
 // rpcClient keeps a few idle connections per peer address.

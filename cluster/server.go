@@ -82,7 +82,7 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 			return applyReply{code: codeBadRequest, message: err.Error()}.encode(), true
 		}
 		timeout := min(time.Duration(timeoutMs)*time.Millisecond, n.cfg.WriteTimeout)
-		return n.applyAsLeader(data, timeout).encode(), true
+		return n.applyAsLeader(data, timeout, growsState(cmd.Op)).encode(), true
 	case methodStatus:
 		return n.localStatus().encode(), true
 	case methodRemove:
@@ -103,5 +103,6 @@ func (n *Node) localStatus() statusReply {
 		lastIndex:    n.raft.LastIndex(),
 		term:         n.raft.CurrentTerm(),
 		wallUnixNano: n.now().UnixNano(),
+		storageLow:   n.disk.check() != nil,
 	}
 }

@@ -23,8 +23,20 @@ func (a *API) ready(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
+	// Reads are served; say so, and why writes are refused if they are.
+	if ws, ok := a.opts.Submitter.(interface{ WriteStatus() error }); ok {
+		if err := ws.WriteStatus(); err != nil {
+			w.Header().Set(writesRefusedHeader, err.Error())
+			_, _ = io.WriteString(w, "OK (reads); writes refused: "+err.Error())
+			return
+		}
+	}
 	_, _ = io.WriteString(w, "OK")
 }
+
+// writesRefusedHeader carries, on /-/ready, why this node refuses writes
+// (a header upstream does not send).
+const writesRefusedHeader = "X-Pushgateway-Writes-Refused"
 
 // quit asks the process to shut down (lifecycle API).
 func (a *API) quit(w http.ResponseWriter, _ *http.Request) {

@@ -275,14 +275,18 @@ func setIndexHeader(w http.ResponseWriter, res *fsm.Result) {
 }
 
 // clusterErrorCode maps an error from the cluster to an HTTP status: 400
-// for a command that is not well-formed, 503 when the operation certainly
-// did not happen, 504 when its outcome is unknown, otherwise fallback.
+// for a command that is not well-formed, 507 when a node's storage is
+// below its free-space reserve, 503 when the operation certainly did not
+// happen, 504 when its outcome is unknown, otherwise fallback.
 func clusterErrorCode(err error, fallback int) int {
 	var unavailable interface{ Unavailable() bool }
 	var unknown interface{ OutcomeUnknown() bool }
+	var storage interface{ InsufficientStorage() bool }
 	switch {
 	case errors.Is(err, fsm.ErrInvalidCommand):
 		return http.StatusBadRequest
+	case errors.As(err, &storage) && storage.InsufficientStorage():
+		return http.StatusInsufficientStorage
 	case errors.As(err, &unavailable) && unavailable.Unavailable():
 		return http.StatusServiceUnavailable
 	case errors.As(err, &unknown) && unknown.OutcomeUnknown():

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -57,6 +58,7 @@ type clusterFlags struct {
 	writeTimeout    *time.Duration
 	gossipKeyFile   *string
 	tlsConfigFile   *string
+	minFreeBytes    *units.Base2Bytes
 	// clockShift moves this node's clock (hidden; tests play a node with
 	// a skewed clock with it).
 	clockShift *time.Duration
@@ -128,7 +130,9 @@ func addFlags(app *kingpin.Application) *flagSet {
 		writeTimeout:    app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration(),
 		gossipKeyFile:   app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String(),
 		tlsConfigFile:   app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String(),
-		clockShift:      app.Flag("debug.clock-shift", "Move this node's clock by this much (tests of clock skew only).").Hidden().Default("0s").Duration(),
+		minFreeBytes: app.Flag("storage.min-free-bytes", "Free space of the --storage.path filesystem below which pushes are refused with 507 (reads go on; writes resume once there is room), so that raft's term, vote and snapshots still fit. 0: no reserve.").
+			Default("256MiB").Bytes(),
+		clockShift: app.Flag("debug.clock-shift", "Move this node's clock by this much (tests of clock skew only).").Hidden().Default("0s").Duration(),
 	}
 	promslogflag.AddFlags(app, &f.log)
 	return f

@@ -111,6 +111,7 @@ func run(args []string) error {
 		Now:             now,
 		MaxGroups:       *fl.push.maxGroups,
 		MaxTotalSeries:  *fl.push.maxTotalSeries,
+		MinFreeBytes:    uint64(*fl.cluster.minFreeBytes),
 		DataDir:         *fl.cluster.storagePath,
 		NodeName:        *fl.cluster.nodeName,
 		RaftListen:      *fl.cluster.raftListen,
