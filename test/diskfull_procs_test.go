@@ -131,3 +131,56 @@ func TestFullDiskRefusesWritesKeepsReadsAndRecovers(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberWithAFullDiskStopsGrowingWritesEverywhere: in three processes,
+// one member's storage falls below its reserve; since every entry goes to
+// every member's log, pushes through any node get 507 naming that member,
+// deletes still pass, and pushes resume once it has room.
+func TestMemberWithAFullDiskStopsGrowingWritesEverywhere(t *testing.T) {
+	const reserve = 8 << 20
+	fs := mountTmpfs(t, 24<<20)
+	ms := []*member{newMember(t, "d1"), newMember(t, "d2"), newMember(t, "small")}
+	small := ms[2]
+	small.dir = filepath.Join(fs, "data")
+	for _, m := range ms {
+		m.extra = []string{"--storage.min-free-bytes=8MiB"}
+		m.start(3, ms[0])
+	}
+	waitReady(t, ms...)
+	ms[0].push("/metrics/job/before", "x 1\n")
+
+	filler := filepath.Join(fs, "filler")
+	if err := os.WriteFile(filler, make([]byte, freeOn(t, fs)-reserve+1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		eventually(t, "a push via "+m.name+" refused for the small disk", 20*time.Second, func() bool {
+			code, body, err := httpDo("PUT", m.url()+"/metrics/job/refused", "x 1\n")
+			return err == nil && code == http.StatusInsufficientStorage && strings.Contains(body, "small")
+		})
+	}
+	// A refused push changes nothing.
+	before := assertSameState(t, ms...)
+	for _, m := range ms {
+		if code, body, err := httpDo("PUT", m.url()+"/metrics/job/refused2", "x 1\n"); err != nil || code != http.StatusInsufficientStorage {
+			t.Fatalf("push via %s while storage is short: %d %v %s", m.name, code, err, body)
+		}
+	}
+	if after := assertSameState(t, ms...); after != before {
+		t.Fatalf("a refused push changed the state: %s", after)
+	}
+	if code, body, err := httpDo("DELETE", ms[1].url()+"/metrics/job/before", ""); err != nil || code != http.StatusAccepted {
+		t.Fatalf("a delete while storage is short: %d %v %s", code, err, body)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pushes accepted again", 20*time.Second, func() bool {
+		code, _, err := httpDo("PUT", ms[0].url()+"/metrics/job/after", "x 1\n")
+		return err == nil && code == http.StatusOK
+	})
+	state := assertSameState(t, ms...)
+	if strings.Contains(state, `"refused2"`) || strings.Contains(state, `"before"`) || !strings.Contains(state, `"after"`) {
+		t.Fatalf("state: %s", state)
+	}
+}
