@@ -20,7 +20,7 @@ import (
 // DefaultMinFreeBytes is the free space --storage.min-free-bytes keeps by
 // default: room for raft's term and vote, a few log entries in flight and
 // a small store's snapshot.
-const DefaultMinFreeBytes = 256 << 20
+const DefaultMinFreeBytes = 64 << 20
 
 // diskCheckInterval bounds how often the free space is read.
 const diskCheckInterval = 500 * time.Millisecond

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
 )
 
@@ -131,7 +132,7 @@ func addFlags(app *kingpin.Application) *flagSet {
 		gossipKeyFile:   app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String(),
 		tlsConfigFile:   app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String(),
 		minFreeBytes: app.Flag("storage.min-free-bytes", "Free space of the --storage.path filesystem below which pushes are refused with 507 (reads go on; writes resume once there is room), so that raft's term, vote and snapshots still fit. 0: no reserve.").
-			Default("256MiB").Bytes(),
+			Default(strconv.Itoa(cluster.DefaultMinFreeBytes>>20) + "MiB").Bytes(),
 		clockShift: app.Flag("debug.clock-shift", "Move this node's clock by this much (tests of clock skew only).").Hidden().Default("0s").Duration(),
 	}
 	promslogflag.AddFlags(app, &f.log)
