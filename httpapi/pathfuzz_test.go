@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -17,13 +15,12 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // localLog is the write path without the network: what cluster.Node.Submit
@@ -146,7 +143,7 @@ func checkExposition(t *testing.T, g *pathGateway) {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("GET /metrics (%s): %d %q", accept, rec.Code, rec.Body.String())
 		}
-		names, err := parseExposition(rec.Header().Get("Content-Type"), rec.Body.Bytes())
+		names, err := testutil.ParseExposition(rec.Header().Get("Content-Type"), rec.Body.Bytes())
 		if err != nil {
 			t.Fatalf("GET /metrics (%s) does not parse: %v\n%s", accept, err, rec.Body.String())
 		}
@@ -154,41 +151,6 @@ func checkExposition(t *testing.T, g *pathGateway) {
 			t.Fatalf("GET /metrics (%s) lacks the node's own metrics:\n%s", accept, rec.Body.String())
 		}
 	}
-}
-
-// parseExposition parses a scrape body of the given content type and
-// returns the family names in it.
-func parseExposition(contentType string, body []byte) (map[string]bool, error) {
-	names := map[string]bool{}
-	if strings.HasPrefix(contentType, "application/vnd.google.protobuf") {
-		r := bytes.NewReader(body)
-		for {
-			mf := &dto.MetricFamily{}
-			if err := protodelim.UnmarshalFrom(r, mf); err != nil {
-				if errors.Is(err, io.EOF) {
-					return names, nil
-				}
-				return nil, err
-			}
-			if names[mf.GetName()] {
-				return nil, fmt.Errorf("family %q twice", mf.GetName())
-			}
-			names[mf.GetName()] = true
-		}
-	}
-	validation := model.LegacyValidation
-	if strings.Contains(contentType, "escaping=allow-utf-8") {
-		validation = model.UTF8Validation
-	}
-	p := expfmt.NewTextParser(validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	for n := range fams {
-		names[n] = true
-	}
-	return names, nil
 }
 
 // escapedCollision reports whether two stored family names escape to the
@@ -321,13 +283,11 @@ type wholePathSeed struct {
 // ordinary pushes of every type.
 func wholePathSeeds(tb testing.TB) []wholePathSeed {
 	pb := func(mfs ...*dto.MetricFamily) []byte {
-		var b bytes.Buffer
-		for _, mf := range mfs {
-			if _, err := protodelim.MarshalTo(&b, mf); err != nil {
-				tb.Fatal(err)
-			}
+		b, err := testutil.Delimited(mfs...)
+		if err != nil {
+			tb.Fatal(err)
 		}
-		return b.Bytes()
+		return b
 	}
 	gauge := func(name string, typ dto.MetricType) *dto.MetricFamily {
 		return &dto.MetricFamily{Name: proto.String(name), Type: typ.Enum(),

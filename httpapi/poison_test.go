@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
@@ -21,13 +20,11 @@ const protobufType = "application/vnd.google.protobuf; proto=io.prometheus.clien
 
 func delimited(t *testing.T, mfs ...*dto.MetricFamily) string {
 	t.Helper()
-	var b bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := protodelim.MarshalTo(&b, mf); err != nil {
-			t.Fatal(err)
-		}
+	b, err := testutil.Delimited(mfs...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b.String()
+	return string(b)
 }
 
 func oneGauge(name string, typ dto.MetricType) *dto.MetricFamily {
@@ -47,7 +44,7 @@ func assertUntouched(t *testing.T, g *gateway, what string) {
 		if code != http.StatusOK {
 			t.Fatalf("%s: /metrics (%s): %d %q", what, accept, code, body)
 		}
-		names, err := parseExposition(h.Get("Content-Type"), []byte(body))
+		names, err := testutil.ParseExposition(h.Get("Content-Type"), []byte(body))
 		if err != nil {
 			t.Fatalf("%s: /metrics (%s) does not parse: %v", what, accept, err)
 		}

@@ -11,9 +11,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
@@ -40,13 +37,11 @@ func requestWith(t *testing.T, method, url string, body []byte, header ...string
 
 func pbFamily(t *testing.T, mfs ...*dto.MetricFamily) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	for _, mf := range mfs {
-		if _, err := protodelim.MarshalTo(&b, mf); err != nil {
-			t.Fatal(err)
-		}
+	b, err := testutil.Delimited(mfs...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b.Bytes()
+	return b
 }
 
 // scrapeFormats are the formats a scraper may ask for.
@@ -67,28 +62,9 @@ func assertValidExposition(t *testing.T, m *member, family string) {
 		if code != 200 {
 			t.Fatalf("%s /metrics (%s): %d %q", m.name, accept, code, body)
 		}
-		names := map[string]bool{}
-		if strings.HasPrefix(accept, "application/vnd.google.protobuf") {
-			r := strings.NewReader(body)
-			for {
-				mf := &dto.MetricFamily{}
-				if err := protodelim.UnmarshalFrom(r, mf); err != nil {
-					if err == io.EOF {
-						break
-					}
-					t.Fatalf("%s /metrics (%s) does not parse: %v", m.name, accept, err)
-				}
-				names[mf.GetName()] = true
-			}
-		} else {
-			p := expfmt.NewTextParser(model.UTF8Validation)
-			fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-			if err != nil {
-				t.Fatalf("%s /metrics (%s) does not parse: %v", m.name, accept, err)
-			}
-			for n := range fams {
-				names[n] = true
-			}
+		names, err := testutil.ParseExposition(accept, []byte(body))
+		if err != nil {
+			t.Fatalf("%s /metrics (%s) does not parse: %v", m.name, accept, err)
 		}
 		if !names["go_goroutines"] || !names[family] {
 			t.Fatalf("%s /metrics (%s) lacks go_goroutines or %s", m.name, accept, family)
