@@ -371,15 +371,15 @@ const (
 	customBucketSchema = -53
 )
 
-// validateHistogram checks a histogram the way Prometheus does when it
-// ingests one: classic buckets non-nil with cumulative counts that do not
-// decrease; for a native histogram a known schema, a valid zero bucket,
+// validateHistogram checks a histogram the way Prometheus and the text
+// parsers do when they read one: classic buckets non-nil, with a bound and
+// counts that are numbers and not negative (their order is free, as
+// upstream's); for a native histogram a known schema, a valid zero bucket,
 // spans that match the bucket counts, and no negative bucket counts.
 func validateHistogram(name string, h *dto.Histogram) error {
 	if c := h.GetSampleCountFloat(); math.IsNaN(c) || c < 0 {
 		return fmt.Errorf("histogram %q has an invalid sample count %v", name, c)
 	}
-	var prev *dto.Bucket
 	for _, b := range h.GetBucket() {
 		if b == nil {
 			return fmt.Errorf("histogram %q has an empty bucket", name)
@@ -390,10 +390,6 @@ func validateHistogram(name string, h *dto.Histogram) error {
 		if math.IsNaN(b.GetUpperBound()) {
 			return fmt.Errorf("histogram %q has a bucket with a NaN upper bound", name)
 		}
-		if prev != nil && b.GetUpperBound() <= prev.GetUpperBound() {
-			return fmt.Errorf("histogram %q has bucket upper bounds out of order (%v after %v)", name, b.GetUpperBound(), prev.GetUpperBound())
-		}
-		prev = b
 	}
 	native := len(h.GetPositiveSpan())+len(h.GetNegativeSpan())+len(h.GetPositiveDelta())+len(h.GetNegativeDelta())+
 		len(h.GetPositiveCount())+len(h.GetNegativeCount()) > 0 || h.Schema != nil || h.ZeroThreshold != nil
