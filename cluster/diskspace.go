@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // A full disk must not kill a node: raft panics when it cannot persist its
@@ -85,6 +87,16 @@ func (g *diskGuard) check() error {
 			g.n.name, free, g.reserve)}
 	}
 	return nil
+}
+
+// growsState reports whether a command of this op can make the state (and
+// the log) grow much: those are refused when storage is short.
+func growsState(op fsm.Op) bool {
+	switch op {
+	case fsm.OpPut, fsm.OpPost, fsm.OpImport, fsm.OpRestore:
+		return true
+	}
+	return false
 }
 
 // checkVoters returns an InsufficientStorageError if a voter reported, in

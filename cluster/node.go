@@ -541,16 +541,6 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	return res, nil
 }
 
-// growsState reports whether a command of this op can make the state (and
-// the log) grow much: those are refused when storage is short.
-func growsState(op fsm.Op) bool {
-	switch op {
-	case fsm.OpPut, fsm.OpPost, fsm.OpImport, fsm.OpRestore:
-		return true
-	}
-	return false
-}
-
 // forward sends an encoded command to the leader's command port.
 func (n *Node) forward(leaderAddr string, data []byte, deadline time.Time) (applyReply, error) {
 	req := make([]byte, 0, len(data)+12)
