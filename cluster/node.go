@@ -354,7 +354,8 @@ func (n *Node) runReadiness() {
 			n.logger.Info("recovered the raft state from the peers; this node votes again", "node", n.name, "applied_index", n.raft.AppliedIndex())
 		}
 		n.ready.Store(true)
-		n.logger.Info("node is ready", "node", n.name, "applied_index", n.raft.AppliedIndex())
+		n.logger.Info("node is ready", "node", n.name, "voters", n.voterCount(), "leader", n.leaderName(),
+			"storage_path", n.cfg.DataDir, "raft_address", n.raftAddr, "gossip_address", n.gossip.advertise, "applied_index", n.raft.AppliedIndex())
 		n.gossip.setHasState()
 		return
 	}
@@ -608,6 +609,12 @@ func replyCodeName(c byte) string {
 	return "refused"
 }
 
+// leaderName is the raft leader's ID as this node knows it ("" if none).
+func (n *Node) leaderName() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
 // Shutdown leaves the cluster gracefully: a leader hands leadership to
 // another voter first, the node leaves memberlist (it stays in the raft
 // configuration, so a restart rejoins with its data), then raft stops.
@@ -776,7 +783,9 @@ func newHCLogger(l *slog.Logger) hclog.Logger {
 }
 
 // logWriter forwards the formatted lines of raft's and memberlist's
-// loggers to slog at the level their prefix names.
+// loggers to slog: warnings and errors at their level, everything else
+// (elections, peers added, snapshots: raft's INFO chatter) at debug, so a
+// node's default log says what a user needs; --log.level=debug shows them.
 type logWriter struct {
 	l         *slog.Logger
 	component string
@@ -784,14 +793,12 @@ type logWriter struct {
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
+	level := slog.LevelDebug
 	switch {
 	case strings.Contains(line, "[ERR"):
 		level = slog.LevelError
 	case strings.Contains(line, "[WARN]"):
 		level = slog.LevelWarn
-	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
-		level = slog.LevelDebug
 	}
 	if w.component == "memberlist" && isEncryptionError(line) {
 		// memberlist logs a failed join attempt at debug level only, and

@@ -398,3 +398,27 @@ func TestIsEncryptionError(t *testing.T) {
 		}
 	}
 }
+
+func TestRaftAndMemberlistChatterIsDebug(t *testing.T) {
+	var out strings.Builder
+	l := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	w := &logWriter{l: l, component: "raft"}
+	for _, line := range []string{
+		"[INFO]  raft: entering leader state: leader=\"Node at 127.0.0.1:9095 [Leader]\"",
+		"[INFO]  raft: election won: term=2 tally=1",
+		"[DEBUG] raft: lots of detail",
+		"[WARN]  raft: heartbeat timeout reached, starting election",
+		"[ERROR] raft: failed to appendEntries to: peer=x",
+	} {
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := out.String()
+	if strings.Contains(got, "entering leader state") || strings.Contains(got, "election won") || strings.Contains(got, "lots of detail") {
+		t.Fatalf("raft's INFO chatter at the default level:\n%s", got)
+	}
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, "level=ERROR") {
+		t.Fatalf("warnings or errors lost:\n%s", got)
+	}
+}
