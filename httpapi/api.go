@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
-	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
@@ -33,7 +32,7 @@ type Readiness interface {
 // Cluster reports the cluster's state (/api/v1/cluster, the cluster page),
 // removes members for good and moves leadership (admin API).
 type Cluster interface {
-	Status() cluster.Status
+	Status() ClusterStatus
 	RemoveMember(ctx context.Context, name string) error
 	// TransferLeadership hands leadership to the voter named to (empty:
 	// any) and returns the new leader's name.

@@ -23,6 +23,7 @@ import (
 	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/clusterapi"
 )
 
 // gateway is one real node (raft on loopback) behind the API.
@@ -70,7 +71,7 @@ func startGatewayWith(t testing.TB, mutate func(*httpapi.Options)) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Submitter, opts.Readiness, opts.Cluster = node, node, node
+	opts.Submitter, opts.Readiness, opts.Cluster = node, node, clusterapi.Adapt(node)
 	if mutate != nil {
 		mutate(&opts)
 	}

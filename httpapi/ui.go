@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
-	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
@@ -138,7 +137,7 @@ type uiPage struct {
 	MetricsPath string
 	AdminAPI    bool
 	BuildInfo   map[string]string
-	Cluster     *cluster.Status
+	Cluster     *ClusterStatus
 	Now         time.Time
 	Body        any
 }
@@ -154,7 +153,7 @@ func (p *uiPage) Asset(name string) string {
 
 // clusterStatus returns this node's view of the cluster, or nil without a
 // cluster.
-func (a *API) clusterStatus() *cluster.Status {
+func (a *API) clusterStatus() *ClusterStatus {
 	if a.opts.Cluster == nil {
 		return nil
 	}
@@ -410,7 +409,7 @@ func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) 
 
 type uiClusterBody struct {
 	Available bool
-	Status    *cluster.Status
+	Status    *ClusterStatus
 	// Lag is commit index minus applied index.
 	Lag      uint64
 	Snapshot string

@@ -29,6 +29,7 @@ import (
 	"github.com/pushgateway-cluster/pushgateway-cluster/cluster"
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/httpapi"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/clusterapi"
 )
 
 func main() {
@@ -154,7 +155,7 @@ func run(args []string) error {
 		Store:                   state,
 		Submitter:               node,
 		Readiness:               readiness,
-		Cluster:                 node,
+		Cluster:                 clusterapi.Adapt(node),
 		Registry:                reg,
 		Logger:                  logger,
 		RoutePrefix:             prefix,
