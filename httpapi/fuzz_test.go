@@ -2,17 +2,17 @@ package httpapi
 
 import (
 	"bytes"
-	"compress/gzip"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/golang/snappy"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // FuzzParseGroupingLabels checks the URL grouping-key parser never panics,
@@ -56,23 +56,8 @@ func FuzzParseBody(f *testing.F) {
 	}
 	a := &API{validation: model.LegacyValidation}
 	f.Fuzz(func(t *testing.T, body []byte, protobuf bool, enc uint8) {
-		var wire bytes.Buffer
-		encoding := ""
-		switch enc % 3 {
-		case 1:
-			zw := gzip.NewWriter(&wire)
-			_, _ = zw.Write(body)
-			_ = zw.Close()
-			encoding = "gzip"
-		case 2:
-			sw := snappy.NewBufferedWriter(&wire)
-			_, _ = sw.Write(body)
-			_ = sw.Close()
-			encoding = "snappy"
-		default:
-			wire.Write(body)
-		}
-		req := httptest.NewRequest("PUT", "/metrics/job/j", &wire)
+		wire, encoding := testutil.EncodeBody(body, enc)
+		req := httptest.NewRequest("PUT", "/metrics/job/j", bytes.NewReader(wire))
 		if encoding != "" {
 			req.Header.Set("Content-Encoding", encoding)
 		}

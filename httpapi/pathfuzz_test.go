@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"math"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
@@ -191,24 +189,9 @@ func FuzzWholePath(f *testing.F) {
 		before := snapshot(t, g.state)
 		beforeGroups := groupsWithoutTimes(g.state)
 
-		var wire bytes.Buffer
-		enc := ""
-		switch encoding % 3 {
-		case 1:
-			zw := gzip.NewWriter(&wire)
-			_, _ = zw.Write(body)
-			_ = zw.Close()
-			enc = "gzip"
-		case 2:
-			sw := snappy.NewBufferedWriter(&wire)
-			_, _ = sw.Write(body)
-			_ = sw.Close()
-			enc = "snappy"
-		default:
-			wire.Write(body)
-		}
+		wire, enc := testutil.EncodeBody(body, encoding)
 		m := []string{"PUT", "POST", "DELETE"}[method%3]
-		req, err := http.NewRequest(m, "http://gw/metrics/job"+path, &wire)
+		req, err := http.NewRequest(m, "http://gw/metrics/job"+path, bytes.NewReader(wire))
 		if err != nil {
 			return // not a request a client can send
 		}
