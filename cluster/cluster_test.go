@@ -75,7 +75,7 @@ func (c *testCluster) waitReadyAll(nodes ...*testNode) string {
 		nodes = c.nodes
 	}
 	var leader string
-	waitFor(c.t, "all nodes ready with one leader", 20*time.Second, func() bool {
+	waitFor(c.t, "all nodes ready with one leader", 45*time.Second, func() bool {
 		leader = ""
 		for _, n := range nodes {
 			if n.Ready() != nil {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -219,7 +220,13 @@ func TestUIStatusPage(t *testing.T) {
 func TestUIClusterPage(t *testing.T) {
 	g := startGateway(t, nil)
 	g.expect("PUT", "/metrics/job/j", "a 1\n", 200, "")
+	// raft counts an entry applied just after the state machine applied
+	// it (and the push was answered): wait until it has.
+	const noLag = `<div class="v" id="lag" title="commit index − applied index">0</div>`
 	page := g.uiPage("/cluster")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(page, noLag) && time.Now().Before(deadline); page = g.uiPage("/cluster") {
+		time.Sleep(10 * time.Millisecond)
+	}
 	mustContain(t, "cluster page", page, `<div class="v" id="leader">n1</div>`, `<div class="v ok">Leader</div>`,
 		`<tr data-member="n1">`, `<span class="badge ok">leader</span>`, `<span class="badge info">this node</span>`,
 		`<span class="badge ok">alive</span>`, `<td>voter</td>`, `id="commit-index"`, `id="applied-index"`,
