@@ -128,6 +128,22 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	return m
 }
 
+// snapshotAge returns the age in seconds of the newest local raft
+// snapshot, -1 if there is none.
+func (n *Node) snapshotAge() float64 {
+	snaps, err := n.snaps.List()
+	if err != nil || len(snaps) == 0 {
+		return -1
+	}
+	// File snapshot IDs end with the creation time in Unix milliseconds.
+	parts := strings.Split(snaps[0].ID, "-")
+	ms, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return time.Since(time.UnixMilli(ms)).Seconds()
+}
+
 // Describe implements prometheus.Collector.
 func (m *nodeMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.stateDesc, m.termDesc, m.indexDesc, m.membersDesc, m.snapshotAgeDesc, m.leaderDesc, m.clockOffsetDesc,
@@ -163,15 +179,7 @@ func (m *nodeMetrics) Collect(ch chan<- prometheus.Metric) {
 	for st, c := range counts {
 		ch <- prometheus.MustNewConstMetric(m.membersDesc, prometheus.GaugeValue, float64(c), st)
 	}
-	age := -1.0
-	if snaps, err := m.n.snaps.List(); err == nil && len(snaps) > 0 {
-		// File snapshot IDs end with the creation time in Unix milliseconds.
-		parts := strings.Split(snaps[0].ID, "-")
-		if ms, err := strconv.ParseInt(parts[len(parts)-1], 10, 64); err == nil {
-			age = time.Since(time.UnixMilli(ms)).Seconds()
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(m.snapshotAgeDesc, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(m.snapshotAgeDesc, prometheus.GaugeValue, m.n.snapshotAge())
 	free, _ := m.n.disk.status()
 	ch <- prometheus.MustNewConstMetric(m.freeBytesDesc, prometheus.GaugeValue, float64(free))
 	ch <- prometheus.MustNewConstMetric(m.minFreeBytesDesc, prometheus.GaugeValue, float64(m.n.disk.reserve))

@@ -13,6 +13,9 @@ type Status struct {
 	Leader  string       `json:"leader"`
 	Raft    RaftStatus   `json:"raft"`
 	Members []MemberInfo `json:"members"`
+	// SnapshotAgeSeconds is the age of this node's newest raft snapshot,
+	// -1 if it has none.
+	SnapshotAgeSeconds float64 `json:"snapshot_age_seconds"`
 }
 
 // RaftStatus is this node's raft progress.
@@ -44,8 +47,9 @@ type MemberInfo struct {
 func (n *Node) Status() Status {
 	_, leader := n.raft.LeaderWithID()
 	st := Status{
-		Self:   n.name,
-		Leader: string(leader),
+		Self:               n.name,
+		Leader:             string(leader),
+		SnapshotAgeSeconds: n.snapshotAge(),
 		Raft: RaftStatus{
 			State:        n.raft.State().String(),
 			Term:         n.raft.CurrentTerm(),

@@ -9,6 +9,9 @@ type ClusterStatus struct {
 	Leader  string          `json:"leader"`
 	Raft    RaftStatus      `json:"raft"`
 	Members []ClusterMember `json:"members"`
+	// SnapshotAgeSeconds is the age of this node's newest raft snapshot,
+	// -1 if it has none.
+	SnapshotAgeSeconds float64 `json:"snapshot_age_seconds"`
 }
 
 // RaftStatus is a node's raft progress.

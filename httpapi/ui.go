@@ -56,10 +56,6 @@ var (
 // images and API calls.
 const uiContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'"
 
-// uiSnapshotAgeMetric is the cluster self-metric the cluster page reads the
-// age of the newest snapshot from.
-const uiSnapshotAgeMetric = "pushgateway_cluster_snapshot_age_seconds"
-
 func loadUIAssets() map[string]*uiAsset {
 	types := map[string]string{
 		".css": "text/css; charset=utf-8",
@@ -421,7 +417,7 @@ type uiClusterBody struct {
 
 func (a *API) clusterPage(w http.ResponseWriter, _ *http.Request) {
 	st := a.clusterStatus()
-	body := &uiClusterBody{Available: st != nil, Status: st, Snapshot: a.snapshotAge(), APIPath: a.linkPrefix() + "/api/v1/cluster",
+	body := &uiClusterBody{Available: st != nil, Status: st, Snapshot: snapshotAge(st), APIPath: a.linkPrefix() + "/api/v1/cluster",
 		Groups: a.opts.Store.Len(), Series: a.opts.Store.Series(), MaxGroups: a.opts.MaxGroups, MaxSeries: a.opts.MaxTotalSeries}
 	if st != nil && st.Raft.CommitIndex > st.Raft.AppliedIndex {
 		body.Lag = st.Raft.CommitIndex - st.Raft.AppliedIndex
@@ -429,25 +425,14 @@ func (a *API) clusterPage(w http.ResponseWriter, _ *http.Request) {
 	a.renderUI(w, "cluster", "Cluster", body)
 }
 
-// snapshotAge describes the age of the newest local raft snapshot, read
-// from the cluster's self-metric, or "n/a" when it is not registered.
-func (a *API) snapshotAge() string {
-	if a.opts.Registry == nil {
+// snapshotAge describes the age of the node's newest raft snapshot, or
+// "n/a" without a cluster.
+func snapshotAge(st *ClusterStatus) string {
+	switch {
+	case st == nil:
 		return "n/a"
+	case st.SnapshotAgeSeconds < 0:
+		return "none yet"
 	}
-	mfs, err := a.opts.Registry.Gather()
-	if err != nil && len(mfs) == 0 {
-		return "n/a"
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != uiSnapshotAgeMetric || len(mf.GetMetric()) == 0 {
-			continue
-		}
-		age := mf.GetMetric()[0].GetGauge().GetValue()
-		if age < 0 {
-			return "none yet"
-		}
-		return (time.Duration(age) * time.Second).String() + " ago"
-	}
-	return "n/a"
+	return (time.Duration(st.SnapshotAgeSeconds) * time.Second).String() + " ago"
 }

@@ -230,7 +230,7 @@ func TestUIClusterPage(t *testing.T) {
 	mustContain(t, "cluster page", page, `<div class="v" id="leader">n1</div>`, `<div class="v ok">Leader</div>`,
 		`<tr data-member="n1">`, `<span class="badge ok">leader</span>`, `<span class="badge info">this node</span>`,
 		`<span class="badge ok">alive</span>`, `<td>voter</td>`, `id="commit-index"`, `id="applied-index"`,
-		`<div class="v" id="lag" title="commit index − applied index">0</div>`, `id="snapshot">n/a</div>`, `href="/api/v1/cluster"`)
+		`<div class="v" id="lag" title="commit index − applied index">0</div>`, `id="snapshot">none yet</div>`, `href="/api/v1/cluster"`)
 	if got := regexp.MustCompile(`<tr data-member=`).FindAllString(page, -1); len(got) != 1 {
 		t.Fatalf("%d member rows, want 1", len(got))
 	}

@@ -21,7 +21,8 @@ func (a node) Status() httpapi.ClusterStatus {
 		Self: st.Self, Leader: st.Leader,
 		Raft: httpapi.RaftStatus{State: st.Raft.State, Term: st.Raft.Term, LastIndex: st.Raft.LastIndex,
 			CommitIndex: st.Raft.CommitIndex, AppliedIndex: st.Raft.AppliedIndex},
-		Members: make([]httpapi.ClusterMember, 0, len(st.Members)),
+		Members:            make([]httpapi.ClusterMember, 0, len(st.Members)),
+		SnapshotAgeSeconds: st.SnapshotAgeSeconds,
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, httpapi.ClusterMember{
