@@ -16,9 +16,9 @@ import (
 // logged when they exceed clockOffsetWarn.
 
 const (
-	// clockProbeInterval is how often a node measures the other members'
-	// clocks.
-	clockProbeInterval = 2 * time.Second
+	// probeInterval is how often a node asks every other member for its
+	// status: its clock, and whether its storage is short.
+	probeInterval = 2 * time.Second
 	// clockOffsetWarn is the offset from the leader's clock above which a
 	// node warns in its log.
 	clockOffsetWarn = time.Second
@@ -48,9 +48,10 @@ func (n *Node) stamp() int64 {
 	}
 }
 
-// clockProbe keeps the measured offsets of the members' clocks from this
-// node's clock.
-type clockProbe struct {
+// memberProbe keeps what this node last learned from the other members'
+// status: their clocks' offsets from its own, and which of them have their
+// storage below its reserve (diskspace.go).
+type memberProbe struct {
 	mu      sync.Mutex
 	offsets map[string]time.Duration // member's clock minus ours
 	warned  bool
@@ -61,7 +62,7 @@ type clockProbe struct {
 
 // fromLeader returns every measured member's offset from the leader's
 // clock (none while the leader's is not measured).
-func (c *clockProbe) fromLeader(leader string) map[string]time.Duration {
+func (c *memberProbe) fromLeader(leader string) map[string]time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.offsets[leader]
@@ -75,14 +76,14 @@ func (c *clockProbe) fromLeader(leader string) map[string]time.Duration {
 	return out
 }
 
-// runClockProbe measures every alive member's clock (and learns whether
-// its storage is short) every clockProbeInterval.
-func (n *Node) runClockProbe() {
+// runMemberProbe measures every alive member's clock (and learns whether
+// its storage is short) every probeInterval.
+func (n *Node) runMemberProbe() {
 	defer n.wg.Done()
-	ticker := time.NewTicker(clockProbeInterval)
+	ticker := time.NewTicker(probeInterval)
 	defer ticker.Stop()
 	for {
-		n.probeClocks()
+		n.probeMembers()
 		select {
 		case <-n.stop:
 			return
@@ -91,9 +92,9 @@ func (n *Node) runClockProbe() {
 	}
 }
 
-// probeClocks measures each member once: offset = its clock at the middle
+// probeMembers measures each member once: offset = its clock at the middle
 // of the round trip minus ours.
-func (n *Node) probeClocks() {
+func (n *Node) probeMembers() {
 	offsets := map[string]time.Duration{n.name: 0}
 	low := map[string]bool{}
 	for name, m := range n.gossip.snapshot() {
@@ -117,24 +118,24 @@ func (n *Node) probeClocks() {
 		mid := sent.Add(received.Sub(sent) / 2)
 		offsets[name] = time.Unix(0, st.wallUnixNano).Sub(mid)
 	}
-	n.clock.mu.Lock()
-	n.clock.offsets, n.clock.storageLow = offsets, low
-	n.clock.mu.Unlock()
+	n.probe.mu.Lock()
+	n.probe.offsets, n.probe.storageLow = offsets, low
+	n.probe.mu.Unlock()
 
 	_, leader := n.raft.LeaderWithID()
-	off, ok := n.clock.fromLeader(string(leader))[n.name]
+	off, ok := n.probe.fromLeader(string(leader))[n.name]
 	if !ok {
 		return
 	}
-	n.clock.mu.Lock()
-	defer n.clock.mu.Unlock()
+	n.probe.mu.Lock()
+	defer n.probe.mu.Unlock()
 	switch over := math.Abs(off.Seconds()) > clockOffsetWarn.Seconds(); {
-	case over && !n.clock.warned:
+	case over && !n.probe.warned:
 		n.logger.Warn("this node's clock is off the leader's; times in the log come from the leader's clock, but a change of leader brings in this one: synchronize the clocks (NTP)",
 			"offset", off.String(), "leader", string(leader), "warn_above", clockOffsetWarn.String())
-		n.clock.warned = true
-	case !over && n.clock.warned:
+		n.probe.warned = true
+	case !over && n.probe.warned:
 		n.logger.Info("this node's clock is in step with the leader's again", "offset", off.String(), "leader", string(leader))
-		n.clock.warned = false
+		n.probe.warned = false
 	}
 }

@@ -79,6 +79,12 @@ func (g *diskGuard) status() (free uint64, low bool) {
 	return g.free, g.low
 }
 
+// isLow reports whether this node is below its reserve.
+func (g *diskGuard) isLow() bool {
+	_, low := g.status()
+	return low
+}
+
 // check returns an InsufficientStorageError while this node is below its
 // reserve.
 func (g *diskGuard) check() error {
@@ -99,14 +105,14 @@ func growsState(op fsm.Op) bool {
 	return false
 }
 
-// checkVoters returns an InsufficientStorageError if a voter reported, in
-// its last status, that it is below its reserve. The leader asks before
-// appending a write that grows the state: an entry a voter cannot store
+// checkMembers returns an InsufficientStorageError if a member reported,
+// in its last status, that it is below its reserve. The leader asks before
+// appending a write that grows the state: an entry a member cannot store
 // would fill its disk.
-func (n *Node) checkVoters() error {
-	n.clock.mu.Lock()
-	defer n.clock.mu.Unlock()
-	for name, low := range n.clock.storageLow {
+func (n *Node) checkMembers() error {
+	n.probe.mu.Lock()
+	defer n.probe.mu.Unlock()
+	for name, low := range n.probe.storageLow {
 		if low {
 			return &InsufficientStorageError{Reason: fmt.Sprintf("insufficient storage: member %s reports less free space on --storage.path than its --storage.min-free-bytes; writes are refused until there is room (reads go on)", name)}
 		}
@@ -115,10 +121,10 @@ func (n *Node) checkVoters() error {
 }
 
 // WriteStatus returns why this node refuses writes that grow the state
-// (its own storage or a voter's is below the reserve), or nil.
+// (its own storage or a member's is below the reserve), or nil.
 func (n *Node) WriteStatus() error {
 	if err := n.disk.check(); err != nil {
 		return err
 	}
-	return n.checkVoters()
+	return n.checkMembers()
 }

@@ -189,7 +189,7 @@ func (m *nodeMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.writesRefusedDesc, prometheus.GaugeValue, refused)
 	_, leader := r.LeaderWithID()
-	for member, off := range m.n.clock.fromLeader(string(leader)) {
+	for member, off := range m.n.probe.fromLeader(string(leader)) {
 		ch <- prometheus.MustNewConstMetric(m.clockOffsetDesc, prometheus.GaugeValue, off.Seconds(), member)
 	}
 }

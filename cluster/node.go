@@ -55,7 +55,7 @@ type Node struct {
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
 	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
-	clock     *clockProbe   // offsets of the members' clocks (clock.go)
+	probe     *memberProbe  // the members' clock offsets and storage flags (clock.go)
 	disk      *diskGuard    // free space of the storage path (diskspace.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
@@ -105,7 +105,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
-		clock: &clockProbe{},
+		probe: &memberProbe{},
 	}
 	n.disk = &diskGuard{n: n, path: cfg.DataDir, reserve: cfg.MinFreeBytes}
 	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
@@ -125,7 +125,7 @@ func Start(cfg Config) (*Node, error) {
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
 
 	n.wg.Add(5)
-	go n.runClockProbe()
+	go n.runMemberProbe()
 	go n.serveCommands()
 	go n.runJoin()
 	go n.runLeaderLoop()

@@ -103,6 +103,6 @@ func (n *Node) localStatus() statusReply {
 		lastIndex:    n.raft.LastIndex(),
 		term:         n.raft.CurrentTerm(),
 		wallUnixNano: n.now().UnixNano(),
-		storageLow:   n.disk.check() != nil,
+		storageLow:   n.disk.isLow(),
 	}
 }

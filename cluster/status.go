@@ -81,7 +81,7 @@ func (n *Node) Status() Status {
 			}
 		}
 	}
-	offsets := n.clock.fromLeader(st.Leader)
+	offsets := n.probe.fromLeader(st.Leader)
 	for name, m := range byName {
 		if off, ok := offsets[name]; ok {
 			sec := off.Seconds()

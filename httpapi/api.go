@@ -17,9 +17,11 @@ import (
 )
 
 // Submitter replicates a command and returns the state machine's verdict
-// once the command is applied on this node. Errors may implement
-// Unavailable() bool (the write was certainly not applied, 503) or
-// OutcomeUnknown() bool (it may still be applied, 504).
+// once the command is applied on this node. It checks the command with
+// fsm.Validate before proposing it (errors wrapping fsm.ErrInvalidCommand
+// answer 400). Errors may implement Unavailable() bool (the write was
+// certainly not applied, 503), OutcomeUnknown() bool (it may still be
+// applied, 504) or InsufficientStorage() bool (507).
 type Submitter interface {
 	Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 }

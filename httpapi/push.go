@@ -114,11 +114,6 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.logger.Debug("push with invalid names", "source", r.RemoteAddr, "err", err)
 			return
 		}
-		if err := fsm.Validate(cmd); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			a.logger.Debug("push refused", "source", r.RemoteAddr, "err", err)
-			return
-		}
 		res, err := a.opts.Submitter.Submit(r.Context(), cmd)
 		if err != nil {
 			a.writeSubmitError(w, r, err)
