@@ -57,20 +57,44 @@ func (l pushLimits) check(grouping map[string]string, families []*dto.MetricFami
 		if series > l.series {
 			return errors.New(l.seriesMessage())
 		}
-		for _, m := range mf.GetMetric() {
-			n := len(grouping)
-			for _, lp := range m.GetLabel() {
-				if len(lp.GetValue()) > l.valueBytes {
-					return fmt.Errorf("label %q of metric %q has a value of %d bytes; the limit is --push.max-label-value-bytes=%d", lp.GetName(), mf.GetName(), len(lp.GetValue()), l.valueBytes)
-				}
-				if _, dup := grouping[lp.GetName()]; !dup {
-					n++
-				}
+		if err := l.checkLabels(grouping, mf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLabels checks the label limits of one family's metrics.
+func (l pushLimits) checkLabels(grouping map[string]string, mf *dto.MetricFamily) error {
+	for _, m := range mf.GetMetric() {
+		n := len(grouping)
+		for _, lp := range m.GetLabel() {
+			if err := l.checkValue(lp.GetName(), mf.GetName(), len(lp.GetValue())); err != nil {
+				return err
 			}
-			if n > l.labels {
-				return fmt.Errorf("a series of metric %q has %d labels; the limit is --push.max-labels-per-series=%d", mf.GetName(), n, l.labels)
+			if _, dup := grouping[lp.GetName()]; !dup {
+				n++
 			}
 		}
+		if err := l.checkLabelCount(mf.GetName(), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkValue refuses a label value of more than the limit's bytes.
+func (l pushLimits) checkValue(label, metric string, size int) error {
+	if size > l.valueBytes {
+		return fmt.Errorf("label %q of metric %q has a value of %d bytes; the limit is --push.max-label-value-bytes=%d", label, metric, size, l.valueBytes)
+	}
+	return nil
+}
+
+// checkLabelCount refuses a series of more than the limit's labels.
+func (l pushLimits) checkLabelCount(metric string, n int) error {
+	if n > l.labels {
+		return fmt.Errorf("a series of metric %q has %d labels; the limit is --push.max-labels-per-series=%d", metric, n, l.labels)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 		body := &limitedBody{r: r.Body, left: a.maxBodyBytes()}
 		r.Body = body
 		limits := a.limits()
-		families, err := a.parseBody(r, limits.series)
+		families, err := a.parseBodyLimited(r, limits, labels)
 		if body.exceeded {
 			msg := fmt.Sprintf("request body (after decompression) exceeds --push.max-body-bytes=%d", a.maxBodyBytes())
 			// The rest of the body is not read: close the connection
@@ -81,10 +81,11 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.logger.Debug("push body too large", "source", r.RemoteAddr, "limit", a.maxBodyBytes())
 			return
 		}
-		if errors.Is(err, errTooManySeries) {
+		var limit *limitError
+		if errors.As(err, &limit) {
 			w.Header().Set("Connection", "close")
-			http.Error(w, limits.seriesMessage(), http.StatusBadRequest)
-			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", limits.seriesMessage())
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", err)
 			return
 		}
 		if err != nil && isTimeout(err) {
@@ -139,11 +140,35 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 	})
 }
 
-// parseBody reads the pushed metric families: delimited protobuf when the
-// Content-Type says so, the text format otherwise. When a name appears
-// twice, the last family wins, as upstream. Reading stops with
-// errTooManySeries as soon as the body holds more than maxSeries series.
+// limitError is a push limit found exceeded while the body was read:
+// reading stopped there.
+type limitError struct{ err error }
+
+func (e *limitError) Error() string { return e.err.Error() }
+func (e *limitError) Unwrap() error { return e.err }
+
+// parseBody reads the pushed metric families with only the series limit
+// (errTooManySeries); see parseBodyLimited.
 func (a *API) parseBody(r *http.Request, maxSeries int) ([]*dto.MetricFamily, error) {
+	fams, err := a.parseBodyLimited(r, pushLimits{series: maxSeries}, nil)
+	if errors.Is(err, errTooManySeries) {
+		return nil, errTooManySeries
+	}
+	return fams, err
+}
+
+// parseBodyLimited reads the pushed metric families: delimited protobuf
+// when the Content-Type says so, the text format otherwise. When a name
+// appears twice, the last family wins, as upstream. Reading stops with a
+// *limitError as soon as the body holds more series than limits allow or,
+// when the label limits are set, a series with too many labels or too
+// long a value (grouping labels counted as pushLimits.check counts them).
+func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[string]string) ([]*dto.MetricFamily, error) {
+	var labels *labelLimits
+	if limits.labels > 0 && limits.valueBytes > 0 {
+		labels = &labelLimits{limits: limits, grouping: grouping}
+	}
+	tooMany := &limitError{fmt.Errorf("%w: %s", errTooManySeries, limits.seriesMessage())}
 	var byName map[string]*dto.MetricFamily
 	mediaType, params, ctErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ctErr == nil && mediaType == "application/vnd.google.protobuf" &&
@@ -159,24 +184,33 @@ func (a *API) parseBody(r *http.Request, maxSeries int) ([]*dto.MetricFamily, er
 			if err != nil {
 				return nil, err
 			}
-			if series.add(b) > maxSeries {
-				return nil, errTooManySeries
+			if series.add(b) > limits.series {
+				return nil, tooMany
 			}
 			mf := &dto.MetricFamily{}
 			if err := proto.Unmarshal(b, mf); err != nil {
 				return nil, err
 			}
+			if labels != nil {
+				// Checked family by family, before the next is read.
+				if err := limits.checkLabels(grouping, mf); err != nil {
+					return nil, &limitError{err}
+				}
+			}
 			byName[mf.GetName()] = mf
 		}
 	} else {
-		counter := newTextSeriesCounter(r.Body, maxSeries)
+		counter := newTextSeriesCounter(r.Body, limits.series)
+		counter.labels = labels
 		var err error
 		parser := expfmt.NewTextParser(a.validation)
 		byName, err = parser.TextToMetricFamilies(counter)
-		if counter.exceeded {
-			return nil, errTooManySeries
-		}
-		if err != nil {
+		switch {
+		case counter.exceeded:
+			return nil, tooMany
+		case counter.err != nil:
+			return nil, &limitError{counter.err}
+		case err != nil:
 			return nil, err
 		}
 	}

@@ -30,11 +30,19 @@ var errTooManySeries = errors.New("too many series")
 // summary series (its buckets or quantiles, _sum and _count) are one
 // metric per label set without "le" or "quantile". Once the count passes
 // max, Read fails with errTooManySeries.
+//
+// With labels set, it also enforces the per-series label limits on every
+// sample line (labels per series, grouping labels included, and the bytes
+// of each label value once unescaped), as pushLimits.check does after
+// parsing: a body with one oversized series is refused at that line, and
+// Read fails with the limit's error.
 type textSeriesCounter struct {
 	r        io.Reader
 	max      int
 	count    int
 	exceeded bool
+	labels   *labelLimits
+	err      error                     // a label limit exceeded
 	partial  []byte                    // an incomplete line carried to the next Read
 	types    map[string]dto.MetricType // families declared by # TYPE lines
 	seen     map[uint64]struct{}       // histogram and summary series
@@ -44,9 +52,19 @@ func newTextSeriesCounter(r io.Reader, max int) *textSeriesCounter {
 	return &textSeriesCounter{r: r, max: max, types: map[string]dto.MetricType{}, seen: map[uint64]struct{}{}}
 }
 
+// labelLimits are the label limits a textSeriesCounter enforces, with the
+// grouping labels every series will carry.
+type labelLimits struct {
+	limits   pushLimits
+	grouping map[string]string
+}
+
 func (c *textSeriesCounter) Read(p []byte) (int, error) {
 	if c.exceeded {
 		return 0, errTooManySeries
+	}
+	if c.err != nil {
+		return 0, c.err
 	}
 	n, err := c.r.Read(p)
 	data := p[:n]
@@ -73,6 +91,9 @@ func (c *textSeriesCounter) Read(p []byte) (int, error) {
 		c.exceeded = true
 		return 0, errTooManySeries
 	}
+	if c.err != nil {
+		return 0, c.err
+	}
 	return n, err
 }
 
@@ -92,6 +113,9 @@ func (c *textSeriesCounter) line(l []byte) {
 		return
 	}
 	family, drop := c.family(name)
+	if c.labels != nil && c.err == nil {
+		c.err = c.labels.checkLine(string(family), labels, drop)
+	}
 	if drop == "" {
 		c.count++
 		return
@@ -112,6 +136,39 @@ func (c *textSeriesCounter) line(l []byte) {
 		c.seen[h.Sum64()] = struct{}{}
 		c.count++
 	}
+}
+
+// checkLine applies the label limits to the raw label pairs of one sample
+// line of the given family; drop is the label (le, quantile) that its
+// metric does not carry.
+func (l *labelLimits) checkLine(family string, pairs [][2][]byte, drop string) error {
+	n := len(l.grouping)
+	for _, lp := range pairs {
+		name := string(lp[0])
+		if name == drop {
+			continue
+		}
+		if err := l.limits.checkValue(name, family, unescapedLen(lp[1])); err != nil {
+			return err
+		}
+		if _, dup := l.grouping[name]; !dup {
+			n++
+		}
+	}
+	return l.limits.checkLabelCount(family, n)
+}
+
+// unescapedLen is the length of a quoted label value once its backslash
+// escapes are resolved (each escape is two bytes for one).
+func unescapedLen(raw []byte) int {
+	n := len(raw)
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '\\' {
+			n--
+			i++
+		}
+	}
+	return n
 }
 
 // comment records the type of a "# TYPE name type" line.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -59,7 +60,94 @@ func FuzzTextSeriesCount(f *testing.F) {
 		if c.count != want {
 			t.Fatalf("counted %d series, the parser made %d, of %q", c.count, want, body)
 		}
+		// The label limits, checked line by line while reading, agree
+		// with the check of the parsed families.
+		limits := pushLimits{series: math.MaxInt, labels: 3, valueBytes: 4}
+		grouping := map[string]string{"job": "j"}
+		lc := newTextSeriesCounter(bytes.NewReader(body), math.MaxInt)
+		lc.labels = &labelLimits{limits: limits, grouping: grouping}
+		_, _ = io.Copy(io.Discard, lc)
+		var after error
+		for _, mf := range fams {
+			if after = limits.checkLabels(grouping, mf); after != nil {
+				break
+			}
+		}
+		if (lc.err != nil) != (after != nil) {
+			if lc.err != nil && labelBeforeQuotedName(body) {
+				return // the parser's quirk above: labels of an earlier line
+			}
+			t.Fatalf("label limits while reading: %v; after parsing: %v; of %q", lc.err, after, body)
+		}
 	})
+}
+
+// TestLabelLimitsStopReadingEarly: a series with too many labels or too
+// long a value is refused at its line (text) or its family (protobuf),
+// not after the whole body was parsed.
+func TestLabelLimitsStopReadingEarly(t *testing.T) {
+	var rest bytes.Buffer
+	for i := range 500_000 {
+		fmt.Fprintf(&rest, "m{i=\"%d\"} 1\n", i)
+	}
+	manyLabels := "wide{"
+	for i := range 200 {
+		manyLabels += fmt.Sprintf("l%d=\"v\",", i)
+	}
+	manyLabels += "} 1\n"
+	longValue := "long{v=\"" + strings.Repeat("x", 70<<10) + "\"} 1\n"
+	for name, tc := range map[string]struct {
+		first, want string
+	}{
+		"labels": {manyLabels, "--push.max-labels-per-series=128"},
+		"value":  {longValue, "--push.max-label-value-bytes=65536"},
+	} {
+		a := &API{validation: model.LegacyValidation}
+		body := append([]byte(tc.first), rest.Bytes()...)
+		cr := &countingReader{r: bytes.NewReader(body)}
+		req := httptest.NewRequest("PUT", "/metrics/job/j", nil)
+		req.Body = io.NopCloser(cr)
+		_, err := a.parseBodyLimited(req, a.limits(), map[string]string{"job": "j"})
+		var le *limitError
+		if !errors.As(err, &le) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: got %v, want a limit error naming %s", name, err, tc.want)
+		}
+		if cr.n > int64(len(tc.first))+64<<10 {
+			t.Errorf("%s: read %d of %d bytes before refusing", name, cr.n, len(body))
+		}
+	}
+
+	// Protobuf: the family with the oversized series is refused before the
+	// next one is read.
+	wide := &dto.MetricFamily{Name: proto.String("wide"), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(1)}}}}
+	for i := range 200 {
+		wide.Metric[0].Label = append(wide.Metric[0].Label, &dto.LabelPair{Name: proto.String(fmt.Sprintf("l%d", i)), Value: proto.String("v")})
+	}
+	var pb bytes.Buffer
+	if _, err := protodelim.MarshalTo(&pb, wide); err != nil {
+		t.Fatal(err)
+	}
+	first := pb.Len()
+	for i := range 20_000 {
+		if _, err := protodelim.MarshalTo(&pb, &dto.MetricFamily{Name: proto.String(fmt.Sprintf("g%d", i)), Type: dto.MetricType_GAUGE.Enum(),
+			Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(1)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &API{validation: model.LegacyValidation}
+	cr := &countingReader{r: bytes.NewReader(pb.Bytes())}
+	req := httptest.NewRequest("PUT", "/metrics/job/j", nil)
+	req.Header.Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+	req.Body = io.NopCloser(cr)
+	_, err := a.parseBodyLimited(req, a.limits(), map[string]string{"job": "j"})
+	var le *limitError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "--push.max-labels-per-series") {
+		t.Fatalf("protobuf: got %v", err)
+	}
+	if cr.n > int64(first)+4096 {
+		t.Errorf("protobuf: read %d of %d bytes before refusing", cr.n, pb.Len())
+	}
 }
 
 // labelBeforeQuotedName reports whether a line of the braces form
