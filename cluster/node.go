@@ -366,12 +366,8 @@ func (n *Node) leaderName() string {
 func (n *Node) Shutdown() error {
 	var err error
 	n.stopped.Do(func() {
-		if n.raft.State() == raft.Leader && n.voterCount() > 1 {
-			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
-				n.logger.Warn("leadership transfer before shutdown failed", "err", terr)
-			} else {
-				n.logger.Info("transferred leadership before shutdown")
-			}
+		if n.raft.State() == raft.Leader && n.isVoter() && n.voterCount() > 1 {
+			n.handOverLeadership()
 		}
 		if n.gossip != nil {
 			n.gossip.leave()
@@ -384,6 +380,44 @@ func (n *Node) Shutdown() error {
 		n.closeAll()
 	})
 	return err
+}
+
+// shutdownTransferTimeout bounds how long Shutdown waits for a leadership
+// transfer: raft's transfer can wait forever, e.g. on a leader that was
+// just removed from the configuration, and a stopping node must stop.
+const shutdownTransferTimeout = 10 * time.Second
+
+// handOverLeadership asks raft to transfer leadership and waits for it at
+// most shutdownTransferTimeout.
+func (n *Node) handOverLeadership() {
+	done := make(chan error, 1)
+	go func() { done <- n.raft.LeadershipTransfer().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			n.logger.Warn("leadership transfer before shutdown failed", "err", err)
+			return
+		}
+		n.logger.Info("transferred leadership before shutdown")
+	case <-time.After(shutdownTransferTimeout):
+		n.logger.Warn("leadership transfer before shutdown did not finish; stopping anyway", "waited", shutdownTransferTimeout)
+	}
+}
+
+// isVoter reports whether this node is a voter in its latest raft
+// configuration. A leader that has just removed itself is not: it must not
+// try to hand over leadership, it is already leaving.
+func (n *Node) isVoter() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(n.name) {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
 }
 
 func (n *Node) voterCount() int {
