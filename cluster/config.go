@@ -43,6 +43,10 @@ type Config struct {
 	// WriteTimeout bounds how long a write may wait for a leader and a
 	// commit (--cluster.write-timeout).
 	WriteTimeout time.Duration
+	// ReadTimeout bounds how long ReadBarrier waits for a read index and
+	// for this node to apply up to it (--cluster.read-timeout; default
+	// DefaultReadTimeout).
+	ReadTimeout time.Duration
 	// ExpireAfter turns on expiry (--push.expire-after): the leader
 	// removes groups not pushed for this long. 0 (the default) keeps
 	// groups forever.

@@ -13,6 +13,18 @@ func (e *UnavailableError) Error() string {
 // Unavailable marks the error for the HTTP layer (503).
 func (e *UnavailableError) Unavailable() bool { return true }
 
+// ReadUnavailableError means this node cannot serve a current read: it
+// could not learn a read index from the leader, or not apply up to it, in
+// time (readindex.go). Another node may be able to.
+type ReadUnavailableError struct{ Reason string }
+
+func (e *ReadUnavailableError) Error() string {
+	return "this node cannot serve a current read: " + e.Reason
+}
+
+// Unavailable marks the error for the HTTP layer (503).
+func (e *ReadUnavailableError) Unavailable() bool { return true }
+
 // OutcomeUnknownError means a write was handed to raft but its commit was
 // not confirmed in time; it may still be applied. Retrying is safe because
 // every command is idempotent.

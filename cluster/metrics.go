@@ -40,6 +40,10 @@ const (
 	minFreeBytesHelp  = "Free space below which writes are refused (--storage.min-free-bytes; 0: no guard)."
 	writesRefusedName = "pushgateway_storage_writes_refused"
 	writesRefusedHelp = "1 while pushes are refused with 507 because this node's or a member's storage is below its reserve."
+	readIndexName     = "pushgateway_cluster_read_index_seconds"
+	readIndexHelp     = "Time to learn a read index from the leader, per round (one round serves every read that joined it)."
+	readsRefusedName  = "pushgateway_cluster_reads_refused_total"
+	readsRefusedHelp  = "Reads of pushed metrics this node answered with 503 because it could not make them current (no read index, or not applied in time)."
 )
 
 // SelfMetricFamilies lists the cluster self-metrics with their types, so the
@@ -60,6 +64,8 @@ func SelfMetricFamilies() map[string]fsm.ReservedFamily {
 		freeBytesName:     {Type: gauge, Help: freeBytesHelp},
 		minFreeBytesName:  {Type: gauge, Help: minFreeBytesHelp},
 		writesRefusedName: {Type: gauge, Help: writesRefusedHelp},
+		readIndexName:     {Type: dto.MetricType_HISTOGRAM, Help: readIndexHelp},
+		readsRefusedName:  {Type: counter, Help: readsRefusedHelp},
 	}
 }
 
@@ -70,6 +76,9 @@ type nodeMetrics struct {
 	forwarded     *prometheus.CounterVec
 	commitSeconds prometheus.Histogram
 	leaderChanges prometheus.Counter
+	// readIndexSeconds and readBarrierFailures watch reads (readindex.go).
+	readIndexSeconds    prometheus.Histogram
+	readBarrierFailures prometheus.Counter
 
 	stateDesc, termDesc, indexDesc, membersDesc, snapshotAgeDesc, leaderDesc, clockOffsetDesc *prometheus.Desc
 	freeBytesDesc, minFreeBytesDesc, writesRefusedDesc                                        *prometheus.Desc
@@ -77,20 +86,22 @@ type nodeMetrics struct {
 
 func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	m := &nodeMetrics{
-		n:                 n,
-		forwarded:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
-		commitSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		leaderChanges:     prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
-		stateDesc:         prometheus.NewDesc(stateName, stateHelp, []string{"state"}, nil),
-		termDesc:          prometheus.NewDesc(termName, termHelp, nil, nil),
-		indexDesc:         prometheus.NewDesc(indexName, indexHelp, []string{"kind"}, nil),
-		membersDesc:       prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
-		snapshotAgeDesc:   prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
-		leaderDesc:        prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
-		clockOffsetDesc:   prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
-		freeBytesDesc:     prometheus.NewDesc(freeBytesName, freeBytesHelp, nil, nil),
-		minFreeBytesDesc:  prometheus.NewDesc(minFreeBytesName, minFreeBytesHelp, nil, nil),
-		writesRefusedDesc: prometheus.NewDesc(writesRefusedName, writesRefusedHelp, nil, nil),
+		n:                   n,
+		forwarded:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
+		commitSeconds:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		leaderChanges:       prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
+		readIndexSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: readIndexName, Help: readIndexHelp, Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		readBarrierFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: readsRefusedName, Help: readsRefusedHelp}),
+		stateDesc:           prometheus.NewDesc(stateName, stateHelp, []string{"state"}, nil),
+		termDesc:            prometheus.NewDesc(termName, termHelp, nil, nil),
+		indexDesc:           prometheus.NewDesc(indexName, indexHelp, []string{"kind"}, nil),
+		membersDesc:         prometheus.NewDesc(membersName, membersHelp, []string{"status"}, nil),
+		snapshotAgeDesc:     prometheus.NewDesc(snapshotAgeName, snapshotAgeHelp, nil, nil),
+		leaderDesc:          prometheus.NewDesc(isLeaderName, isLeaderHelp, nil, nil),
+		clockOffsetDesc:     prometheus.NewDesc(clockOffsetName, clockOffsetHelp, []string{"member"}, nil),
+		freeBytesDesc:       prometheus.NewDesc(freeBytesName, freeBytesHelp, nil, nil),
+		minFreeBytesDesc:    prometheus.NewDesc(minFreeBytesName, minFreeBytesHelp, nil, nil),
+		writesRefusedDesc:   prometheus.NewDesc(writesRefusedName, writesRefusedHelp, nil, nil),
 	}
 	for _, r := range []string{"ok", "quota", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)
@@ -123,7 +134,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		}
 	}()
 	if reg != nil {
-		reg.MustRegister(m.forwarded, m.commitSeconds, m.leaderChanges, m)
+		reg.MustRegister(m.forwarded, m.commitSeconds, m.leaderChanges, m.readIndexSeconds, m.readBarrierFailures, m)
 	}
 	return m
 }

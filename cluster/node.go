@@ -57,6 +57,7 @@ type Node struct {
 	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
 	probe     *memberProbe  // the members' clock offsets and storage flags (clock.go)
 	disk      *diskGuard    // free space of the storage path (diskspace.go)
+	reads     *readRounds   // reads waiting for the next read index (readindex.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
 	stop      chan struct{}
@@ -73,6 +74,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
 	}
 	if cfg.BootstrapExpect <= 0 {
 		cfg.BootstrapExpect = 1
@@ -105,7 +109,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, name: name, logger: cfg.Logger, state: cfg.State, fsm: newRaftFSM(cfg.State),
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
-		probe: &memberProbe{},
+		probe: &memberProbe{}, reads: newReadRounds(),
 	}
 	n.disk = &diskGuard{n: n, path: cfg.DataDir, reserve: cfg.MinFreeBytes}
 	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
@@ -124,7 +128,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
 
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.runReadRounds()
 	go n.runMemberProbe()
 	go n.serveCommands()
 	go n.runJoin()

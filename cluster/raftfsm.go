@@ -57,6 +57,14 @@ func (r *raftFSM) advance(index uint64) {
 	}
 }
 
+// appliedIndex returns the index of the last command applied (or of the
+// snapshot restored).
+func (r *raftFSM) appliedIndex() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied
+}
+
 // waitCh returns a channel closed once index has been applied, and a
 // function to call when the caller gives up waiting.
 func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {

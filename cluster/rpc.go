@@ -20,6 +20,8 @@ const (
 	methodRemove byte = 3 // [server name] → [code][message]
 	// methodTransfer asks the leader to hand over leadership.
 	methodTransfer byte = 4 // [target server name, may be empty] → [code][message]
+	// methodReadIndex asks the leader for a read index (readindex.go).
+	methodReadIndex byte = 5 // [uvarint timeout ms] → applyReply (index: the read index)
 )
 
 // Reply codes of methodApply, methodRemove and methodTransfer.

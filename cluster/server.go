@@ -83,6 +83,13 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 		}
 		timeout := min(time.Duration(timeoutMs)*time.Millisecond, n.cfg.WriteTimeout)
 		return n.applyAsLeader(data, timeout, growsState(cmd.Op)).encode(), true
+	case methodReadIndex:
+		timeoutMs, k := binary.Uvarint(req[1:])
+		if k <= 0 {
+			n.logger.Warn("refused malformed read-index request", "remote", remote)
+			return nil, false
+		}
+		return n.serveReadIndex(timeoutMs).encode(), true
 	case methodStatus:
 		return n.localStatus().encode(), true
 	case methodRemove:

@@ -63,6 +63,10 @@ type Options struct {
 	Store     Store
 	Submitter Submitter
 	Readiness Readiness
+	// Reads, when set, makes every read of the pushed metrics current
+	// first (see ReadBarrier); nil serves the local state as it is
+	// (--cluster.stale-reads).
+	Reads ReadBarrier
 	// Cluster may be nil (then /api/v1/cluster is 404).
 	Cluster Cluster
 	// Registry holds the node's own metrics; it is exposed on /metrics
@@ -165,6 +169,7 @@ func (a *API) Handler() http.Handler {
 	r.Get(prefix+"/-/healthy", a.metrics.instrument("healthy", a.healthy))
 	r.Get(prefix+"/-/ready", a.metrics.instrument("ready", a.ready))
 	r.Get(path.Join(prefix, a.opts.MetricsPath), a.exposition().ServeHTTP)
+	r.Get(prefix+SelfMetricsPath, a.selfMetrics().ServeHTTP)
 
 	pushPath := prefix + "/metrics"
 	for _, suffix := range []string{"", base64Suffix} {

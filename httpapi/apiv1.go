@@ -134,7 +134,12 @@ type apiFamily struct {
 // grouping-key order, where upstream's order is random). Each group's JSON
 // comes from groupJSONCache; the answer is byte for byte what respond
 // writes for the same groups (TestAPIMetricsCachedEqualsUncached).
-func (a *API) apiMetrics(w http.ResponseWriter, _ *http.Request) {
+func (a *API) apiMetrics(w http.ResponseWriter, r *http.Request) {
+	if err := a.awaitCurrent(r); err != nil {
+		a.setReadIndex(w)
+		a.respondError(w, http.StatusServiceUnavailable, err)
+		return
+	}
 	a.setReadIndex(w)
 	groups := a.opts.Store.Groups()
 	parts, err := a.groupJSON.render(groups)

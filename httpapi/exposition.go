@@ -51,6 +51,10 @@ func (a *API) exposition() http.Handler {
 		notifier.OnChange(w.kick)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.awaitCurrent(r); err != nil {
+			a.refuseStaleScrape(w, err)
+			return
+		}
 		a.setReadIndex(w)
 		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 		if !cacheable(format) || !a.opts.Store.Consistent() {

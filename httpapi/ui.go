@@ -247,7 +247,11 @@ type uiMetricsBody struct {
 // them expanded.
 const uiOpenGroupsMax = 5
 
-func (a *API) metricsPage(w http.ResponseWriter, _ *http.Request) {
+func (a *API) metricsPage(w http.ResponseWriter, r *http.Request) {
+	if err := a.awaitCurrent(r); err != nil {
+		http.Error(w, "This node cannot show current metrics: "+err.Error()+"\nThe other nodes of the cluster can.", http.StatusServiceUnavailable)
+		return
+	}
 	groups := a.opts.Store.Groups()
 	body := &uiMetricsBody{
 		Consistent: a.opts.Store.Consistent(),

@@ -57,6 +57,8 @@ type clusterFlags struct {
 	maxVoters       *int
 	reapTimeout     *time.Duration
 	writeTimeout    *time.Duration
+	readTimeout     *time.Duration
+	staleReads      *bool
 	gossipKeyFile   *string
 	tlsConfigFile   *string
 	minFreeBytes    *units.Base2Bytes
@@ -129,6 +131,8 @@ func addFlags(app *kingpin.Application) *flagSet {
 		maxVoters:       app.Flag("cluster.max-voters", "Number of voters the leader keeps; further nodes join as non-voters.").Default("5").Int(),
 		reapTimeout:     app.Flag("cluster.reap-timeout", "How long a failed or departed voter stays in the raft configuration before the leader removes it (only while the rest keep a quorum).").Default("30m").Duration(),
 		writeTimeout:    app.Flag("cluster.write-timeout", "How long a write may wait for a leader and a commit before it fails with 503.").Default("10s").Duration(),
+		readTimeout:     app.Flag("cluster.read-timeout", "How long a read of the pushed metrics (/metrics, /api/v1/metrics, the metrics page) may wait to learn the leader's commit index and apply up to it; then it fails with 503. Keep it below the scrape timeout.").Default(cluster.DefaultReadTimeout.String()).Duration(),
+		staleReads:      app.Flag("cluster.stale-reads", "Serve reads from this node's state as it is, without asking the leader first: lower latency and no 503 while cut off, but a node behind the others serves older values.").Default("false").Bool(),
 		gossipKeyFile:   app.Flag("cluster.gossip-key-file", "File with base64 gossip encryption keys, one per line, each 16, 24 or 32 bytes. The first key encrypts, all of them decrypt (key rotation). Empty: gossip is not encrypted.").Default("").String(),
 		tlsConfigFile:   app.Flag("cluster.tls-config-file", "YAML file (tls_server_config, tls_client_config) that turns on mutual TLS for every connection on the raft port: raft and forwarded writes. Empty: plain TCP.").Default("").String(),
 		minFreeBytes: app.Flag("storage.min-free-bytes", "Free space of the --storage.path filesystem below which pushes are refused with 507 (reads go on; writes resume once there is room), so that raft's term, vote and snapshots still fit. 0: no reserve.").

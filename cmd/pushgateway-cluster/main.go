@@ -124,6 +124,7 @@ func run(args []string) error {
 		MaxVoters:       *fl.cluster.maxVoters,
 		ReapTimeout:     *fl.cluster.reapTimeout,
 		WriteTimeout:    *fl.cluster.writeTimeout,
+		ReadTimeout:     *fl.cluster.readTimeout,
 		ExpireAfter:     *fl.push.expireAfter,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
@@ -150,8 +151,14 @@ func run(args []string) error {
 		go importUpstream(importCtx, node, state, upstreamFile, logger, readiness)
 	}
 
+	var reads httpapi.ReadBarrier = node
+	if *fl.cluster.staleReads {
+		reads = nil
+		logger.Info("stale reads on: each node serves its own state without asking the leader (--cluster.stale-reads)")
+	}
 	quit := make(chan struct{})
 	api := httpapi.New(httpapi.Options{
+		Reads:                   reads,
 		Store:                   state,
 		Submitter:               node,
 		Readiness:               readiness,
