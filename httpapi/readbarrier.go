@@ -20,13 +20,19 @@ type ReadBarrier interface {
 // awaitCurrent runs the read barrier before a read of the pushed metrics
 // (/metrics, /api/v1/metrics, the metrics page); the caller answers 503
 // with the error. Without a barrier (Options.Reads nil: stale reads) every
-// read is served from the local state at once.
+// read is served from the local state at once, and so is a read that asks
+// for it with the query parameter StaleParam (as Consul's ?stale).
 func (a *API) awaitCurrent(r *http.Request) error {
-	if a.opts.Reads == nil {
+	if a.opts.Reads == nil || r.URL.Query().Has(StaleParam) {
 		return nil
 	}
 	return a.opts.Reads.ReadBarrier(r.Context())
 }
+
+// StaleParam, present in the query of a read (/metrics?stale), serves that
+// read from this node's state as it is, without a read index: what
+// --cluster.stale-reads does for every read.
+const StaleParam = "stale"
 
 // SelfMetricsPath serves the node's own metrics only (go_*, process_*,
 // pushgateway_http_*, pushgateway_cluster_*, storage and store figures),

@@ -47,6 +47,10 @@ func TestCutOffNodeRefusesReadsUnlessStaleReadsAreOn(t *testing.T) {
 	if strings.Contains(body, "pushed_value") {
 		t.Fatalf("the 503 body serves pushed metrics:\n%s", body)
 	}
+	code, body, err = httpDo("GET", survivor.url()+"/metrics?stale", "")
+	if err != nil || code != 200 || !strings.Contains(body, `pushed_value{instance="",job="cutoff"} 7`) {
+		t.Fatalf("GET /metrics?stale on a node without quorum: %d %v\n%s", code, err, body)
+	}
 	code, body, err = httpDo("GET", survivor.url()+"/-/metrics", "")
 	if err != nil || code != 200 || !strings.Contains(body, "pushgateway_cluster_reads_refused_total ") || strings.Contains(body, "pushed_value") {
 		t.Fatalf("GET /-/metrics on a node without quorum: %d %v\n%s", code, err, body)

@@ -450,8 +450,10 @@ scrape_configs:
 	since := func(at float64) time.Duration {
 		return time.Unix(0, int64(at*1e9)).Sub(start).Round(time.Millisecond)
 	}
+	backA := 0
 	for i := 1; i < len(a); i++ {
 		if a[i].value < a[i-1].value {
+			backA++
 			t.Errorf("layout (a): value went back from %v (at +%v) to %v (at +%v)", a[i-1].value, since(a[i-1].at), a[i].value, since(a[i].at))
 		}
 		gap := a[i].at - a[i-1].at
@@ -481,7 +483,7 @@ scrape_configs:
 	pushMu.Unlock()
 	sort.Strings(errs)
 	t.Logf("over %v, %d pushes acknowledged; failed pushes by node and answer: %s", window-time.Minute, last, strings.Join(errs, ", "))
-	t.Logf("layout (a), through HAProxy: %d samples, none going back, largest gap %.1f s (scrape interval %v)", len(a), maxGap, labScrapeInterval)
+	t.Logf("layout (a), through HAProxy: %d samples, %d going back, largest gap %.1f s (scrape interval %v)", len(a), backA, maxGap, labScrapeInterval)
 	t.Logf("layout (b), 3 targets with honor_labels into one series: %d samples stored (%d scrapes per target), %d going back (a scrape that started earlier read later); Prometheus dropped %v out-of-order and %v duplicate-timestamp samples",
 		len(b), len(a), back,
 		promCounter(t, c, prom, "prometheus_target_scrapes_sample_out_of_order_total"),

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -252,7 +253,12 @@ type scrapeResult struct {
 // scrape GETs /metrics from node with the given Accept header and returns
 // the latency and the body size.
 func (l *loader) scrape(ctx context.Context, node, accept string) (time.Duration, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+"/metrics", nil)
+	return l.scrapePath(ctx, node, "/metrics", accept)
+}
+
+// scrapePath is scrape of another path (/metrics?stale).
+func (l *loader) scrapePath(ctx context.Context, node, path, accept string) (time.Duration, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+path, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -301,6 +307,58 @@ func (l *loader) scrapeLoad(ctx context.Context, groups []int, n int) (text, pro
 	}
 	text.lat, proto.lat = summarize(tl), summarize(pl)
 	return text, proto, nil
+}
+
+// followerScrapes scrapes a follower of a cluster n times as text with a
+// read index (/metrics, the default) and n times without (/metrics?stale),
+// alternately, each after a push through another node, so that the read
+// index has a fresh write to wait for.
+func (l *loader) followerScrapes(ctx context.Context, groups []int, n int) (readIndex, stale latencySummary, err error) {
+	follower, other, err := l.followerAndOther(ctx)
+	if err != nil {
+		return readIndex, stale, err
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	var ri, st []time.Duration
+	for i := 0; i < 2*n; i++ {
+		if _, err := l.push(ctx, other, http.MethodPut, groupPath(groups[rng.IntN(len(groups))]), pushBody(l.cfg.families, rng)); err != nil {
+			return readIndex, stale, fmt.Errorf("push between scrapes: %w", err)
+		}
+		path, lat := "/metrics", &ri
+		if i%2 == 1 {
+			path, lat = "/metrics?stale", &st
+		}
+		d, _, err := l.scrapePath(ctx, follower, path, acceptText)
+		if err != nil {
+			return readIndex, stale, err
+		}
+		*lat = append(*lat, d)
+	}
+	return summarize(ri), summarize(st), nil
+}
+
+// followerAndOther returns a follower's URL and another node's.
+func (l *loader) followerAndOther(ctx context.Context) (string, string, error) {
+	for i, node := range l.nodes {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+"/api/v1/cluster", nil)
+		if err != nil {
+			return "", "", err
+		}
+		resp, err := l.client.Do(req)
+		if err != nil {
+			return "", "", err
+		}
+		var env struct{ Data struct{ Self, Leader string } }
+		err = json.NewDecoder(resp.Body).Decode(&env)
+		resp.Body.Close()
+		if err != nil {
+			return "", "", fmt.Errorf("GET %s/api/v1/cluster: %w", node, err)
+		}
+		if env.Data.Leader != "" && env.Data.Self != env.Data.Leader {
+			return node, l.nodes[(i+1)%len(l.nodes)], nil
+		}
+	}
+	return "", "", errors.New("no follower found")
 }
 
 // convergenceMetric is the family the convergence phase pushes; it sorts

@@ -376,6 +376,17 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 	logf("G=%d %s: scrape text p50 %v (%d bytes), protobuf p50 %v (%d bytes)", G, target,
 		text.lat.p50.Round(time.Microsecond), text.size, proto.lat.p50.Round(time.Microsecond), proto.size)
 
+	// 3b. scrapes of a follower with and without a read index
+	if len(in.nodes) > 1 {
+		ri, st, err := l.followerScrapes(ctx, fr.groups, cfg.scrapes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("follower scrape: %w", err)
+		}
+		f.setLatency("scrape.follower_ri", ri)
+		f.setLatency("scrape.follower_stale", st)
+		logf("G=%d %s: scrape of a follower (text) with read index %v, stale %v", G, target, ri, st)
+	}
+
 	// 4. convergence
 	if len(in.nodes) > 1 && cfg.convergence > 0 {
 		cr, err := l.convergence(ctx, cfg.convergence)

@@ -102,6 +102,12 @@ func (c *config) rows() []row {
 			row{"scrape." + f.key + ".bytes", "scrape " + f.name + ": size", unitBytes, betterNone},
 		)
 	}
+	for _, f := range []struct{ key, name string }{{"follower_ri", "with read index"}, {"follower_stale", "stale (?stale)"}} {
+		rs = append(rs,
+			row{"scrape." + f.key + ".p50", "scrape of a follower " + f.name + " (3 nodes): p50", unitSeconds, betterLower},
+			row{"scrape." + f.key + ".p99", "scrape of a follower " + f.name + " (3 nodes): p99", unitSeconds, betterLower},
+		)
+	}
 	if c.convergence > 0 {
 		rs = append(rs,
 			row{"conv.p50", "convergence (3 nodes): p50", unitSeconds, betterLower},
