@@ -52,15 +52,15 @@ e2e: test-deps
 	$(GO) test -count=1 -timeout 15m -run 'E2E' -v ./test/
 
 ## test-deps: what the tests need besides Go: the real upstream Pushgateway and Prometheus,
-## Python's prometheus_client, curl, and Chromium for the browser test (Debian packages)
+## HAProxy, Python's prometheus_client, curl, and Chromium for the browser test (Debian packages)
 test-deps:
-	@{ command -v prometheus-pushgateway && command -v prometheus && command -v curl && command -v chromium && \
+	@{ command -v prometheus-pushgateway && command -v prometheus && command -v haproxy && command -v curl && command -v chromium && \
 	   command -v ip && command -v iptables && \
 	   /usr/bin/python3 -c 'import prometheus_client'; } >/dev/null 2>&1 || { \
-	  echo "installing Debian packages for the tests: prometheus-pushgateway prometheus python3-prometheus-client curl chromium iproute2 iptables"; \
+	  echo "installing Debian packages for the tests: prometheus-pushgateway prometheus haproxy python3-prometheus-client curl chromium iproute2 iptables"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus-pushgateway prometheus python3-prometheus-client curl chromium fonts-liberation iproute2 iptables >/dev/null; }
+	    prometheus-pushgateway prometheus haproxy python3-prometheus-client curl chromium fonts-liberation iproute2 iptables >/dev/null; }
 	$(GO) mod download
 
 ## test: vet, then every test with the race detector

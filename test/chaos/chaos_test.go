@@ -274,8 +274,9 @@ func checkMinorities(ops []Op, faults []faultRecord) (lines, problems []string) 
 		}
 		if f.MinorityRead == "" {
 			f.MinorityRead = "not probed (link mode: the cut node is unreachable)"
-		} else if strings.Count(f.MinorityRead, "/api/v1/metrics 200") != len(f.Cut) {
-			problems = append(problems, fmt.Sprintf("%s: a cut-off node did not serve reads: %s", f.Name, f.MinorityRead))
+		} else if strings.Count(f.MinorityRead, "/api/v1/metrics 503") != len(f.Cut) ||
+			strings.Count(f.MinorityRead, "?stale 200") != len(f.Cut) || strings.Count(f.MinorityRead, "/-/metrics 200") != len(f.Cut) {
+			problems = append(problems, fmt.Sprintf("%s: a cut-off node served a current read, or no stale read or own metrics: %s", f.Name, f.MinorityRead))
 		}
 		lines = append(lines, fmt.Sprintf("minority during %s at %.1fs: writes sent to %s while cut off: ok before healing %d, ok after healing %d, 503 %d, 504/unknown %d; reads: %s",
 			f.Name, f.At.Seconds(), strings.Join(f.Cut, ","), counts[Acked]-ackedAfter, ackedAfter, counts[Failed], counts[Unknown]+counts[Unexpected], f.MinorityRead))

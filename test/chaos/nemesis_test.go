@@ -307,15 +307,19 @@ func runNemesis(c *cluster, base time.Time, nm nemesis, rng *rand.Rand) faultRec
 		rec.Cut = append(rec.Cut, n.name)
 	}
 	if len(cut) > 0 && len(errs) == 0 && !c.nw.linkMode {
-		// A node cut off from the majority keeps serving reads.
+		// A node cut off from the majority refuses current reads (503)
+		// and serves stale ones (?stale) and its own metrics.
 		time.Sleep(nm.hold / 2) // the nemesis schedule
 		var reads []string
 		for _, n := range cut {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, apiCode, apiErr := n.get(ctx, "/api/v1/metrics")
+			_, staleCode, staleErr := n.get(ctx, "/api/v1/metrics?stale")
+			_, selfCode, _ := n.get(ctx, "/-/metrics")
 			_, readyCode, _ := n.get(ctx, "/-/ready")
 			cancel()
-			reads = append(reads, fmt.Sprintf("%s: /api/v1/metrics %d%s, /-/ready %d", n.name, apiCode, errSuffix(apiErr), readyCode))
+			reads = append(reads, fmt.Sprintf("%s: /api/v1/metrics %d%s, ?stale %d%s, /-/metrics %d, /-/ready %d",
+				n.name, apiCode, errSuffix(apiErr), staleCode, errSuffix(staleErr), selfCode, readyCode))
 		}
 		rec.MinorityRead = strings.Join(reads, "; ")
 		time.Sleep(nm.hold - nm.hold/2)
