@@ -972,8 +972,12 @@ func TestServiceMonitor(t *testing.T) {
 	if !selects(client.Spec.Selector, o.podLabels()) {
 		t.Errorf("the client Service selected by the ServiceMonitor does not select the pods")
 	}
-	if len(sm.Spec.Endpoints) != 1 {
-		t.Fatalf("ServiceMonitor %s: %d endpoints, want 1", sm.Metadata.Name, len(sm.Spec.Endpoints))
+	if len(sm.Spec.Endpoints) != 2 {
+		t.Fatalf("ServiceMonitor %s: %d endpoints, want 2 (pushed metrics through the Service, each pod's own)", sm.Metadata.Name, len(sm.Spec.Endpoints))
+	}
+	// The second: every pod's own metrics, one target per pod.
+	if own := sm.Spec.Endpoints[1]; own.Path != "/-/metrics" || own.Port != "http" || own.HonorLabels {
+		t.Errorf("ServiceMonitor %s second endpoint = %+v, want port http, path /-/metrics, target labels kept", sm.Metadata.Name, own)
 	}
 	ep := sm.Spec.Endpoints[0]
 	if !ep.HonorLabels {
