@@ -74,37 +74,38 @@ func (n *Node) leaderOp(ctx context.Context, what string, method byte, payload [
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	lastReason := "no leader known"
-	for {
-		addr, id := n.raft.LeaderWithID()
-		switch {
-		case addr == "":
-		case id == raft.ServerID(n.name):
+	var result error
+	done, reason := n.onLeader(ctx, 20*time.Millisecond, func(addr string, self bool) (bool, string) {
+		if self {
 			err := local()
 			var u *UnavailableError
-			if !errors.As(err, &u) {
-				return err
+			if errors.As(err, &u) {
+				return false, u.Reason
 			}
-			lastReason = u.Reason
-		default:
-			reply, err := n.rpc.call(string(addr), deadline, append([]byte{method}, payload...))
-			switch {
-			case err != nil:
-				lastReason = err.Error()
-			case len(reply) > 0 && reply[0] == codeOK:
-				return nil
-			case len(reply) > 0 && reply[0] == codeBadRequest:
-				return errors.New(string(reply[1:]))
-			case len(reply) > 0:
-				lastReason = string(reply[1:])
-			}
+			result = err
+			return true, ""
 		}
-		if ctx.Err() != nil {
-			return &UnavailableError{Reason: fmt.Sprintf("%s: %s", what, lastReason)}
+		reply, err := n.rpc.call(addr, deadline, append([]byte{method}, payload...))
+		switch {
+		case err != nil:
+			return false, err.Error()
+		case len(reply) > 0 && reply[0] == codeOK:
+			return true, ""
+		case len(reply) > 0 && reply[0] == codeBadRequest:
+			result = errors.New(string(reply[1:]))
+			return true, ""
+		case len(reply) > 0:
+			return false, string(reply[1:])
 		}
-		if !n.sleep(20 * time.Millisecond) {
-			return &UnavailableError{Reason: "node is shutting down"}
-		}
+		return false, "empty reply from the leader"
+	})
+	switch {
+	case done:
+		return result
+	case reason == errStopping:
+		return &UnavailableError{Reason: reason}
+	default:
+		return &UnavailableError{Reason: fmt.Sprintf("%s: %s", what, reason)}
 	}
 }
 

@@ -134,28 +134,29 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 // command port), trying again until the deadline while there is no leader
 // or the leader cannot answer yet.
 func (n *Node) fetchReadIndex(deadline time.Time) (uint64, error) {
-	reason := "no raft leader known"
-	for time.Now().Before(deadline) {
-		addr, id, why := n.leaderContact()
-		var idx uint64
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var idx uint64
+	done, reason := n.onLeader(ctx, 10*time.Millisecond, func(addr string, self bool) (bool, string) {
 		var err error
-		switch {
-		case why != "":
-			err = errors.New(why)
-		case id == raft.ServerID(n.name):
+		if self {
 			idx, err = n.leaderReadIndex(deadline)
-		default:
-			idx, err = n.askReadIndex(string(addr), deadline)
+		} else {
+			idx, err = n.askReadIndex(addr, deadline)
 		}
-		if err == nil {
-			return idx, nil
+		if err != nil {
+			return false, err.Error()
 		}
-		reason = err.Error()
-		if !n.sleep(10 * time.Millisecond) {
-			return 0, &ReadUnavailableError{Reason: "node is shutting down"}
-		}
+		return true, ""
+	})
+	switch {
+	case done:
+		return idx, nil
+	case reason == errStopping:
+		return 0, &ReadUnavailableError{Reason: reason}
+	default:
+		return 0, &ReadUnavailableError{Reason: "no read index from the leader within the read timeout: " + reason}
 	}
-	return 0, &ReadUnavailableError{Reason: "no read index from the leader within the read timeout: " + reason}
 }
 
 // askReadIndex asks the leader at addr for a read index.

@@ -46,27 +46,13 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	// no attempt is confirmed by then, the answer is "unknown" (504) when
 	// one of them may have been appended, "unavailable" (503) otherwise.
 	var reply applyReply
-	lastReason := "no raft leader known"
 	maybeApplied := false
-	failure := func() error {
-		if maybeApplied {
-			return &OutcomeUnknownError{Reason: fmt.Sprintf("%s; no attempt confirmed within %s", lastReason, n.cfg.WriteTimeout)}
-		}
-		return &UnavailableError{Reason: fmt.Sprintf("%s within %s", lastReason, n.cfg.WriteTimeout)}
-	}
-	for {
-		if ctx.Err() != nil {
-			return nil, failure()
-		}
-		addr, id, reason := n.leaderContact()
-		switch {
-		case reason != "":
-			lastReason = reason
-			reply = applyReply{code: codeUnavailable}
-		case id == raft.ServerID(n.name):
+	done, reason := n.onLeader(ctx, 10*time.Millisecond, func(addr string, self bool) (bool, string) {
+		if self {
 			reply = n.applyAsLeader(data, time.Until(deadline), grows)
-		default:
-			reply, err = n.forward(string(addr), data, deadline)
+		} else {
+			var err error
+			reply, err = n.forward(addr, data, deadline)
 			switch {
 			case err == nil:
 				n.metrics.forwarded.WithLabelValues(replyCodeName(reply.code)).Inc()
@@ -79,25 +65,24 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 			}
 		}
 		switch reply.code {
-		case codeOK, codeQuota:
-		case codeBadRequest:
-			return nil, fmt.Errorf("%w: the leader refused it: %s", fsm.ErrInvalidCommand, reply.message)
-		case codeInsufficientStorage:
-			return nil, &InsufficientStorageError{Reason: reply.message}
-		default:
-			if reply.code == codeUnknown {
-				maybeApplied = true
-			}
-			if reply.message != "" {
-				lastReason = reply.message
-			}
-			if !n.sleep(10 * time.Millisecond) {
-				lastReason = "node is shutting down"
-				return nil, failure()
-			}
-			continue
+		case codeOK, codeQuota, codeBadRequest, codeInsufficientStorage:
+			return true, ""
+		case codeUnknown:
+			maybeApplied = true
 		}
-		break
+		return false, reply.message
+	})
+	if !done {
+		if maybeApplied {
+			return nil, &OutcomeUnknownError{Reason: fmt.Sprintf("%s; no attempt confirmed within %s", reason, n.cfg.WriteTimeout)}
+		}
+		return nil, &UnavailableError{Reason: fmt.Sprintf("%s within %s", reason, n.cfg.WriteTimeout)}
+	}
+	switch reply.code {
+	case codeBadRequest:
+		return nil, fmt.Errorf("%w: the leader refused it: %s", fsm.ErrInvalidCommand, reply.message)
+	case codeInsufficientStorage:
+		return nil, &InsufficientStorageError{Reason: reply.message}
 	}
 	ch, giveUp := n.fsm.waitCh(reply.index)
 	defer giveUp()
