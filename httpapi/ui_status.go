@@ -7,8 +7,7 @@ import (
 )
 
 // The status page (/status): build information, start time and flags, as
-// upstream's status tab. The page templates and the other pages are in
-// ui.go.
+// upstream's status tab. The page frame, templates and assets are in ui.go.
 
 type uiStatusBody struct {
 	Start            time.Time
