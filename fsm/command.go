@@ -33,30 +33,7 @@ const (
 	// OpRestore replaces the whole state with a snapshot (admin API
 	// restore).
 	OpRestore Op = 7
-
-	maxOp = OpRestore
 )
-
-// String returns the name of the operation.
-func (o Op) String() string {
-	switch o {
-	case OpPut:
-		return "PUT"
-	case OpPost:
-		return "POST"
-	case OpDelete:
-		return "DELETE"
-	case OpWipe:
-		return "WIPE"
-	case OpExpire:
-		return "EXPIRE"
-	case OpImport:
-		return "IMPORT"
-	case OpRestore:
-		return "RESTORE"
-	}
-	return fmt.Sprintf("Op(%d)", uint8(o))
-}
 
 // CommandVersion is the version of the binary command encoding written by
 // this build. Decode accepts this version only and fails loudly otherwise.
@@ -137,7 +114,7 @@ const (
 // Labels are written in sorted order and families in the given order, so
 // equal commands encode to equal bytes.
 func (c *Command) Encode() ([]byte, error) {
-	if c.Op < OpPut || c.Op > maxOp {
+	if _, ok := operations[c.Op]; !ok {
 		return nil, fmt.Errorf("encode command: unknown op %d", c.Op)
 	}
 	if err := c.checkFields(); err != nil {
@@ -231,27 +208,6 @@ func StampCommand(data []byte, st Stamp) []byte {
 	return protowire.AppendVarint(out, st.MaxSeries)
 }
 
-// checkFields refuses fields that do not belong to the command's op, so a
-// command means one thing only.
-func (c *Command) checkFields() error {
-	switch c.Op {
-	case OpExpire, OpImport, OpRestore:
-		if len(c.Labels) > 0 || len(c.Families) > 0 || c.Unchecked {
-			return fmt.Errorf("%s with grouping labels, families or unchecked flag", c.Op)
-		}
-	}
-	if c.Op != OpExpire && (len(c.Expire) > 0 || c.CutoffUnixNano != 0) {
-		return fmt.Errorf("%s with expiry fields", c.Op)
-	}
-	if c.Op != OpImport && (len(c.Import) > 0 || c.Source != "") {
-		return fmt.Errorf("%s with import fields", c.Op)
-	}
-	if c.Op != OpRestore && len(c.Snapshot) > 0 {
-		return fmt.Errorf("%s with a snapshot", c.Op)
-	}
-	return nil
-}
-
 // appendLabels writes a label map as repeated LabelPair messages in sorted
 // order of names.
 func appendLabels(b []byte, field protowire.Number, labels map[string]string) []byte {
@@ -307,7 +263,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 			case cmdFieldVersion:
 				version, seenVersion = v, true
 			case cmdFieldOp:
-				if v < uint64(OpPut) || v > uint64(maxOp) {
+				if _, ok := operations[Op(v)]; !ok || v > 255 {
 					return nil, fmt.Errorf("%w: unknown op %d", ErrMalformedCommand, v)
 				}
 				c.Op = Op(v)

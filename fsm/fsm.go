@@ -125,23 +125,8 @@ func (s *FSM) changed() {
 }
 
 func (s *FSM) applyLocked(cmd *Command) *Result {
-	switch cmd.Op {
-	case OpDelete:
-		s.setGroup(GroupingKey(cmd.Labels), nil)
-		return &Result{}
-	case OpWipe:
-		for key := range s.groups {
-			s.setGroup(key, nil)
-		}
-		return &Result{}
-	case OpPut, OpPost:
-		return s.applyPush(cmd)
-	case OpExpire:
-		return s.applyExpire(cmd)
-	case OpImport:
-		return s.applyImport(cmd)
-	case OpRestore:
-		return s.applyRestore(cmd)
+	if op, ok := operations[cmd.Op]; ok {
+		return op.apply(s, cmd)
 	}
 	return &Result{Err: fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, cmd.Op)}
 }

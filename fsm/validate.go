@@ -55,55 +55,14 @@ func wellFormed(cmd *Command, readSnapshot bool) error {
 	if cmd == nil {
 		return errors.New("no command")
 	}
-	if cmd.Op < OpPut || cmd.Op > maxOp {
+	op, ok := operations[cmd.Op]
+	if !ok {
 		return fmt.Errorf("unknown op %d", cmd.Op)
 	}
 	if err := cmd.checkFields(); err != nil {
 		return err
 	}
-	switch cmd.Op {
-	case OpPut, OpPost:
-		if err := validateGroupingLabels(cmd.Labels); err != nil {
-			return err
-		}
-		for _, mf := range cmd.Families {
-			if err := validateFamily(mf, cmd.Labels, cmd.Unchecked); err != nil {
-				return err
-			}
-		}
-	case OpDelete:
-		return validateGroupingLabels(cmd.Labels)
-	case OpWipe:
-		if len(cmd.Labels) > 0 || len(cmd.Families) > 0 {
-			return errors.New("WIPE with grouping labels or families")
-		}
-	case OpExpire:
-		for _, labels := range cmd.Expire {
-			if err := validateGroupingLabels(labels); err != nil {
-				return fmt.Errorf("expired group: %v", err)
-			}
-		}
-	case OpImport:
-		seen := make(map[string]bool, len(cmd.Import))
-		for _, g := range cmd.Import {
-			if err := ValidateImport(g); err != nil {
-				return fmt.Errorf("imported group: %v", err)
-			}
-			key := GroupingKey(g.Labels)
-			if seen[key] {
-				return fmt.Errorf("imported group %v twice", g.Labels)
-			}
-			seen[key] = true
-		}
-	case OpRestore:
-		// Every group of the snapshot must pass ValidateGroup.
-		if readSnapshot {
-			if _, err := ValidateSnapshot(cmd.Snapshot); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return op.check(cmd, readSnapshot)
 }
 
 // ValidateGroup checks a group as it is stored (a snapshot's, restored by
