@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -71,11 +72,7 @@ type voteRecord struct {
 }
 
 func voteRecordSum(vals map[string][]byte) uint32 {
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(vals))
 	h := crc32.New(castagnoli)
 	for _, k := range keys {
 		fmt.Fprintf(h, "%d:%s=%d:", len(k), k, len(vals[k]))

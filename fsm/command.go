@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -211,11 +212,7 @@ func StampCommand(data []byte, st Stamp) []byte {
 // appendLabels writes a label map as repeated LabelPair messages in sorted
 // order of names.
 func appendLabels(b []byte, field protowire.Number, labels map[string]string) []byte {
-	names := make([]string, 0, len(labels))
-	for n := range labels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(labels))
 	for _, n := range names {
 		var lp []byte
 		lp = protowire.AppendTag(lp, 1, protowire.BytesType)

@@ -1,7 +1,8 @@
 package fsm
 
 import (
-	"sort"
+	"maps"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
@@ -29,11 +30,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	if s.exposed != nil {
 		return s.exposed
 	}
-	names := make([]string, 0, len(s.ix.names))
-	for name := range s.ix.names {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(s.ix.names))
 	out := make([]*dto.MetricFamily, 0, len(names))
 	for _, name := range names {
 		e := s.ix.names[name]

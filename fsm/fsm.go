@@ -3,7 +3,8 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -278,11 +279,7 @@ func (s *FSM) Groups() []*Group {
 func (s *FSM) groupsLocked() []*Group {
 	keys := s.sortedKeys
 	if keys == nil {
-		keys = make([]string, 0, len(s.groups))
-		for k := range s.groups {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys = slices.Sorted(maps.Keys(s.groups))
 		// Only cache under the write lock; callers under the read lock
 		// only get here when the cache is already filled.
 		s.sortedKeys = keys

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,11 +57,7 @@ func (g *Group) SortedLabelNames() []string {
 
 // SortedFamilyNames returns the names of the group's families, sorted.
 func (g *Group) SortedFamilyNames() []string {
-	names := make([]string, 0, len(g.Families))
-	for n := range g.Families {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(g.Families))
 	return names
 }
 

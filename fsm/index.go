@@ -3,6 +3,7 @@ package fsm
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -355,18 +356,10 @@ func (ix *index) storeErrors() []error {
 			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, d.metric))
 		}
 	}
-	names := make([]string, 0, len(ix.mixed))
-	for n := range ix.mixed {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(ix.mixed))
 	for _, name := range names {
 		e := ix.names[name]
-		keys := make([]string, 0, len(e.groups))
-		for k := range e.groups {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(e.groups))
 		first := e.groups[keys[0]].MF.GetType()
 		for _, k := range keys[1:] {
 			if mf := e.groups[k].MF; mf.GetType() != first && len(mf.GetMetric()) > 0 {

@@ -2,8 +2,8 @@ package fsm
 
 import (
 	"errors"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
@@ -90,11 +90,7 @@ func sortLabelPairs(pairs []*dto.LabelPair) {
 
 // sortedNames returns the keys of a label map in sorted order.
 func sortedNames(labels map[string]string) []string {
-	names := make([]string, 0, len(labels))
-	for n := range labels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(labels))
 	return names
 }
 

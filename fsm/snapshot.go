@@ -9,7 +9,8 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -133,11 +134,7 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 
 func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
 	b = appendLabels(b, groupFieldLabel, g.Labels)
-	names := make([]string, 0, len(g.Families))
-	for n := range g.Families {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(g.Families))
 	for _, n := range names {
 		f := g.Families[n]
 		mfBytes, err := opts.Marshal(f.MF)

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -214,11 +215,7 @@ func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[
 			return nil, err
 		}
 	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(byName))
 	out := make([]*dto.MetricFamily, len(names))
 	for i, n := range names {
 		out[i] = byName[n]
