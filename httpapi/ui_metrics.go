@@ -134,8 +134,8 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 	}
 	out.Desc = strings.Join(desc, ", ")
 	out.DeleteURL = del.String()
-	out.LastPush = pushTime(g.Families["push_time_seconds"])
-	out.LastFailure = pushTime(g.Families["push_failure_time_seconds"])
+	out.LastPush = pushTime(g.Families[fsm.PushTimeMetricName])
+	out.LastFailure = pushTime(g.Families[fsm.PushFailureTimeMetricName])
 	for _, name := range g.SortedFamilyNames() {
 		out.Families = append(out.Families, uiFamilyOf(name, g.Families[name], g.Labels))
 	}
@@ -210,7 +210,7 @@ func uiFamilyOf(name string, f *fsm.Family, grouping map[string]string) uiFamily
 		default:
 			v := simpleValue(m)
 			s.Value = formatFloat(v)
-			if (name == "push_time_seconds" || name == "push_failure_time_seconds") && v > 0 {
+			if (name == fsm.PushTimeMetricName || name == fsm.PushFailureTimeMetricName) && v > 0 {
 				if t := pushTime(f); !t.IsZero() {
 					s.Hint = t.UTC().Format("2006-01-02 15:04:05.000 MST")
 				}
