@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -209,22 +207,6 @@ func StampCommand(data []byte, st Stamp) []byte {
 	return protowire.AppendVarint(out, st.MaxSeries)
 }
 
-// appendLabels writes a label map as repeated LabelPair messages in sorted
-// order of names.
-func appendLabels(b []byte, field protowire.Number, labels map[string]string) []byte {
-	names := slices.Sorted(maps.Keys(labels))
-	for _, n := range names {
-		var lp []byte
-		lp = protowire.AppendTag(lp, 1, protowire.BytesType)
-		lp = protowire.AppendString(lp, n)
-		lp = protowire.AppendTag(lp, 2, protowire.BytesType)
-		lp = protowire.AppendString(lp, labels[n])
-		b = protowire.AppendTag(b, field, protowire.BytesType)
-		b = protowire.AppendBytes(b, lp)
-	}
-	return b
-}
-
 // ErrMalformedCommand is wrapped by every error DecodeCommand returns for
 // bytes that are not a valid command.
 var ErrMalformedCommand = errors.New("malformed command")
@@ -347,27 +329,4 @@ func DecodeCommand(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: no op", ErrMalformedCommand)
 	}
 	return c, nil
-}
-
-// decodeLabelSet reads a message of repeated LabelPair in field 1.
-func decodeLabelSet(b []byte) (map[string]string, error) {
-	labels := map[string]string{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num != 1 || typ != protowire.BytesType {
-			return nil, errors.New("bad field in label set")
-		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		lp := &dto.LabelPair{}
-		if err := proto.Unmarshal(v, lp); err != nil {
-			return nil, err
-		}
-		labels[lp.GetName()] = lp.GetValue()
-	}
-	return labels, nil
 }

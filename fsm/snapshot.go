@@ -9,10 +9,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"maps"
-	"slices"
 
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -130,26 +127,6 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return cw.n, fmt.Errorf("write snapshot checksum: %w", err)
 	}
 	return cw.n, nil
-}
-
-func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
-	b = appendLabels(b, groupFieldLabel, g.Labels)
-	names := slices.Sorted(maps.Keys(g.Families))
-	for _, n := range names {
-		f := g.Families[n]
-		mfBytes, err := opts.Marshal(f.MF)
-		if err != nil {
-			return nil, fmt.Errorf("encode family %q of group %v: %w", n, g.Labels, err)
-		}
-		var rec []byte
-		rec = protowire.AppendTag(rec, famFieldTime, protowire.VarintType)
-		rec = protowire.AppendVarint(rec, uint64(f.TimeUnixNano))
-		rec = protowire.AppendTag(rec, famFieldMF, protowire.BytesType)
-		rec = protowire.AppendBytes(rec, mfBytes)
-		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
-		b = protowire.AppendBytes(b, rec)
-	}
-	return b, nil
 }
 
 type countingWriter struct {
@@ -366,74 +343,4 @@ func decodeImportRecord(b []byte) (*ImportRecord, error) {
 		}
 	}
 	return r, nil
-}
-
-func decodeGroup(b []byte) (*Group, error) {
-	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
-			return nil, fmt.Errorf("bad field in group record")
-		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch num {
-		case groupFieldLabel:
-			lp := &dto.LabelPair{}
-			if err := proto.Unmarshal(v, lp); err != nil {
-				return nil, fmt.Errorf("grouping label: %w", err)
-			}
-			g.Labels[lp.GetName()] = lp.GetValue()
-		case groupFieldFamily:
-			f, err := decodeFamily(v)
-			if err != nil {
-				return nil, err
-			}
-			g.Families[f.MF.GetName()] = f
-		default:
-			return nil, fmt.Errorf("unknown field %d in group record", num)
-		}
-	}
-	g.Key = GroupingKey(g.Labels)
-	return g, nil
-}
-
-func decodeFamily(b []byte) (*Family, error) {
-	f := &Family{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch {
-		case num == famFieldTime && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, protowire.ParseError(n)
-			}
-			b = b[n:]
-			f.TimeUnixNano = int64(v)
-		case num == famFieldMF && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, protowire.ParseError(n)
-			}
-			b = b[n:]
-			f.MF = &dto.MetricFamily{}
-			if err := proto.Unmarshal(v, f.MF); err != nil {
-				return nil, fmt.Errorf("metric family: %w", err)
-			}
-		default:
-			return nil, fmt.Errorf("unknown field %d in family record", num)
-		}
-	}
-	if f.MF == nil {
-		return nil, errors.New("family record without metric family")
-	}
-	return f, nil
 }

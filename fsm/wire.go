@@ -1,0 +1,146 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Wire helpers shared by the command encoding (command.go) and the
+// snapshot format (snapshot.go): label sets and group records, written
+// with protowire in protobuf wire format. An imported group travels in a
+// command exactly as a group is stored in a snapshot.
+
+// appendLabels writes a label map as repeated LabelPair messages in sorted
+// order of names.
+func appendLabels(b []byte, field protowire.Number, labels map[string]string) []byte {
+	names := slices.Sorted(maps.Keys(labels))
+	for _, n := range names {
+		var lp []byte
+		lp = protowire.AppendTag(lp, 1, protowire.BytesType)
+		lp = protowire.AppendString(lp, n)
+		lp = protowire.AppendTag(lp, 2, protowire.BytesType)
+		lp = protowire.AppendString(lp, labels[n])
+		b = protowire.AppendTag(b, field, protowire.BytesType)
+		b = protowire.AppendBytes(b, lp)
+	}
+	return b
+}
+
+// decodeLabelSet reads a message of repeated LabelPair in field 1.
+func decodeLabelSet(b []byte) (map[string]string, error) {
+	labels := map[string]string{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, errors.New("bad field in label set")
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		lp := &dto.LabelPair{}
+		if err := proto.Unmarshal(v, lp); err != nil {
+			return nil, err
+		}
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	return labels, nil
+}
+
+func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
+	b = appendLabels(b, groupFieldLabel, g.Labels)
+	names := slices.Sorted(maps.Keys(g.Families))
+	for _, n := range names {
+		f := g.Families[n]
+		mfBytes, err := opts.Marshal(f.MF)
+		if err != nil {
+			return nil, fmt.Errorf("encode family %q of group %v: %w", n, g.Labels, err)
+		}
+		var rec []byte
+		rec = protowire.AppendTag(rec, famFieldTime, protowire.VarintType)
+		rec = protowire.AppendVarint(rec, uint64(f.TimeUnixNano))
+		rec = protowire.AppendTag(rec, famFieldMF, protowire.BytesType)
+		rec = protowire.AppendBytes(rec, mfBytes)
+		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
+		b = protowire.AppendBytes(b, rec)
+	}
+	return b, nil
+}
+
+func decodeGroup(b []byte) (*Group, error) {
+	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, fmt.Errorf("bad field in group record")
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case groupFieldLabel:
+			lp := &dto.LabelPair{}
+			if err := proto.Unmarshal(v, lp); err != nil {
+				return nil, fmt.Errorf("grouping label: %w", err)
+			}
+			g.Labels[lp.GetName()] = lp.GetValue()
+		case groupFieldFamily:
+			f, err := decodeFamily(v)
+			if err != nil {
+				return nil, err
+			}
+			g.Families[f.MF.GetName()] = f
+		default:
+			return nil, fmt.Errorf("unknown field %d in group record", num)
+		}
+	}
+	g.Key = GroupingKey(g.Labels)
+	return g, nil
+}
+
+func decodeFamily(b []byte) (*Family, error) {
+	f := &Family{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == famFieldTime && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			f.TimeUnixNano = int64(v)
+		case num == famFieldMF && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			f.MF = &dto.MetricFamily{}
+			if err := proto.Unmarshal(v, f.MF); err != nil {
+				return nil, fmt.Errorf("metric family: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("unknown field %d in family record", num)
+		}
+	}
+	if f.MF == nil {
+		return nil, errors.New("family record without metric family")
+	}
+	return f, nil
+}
