@@ -2,474 +2,397 @@ package chaos
 
 import (
 	"fmt"
-	"math"
+	"math/rand"
 	"sort"
 	"strings"
+	"testing"
 	"time"
 )
 
-// The model. Every key (grouping key job="chaos",k=<key>) holds two
-// families, chaos_a and chaos_b; each family, when present, holds exactly
-// one series whose op label is the unique id of the write that put it
-// there. The workload's writes are assignments of fields:
-//
-//	PUT    body chaos_a{op=ID}: a := ID, b := none (PUT replaces the group)
-//	POST   body chaos_F{op=ID}: F := ID           (POST replaces one family)
-//	DELETE                      a := none, b := none
-//
-// So the state of a key is the pair (a, b), and the final value of a field
-// is the value of the last write, in log order, that assigns it.
-//
-// What the checker knows (see the README, "Guarantees"):
-//   - An acknowledged write (200/202) was committed and applied at the raft
-//     index its X-Pushgateway-Raft-Index header names; acknowledged writes
-//     are totally ordered by that index.
-//   - A 503, or a connection that was never established, was certainly not
-//     applied: its value must never be visible.
-//   - A 504, a timeout or a broken connection is of unknown outcome: the
-//     write may have been applied (possibly more than once, since the node
-//     retries: every write is idempotent) at any index after it started,
-//     or not at all.
-//
-// Check (1), per key: does some log order explain the final state? The
-// acknowledged writes stand at their indexes; an unknown write may be
-// inserted anywhere after the acknowledged writes that completed before it
-// started; an acknowledged write may also be applied again after its own
-// index but before any acknowledged write that started after it completed
-// (an earlier duplicate is overwritten by the acknowledged application and
-// changes nothing), and before any unknown write that started after it was
-// acknowledged. This is linearizability of the write history with the raft
-// indexes as the order of the acknowledged writes. Since all writes are
-// field assignments, only "does each field equal its final value?"
-// matters: the search runs over four abstract states (each with the lowest
-// reachable "latest start of an applied unknown write"), positions 0..m, in
-// O(m * writes) time, and applying an unknown write more than once is
-// allowed because the later application overwrites everything the earlier
-// one assigned. TestCheckerAgainstSimulation compares it with a brute-force
-// enumeration of every allowed order.
-//
-// Check (2): an acknowledged write that is the last acknowledged writer of
-// a field (the highest index among the acknowledged writes assigning it)
-// is lost when the field does not show its value and no write that may
-// come after it in the log (an unknown write, or a re-application of a
-// concurrent acknowledged write) assigns the value the field shows.
+// These tests check the checker itself (they need no binary and also run
+// with -short).
 
-// Outcome classifies a write's answer.
-type Outcome int
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
-const (
-	// Acked is 200 (PUT/POST) or 202 (DELETE): applied at Index.
-	Acked Outcome = iota
-	// Failed is 503: certainly not applied.
-	Failed
-	// NotSent is a connection that could not be established: certainly
-	// not applied.
-	NotSent
-	// Unknown is 504, a timeout or a broken connection: maybe applied.
-	Unknown
-	// Unexpected is any other status (400, 500, ...): treated as maybe
-	// applied by the checker, and failing the test.
-	Unexpected
-)
-
-func (o Outcome) String() string {
-	return [...]string{"ok", "503", "not-sent", "unknown", "unexpected"}[o]
-}
-
-// Op is one recorded write.
-type Op struct {
-	Client int           `json:"client"`
-	ID     string        `json:"id"`     // unique value of the op label
-	Kind   string        `json:"kind"`   // PUT, POST, DELETE
-	Family string        `json:"family"` // "a" or "b" for POST, "a" for PUT
-	Key    string        `json:"key"`
-	Node   string        `json:"node"`
-	Start  time.Duration `json:"start"` // since the run's start (monotonic)
-	End    time.Duration `json:"end"`
-	Status int           `json:"status,omitempty"`
-	Index  uint64        `json:"index,omitempty"`
-	Err    string        `json:"err,omitempty"`
-	Result Outcome       `json:"result"`
-}
-
-func (o Op) describe() string {
-	if o.Kind == "DELETE" {
-		return "DELETE"
-	}
-	return o.Kind + " chaos_" + o.Family
-}
-
-// maybeApplied reports whether the op's outcome is unknown.
-func (o Op) maybeApplied() bool { return o.Result == Unknown || o.Result == Unexpected }
-
-// State is a key's final state: the op id in chaos_a and chaos_b, "" when
-// the family (or the whole group) is absent.
-type State [2]string
-
-func famIndex(f string) int {
-	if f == "b" {
-		return 1
-	}
-	return 0
-}
-
-// writes returns the fields the op assigns (bit 0: a, bit 1: b) and the
-// values it assigns them.
-func (o Op) writes() (mask uint8, vals State) {
-	switch o.Kind {
+// op builds an op on key k: kind is PUT, POSTa, POSTb or DELETE.
+func op(id, kind string, start, end int, res Outcome, index uint64) Op {
+	o := Op{ID: id, Key: "k", Start: ms(start), End: ms(end), Result: res, Index: index, Node: "n1"}
+	switch kind {
+	case "POSTa", "POSTb":
+		o.Kind, o.Family = "POST", kind[4:]
 	case "PUT":
-		return 3, State{o.ID, ""}
-	case "POST":
-		f := famIndex(o.Family)
-		vals[f] = o.ID
-		return 1 << f, vals
-	default: // DELETE
-		return 3, State{}
+		o.Kind, o.Family = "PUT", "a"
+	default:
+		o.Kind = kind
+	}
+	return o
+}
+
+func check(ops []Op, final State) Report {
+	finals := map[string]State{}
+	if final != (State{}) {
+		finals["k"] = final
+	}
+	return checkHistory(ops, []string{"k"}, finals)
+}
+
+func TestCheckerSequential(t *testing.T) {
+	ops := []Op{
+		op("x", "PUT", 0, 1, Acked, 10),
+		op("y", "POSTb", 2, 3, Acked, 11),
+		op("z", "POSTa", 4, 5, Failed, 0),
+	}
+	if r := check(ops, State{"x", "y"}); !r.OK() {
+		t.Fatalf("correct final state rejected: %v", r.Problems)
+	}
+	r := check(ops, State{"x", ""})
+	if r.OK() || r.Lost != 1 || r.Keys[0].Lost[0].ID != "y" {
+		t.Fatalf("lost POST not reported: lost=%d %v", r.Lost, r.Problems)
+	}
+	// A 503 write must not be visible.
+	if r := check(ops, State{"z", "y"}); r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), "503") {
+		t.Fatalf("visible 503 write not reported: %v", r.Problems)
+	}
+	// A value nobody wrote.
+	if r := check(ops, State{"x", "nobody"}); r.OK() {
+		t.Fatal("phantom value accepted")
+	}
+	// PUT replaces the group: chaos_b must be gone after a later PUT.
+	ops = append(ops, op("w", "PUT", 6, 7, Acked, 12))
+	if r := check(ops, State{"w", "y"}); r.OK() {
+		t.Fatal("chaos_b survived a later PUT")
+	}
+	if r := check(ops, State{"w", ""}); !r.OK() {
+		t.Fatalf("correct final state rejected: %v", r.Problems)
 	}
 }
 
-// effect is an op's action on the abstract state "field f equals its
-// final value" (bit f).
-type effect struct{ mask, eq uint8 }
-
-func effectOf(o Op, target State) effect {
-	mask, vals := o.writes()
-	var eq uint8
-	for f := 0; f < 2; f++ {
-		if mask&(1<<f) != 0 && vals[f] == target[f] {
-			eq |= 1 << f
+func TestCheckerDelete(t *testing.T) {
+	ops := []Op{op("x", "PUT", 0, 1, Acked, 10), op("d", "DELETE", 2, 3, Acked, 11)}
+	if r := check(ops, State{}); !r.OK() {
+		t.Fatalf("deleted group rejected: %v", r.Problems)
+	}
+	if r := check(ops, State{"x", ""}); r.OK() || r.Lost != 1 {
+		t.Fatalf("lost DELETE not reported: %v", r.Problems)
+	}
+	// An unknown DELETE may or may not have happened.
+	ops = []Op{op("x", "PUT", 0, 1, Acked, 10), op("d", "DELETE", 2, 9, Unknown, 0)}
+	for _, final := range []State{{}, {"x", ""}} {
+		if r := check(ops, final); !r.OK() {
+			t.Fatalf("final %v rejected: %v", final, r.Problems)
 		}
 	}
-	return effect{mask, eq}
+	// No op at all: the group must not exist.
+	if r := check(nil, State{}); !r.OK() {
+		t.Fatalf("empty history rejected: %v", r.Problems)
+	}
 }
 
-func (e effect) apply(s uint8) uint8 { return s&^e.mask | e.eq&e.mask }
-
-// KeyReport is the verdict for one key.
-type KeyReport struct {
-	Key       string
-	Final     State
-	Acked     int
-	Unknown   int
-	Explained bool  // check (1)
-	Lost      []Op  // check (2)
-	LastAcked []*Op // last acknowledged writer of a and b (nil if none)
+func TestCheckerUnknownPlacement(t *testing.T) {
+	// u (unknown PUT) started after x and z completed: it can only come
+	// after both, so its PUT removed chaos_b.
+	ops := []Op{
+		op("x", "PUT", 0, 1, Acked, 10),
+		op("z", "POSTb", 2, 3, Acked, 11),
+		op("u", "PUT", 5, 8, Unknown, 0),
+	}
+	if r := check(ops, State{"u", ""}); !r.OK() {
+		t.Fatalf("unknown write applied last rejected: %v", r.Problems)
+	}
+	if r := check(ops, State{"x", "z"}); !r.OK() {
+		t.Fatalf("unknown write not applied rejected: %v", r.Problems)
+	}
+	if r := check(ops, State{"u", "z"}); r.OK() {
+		t.Fatal("unknown PUT placed before a write that completed before it started")
+	}
+	// Started before z completed: it may precede z.
+	ops[2].Start = ms(2)
+	if r := check(ops, State{"u", "z"}); !r.OK() {
+		t.Fatalf("concurrent unknown write before z rejected: %v", r.Problems)
+	}
+	// A 504 that overwrote the last acknowledged write is not a loss.
+	ops = []Op{op("x", "PUT", 0, 1, Acked, 10), op("u", "DELETE", 0, 9, Unknown, 0)}
+	if r := check(ops, State{}); !r.OK() || r.Lost != 0 {
+		t.Fatalf("delete of unknown outcome counted as loss: %v", r.Problems)
+	}
 }
 
-// checkKey runs checks (1) and (2) for one key. ops are the key's writes
-// of every outcome.
-func checkKey(key string, ops []Op, final State) KeyReport {
-	rep := KeyReport{Key: key, Final: final, LastAcked: make([]*Op, 2)}
+func TestCheckerConcurrentAcked(t *testing.T) {
+	// x and y overlap; y has the higher index, but x may have been applied
+	// again (a retried attempt) before x was acknowledged.
+	ops := []Op{op("x", "PUT", 0, 10, Acked, 10), op("y", "PUT", 1, 2, Acked, 11)}
+	if r := check(ops, State{"y", ""}); !r.OK() {
+		t.Fatalf("last acknowledged write rejected: %v", r.Problems)
+	}
+	if r := check(ops, State{"x", ""}); !r.OK() || r.Lost != 0 {
+		t.Fatalf("re-application within x's lifetime rejected: %v", r.Problems)
+	}
+	// Not once y started after x was acknowledged.
+	ops = []Op{op("x", "PUT", 0, 1, Acked, 10), op("y", "PUT", 2, 3, Acked, 11)}
+	if r := check(ops, State{"x", ""}); r.OK() || r.Lost != 1 {
+		t.Fatalf("overwritten write resurrected unnoticed: %v", r.Problems)
+	}
+}
+
+func TestCheckerIndexes(t *testing.T) {
+	ops := []Op{op("x", "PUT", 0, 1, Acked, 20), op("y", "PUT", 2, 3, Acked, 15)}
+	r := check(ops, State{"y", ""})
+	if r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), "contradicts real time") {
+		t.Fatalf("index order against real time not reported: %v", r.Problems)
+	}
+	ops = []Op{op("x", "PUT", 0, 5, Acked, 20), op("y", "PUT", 1, 3, Acked, 20)}
+	if r := check(ops, State{"y", ""}); r.OK() {
+		t.Fatal("two writes at one index accepted")
+	}
+	ops = []Op{op("x", "PUT", 0, 5, Acked, 0)}
+	if r := check(ops, State{"x", ""}); r.OK() {
+		t.Fatal("acknowledged write without index accepted")
+	}
+}
+
+func TestTermLeaders(t *testing.T) {
+	seen := map[uint64]map[string]string{2: {"n1": "n1"}, 3: {"n2": "n1", "n3": "n3"}}
+	p := termLeaders(seen)
+	if len(p) != 1 || !strings.Contains(p[0], "term 3") {
+		t.Fatalf("got %v", p)
+	}
+}
+
+func TestPushedFamilies(t *testing.T) {
+	text := `# HELP go_gc_duration_seconds x
+# TYPE go_gc_duration_seconds summary
+go_gc_duration_seconds{quantile="0"} 1
+go_gc_duration_seconds_sum 1
+go_gc_duration_seconds_count 1
+# TYPE chaos_a gauge
+chaos_a{instance="",job="chaos",k="k1",op="c1-1"} 1
+# HELP push_time_seconds Last Unix time.
+# TYPE push_time_seconds gauge
+push_time_seconds{instance="",job="chaos",k="k1"} 1.7e+09
+# HELP pushgateway_build_info b
+# TYPE pushgateway_build_info gauge
+pushgateway_build_info{version=""} 1
+`
+	want := `# TYPE chaos_a gauge
+chaos_a{instance="",job="chaos",k="k1",op="c1-1"} 1
+# HELP push_time_seconds Last Unix time.
+# TYPE push_time_seconds gauge
+push_time_seconds{instance="",job="chaos",k="k1"} 1.7e+09
+`
+	if got := pushedFamilies(text); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// simulate produces a history of a correct system: every acknowledged
+// write takes effect at one point within its lifetime, indexes follow
+// those points, unknown writes take effect at a point after their start
+// or never, 503s never. It returns the ops and the final state.
+func simulate(rng *rand.Rand, n int) ([]Op, State) {
+	type ev struct {
+		at int
+		o  Op
+	}
+	var ops []Op
+	var evs []ev
+	kinds := []string{"PUT", "POSTa", "POSTb", "DELETE"}
+	for i := 0; i < n; i++ {
+		start := rng.Intn(20)
+		end := start + rng.Intn(8)
+		res := []Outcome{Acked, Acked, Acked, Unknown, Failed}[rng.Intn(5)]
+		o := op(fmt.Sprintf("o%d", i), kinds[rng.Intn(4)], start, end, res, 0)
+		ops = append(ops, o)
+		switch res {
+		case Acked:
+			at := start*10 + rng.Intn((end-start)*10+1)
+			evs = append(evs, ev{at, o})
+			// A retried attempt applied earlier (or later, but before
+			// the acknowledgement) changes nothing observable beyond
+			// what the checker allows.
+			if rng.Intn(4) == 0 {
+				evs = append(evs, ev{start*10 + rng.Intn((end-start)*10+1), o})
+			}
+		case Unknown:
+			if rng.Intn(2) == 0 {
+				evs = append(evs, ev{start*10 + rng.Intn(300), o})
+			}
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+	// Indexes: the position of one of an acknowledged op's applications
+	// (the attempt that was confirmed; the other may come before or after
+	// it, but before the acknowledgement).
+	var st State
+	apps := map[string][]int{}
+	for i, e := range evs {
+		apps[e.o.ID] = append(apps[e.o.ID], i+1)
+		mask, vals := e.o.writes()
+		for f := 0; f < 2; f++ {
+			if mask&(1<<f) != 0 {
+				st[f] = vals[f]
+			}
+		}
+	}
+	for i := range ops {
+		if a := apps[ops[i].ID]; ops[i].Result == Acked {
+			ops[i].Index = uint64(100 + a[rng.Intn(len(a))])
+		}
+	}
+	return ops, st
+}
+
+// bruteForce decides check (1) by enumerating every placement the model
+// allows: each unknown op absent or at one position >= its minimum, each
+// acknowledged op optionally re-applied once within its window, every
+// order among ops at one position.
+func bruteForce(ops []Op, final State) bool {
 	var acked, unknown []Op
 	for _, o := range ops {
-		switch {
-		case o.Result == Acked:
+		if o.Result == Acked {
 			acked = append(acked, o)
-		case o.maybeApplied():
+		} else if o.maybeApplied() {
 			unknown = append(unknown, o)
 		}
 	}
-	sort.SliceStable(acked, func(i, j int) bool { return acked[i].Index < acked[j].Index })
-	rep.Acked, rep.Unknown = len(acked), len(unknown)
+	sort.Slice(acked, func(i, j int) bool { return acked[i].Index < acked[j].Index })
 	m := len(acked)
-
-	// Positions: p = after the p-th acknowledged write (1-based), 0 = before
-	// all. minPos: an unknown write comes after every acknowledged write
-	// that completed before it started. maxPos: an acknowledged write may be
-	// re-applied up to (not past) the first acknowledged write that started
-	// after it completed.
-	type unknownEff struct {
-		e     effect
-		start time.Duration
+	type item struct {
+		o      Op
+		lo, hi int
 	}
-	unknownAt := make([][]unknownEff, m+1)
+	var items []item
 	for _, u := range unknown {
-		p := 0
+		lo := 0
 		for i, a := range acked {
 			if a.End < u.Start {
-				p = i + 1
+				lo = i + 1
 			}
 		}
-		unknownAt[p] = append(unknownAt[p], unknownEff{effectOf(u, final), u.Start})
+		items = append(items, item{u, lo, m})
 	}
-	maxPos := make([]int, m)
 	for k, a := range acked {
-		maxPos[k] = m
+		hi := m
 		for j := k + 1; j < m; j++ {
 			if acked[j].Start > a.End {
-				maxPos[k] = j // position j = after acked[j-1], before acked[j]
+				hi = j
 				break
 			}
 		}
+		items = append(items, item{a, k + 1, hi})
 	}
-
-	// The search state is the abstract state s (bit f: field f equals its
-	// final value) and a floor: the latest start among the unknown writes
-	// applied so far. A re-application of an acknowledged write happens
-	// before its acknowledgement, so it cannot follow an unknown write that
-	// started after that acknowledgement: it needs End >= floor. A lower
-	// floor allows more, so per s only the lowest reachable floor is kept.
-	const unreachable = time.Duration(math.MaxInt64)
-	var best [4]time.Duration
-	for s := range best {
-		best[s] = unreachable
-	}
-	var init uint8
-	for f := 0; f < 2; f++ {
-		if final[f] == "" {
-			init |= 1 << f
-		}
-	}
-	best[init] = time.Duration(math.MinInt64)
-	// Unknown writes eligible so far, per effect, with the earliest start
-	// (it dominates the others of that effect).
-	var pool [4][4]time.Duration
-	for i := range pool {
-		for j := range pool[i] {
-			pool[i][j] = unreachable
-		}
-	}
-	closure := func(p int) {
-		var reapply []Op
-		for k := 0; k < p && k < m; k++ {
-			if maxPos[k] >= p {
-				reapply = append(reapply, acked[k])
+	pos := make([]int, len(items))
+	assign := func(s *State, o Op) {
+		mask, vals := o.writes()
+		for f := 0; f < 2; f++ {
+			if mask&(1<<f) != 0 {
+				s[f] = vals[f]
 			}
 		}
-		relax := func(s uint8, floor time.Duration) bool {
-			if floor < best[s] {
-				best[s] = floor
+	}
+	// valid: a re-application (an acknowledged op among items) precedes
+	// every unknown op that started after that op completed.
+	valid := func(seq []int) bool {
+		for i, a := range seq {
+			if items[a].o.Result != Acked {
+				continue
+			}
+			for _, u := range seq[:i] {
+				if items[u].o.Result != Acked && items[a].o.End < items[u].o.Start {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	var permute func(group []int, s State, p int, seq []int) bool
+	var run func(p int, s State, seq []int) bool
+	run = func(p int, s State, seq []int) bool {
+		if p > m {
+			return s == final && valid(seq)
+		}
+		if p > 0 {
+			assign(&s, acked[p-1])
+		}
+		var group []int
+		for i := range items {
+			if pos[i] == p {
+				group = append(group, i)
+			}
+		}
+		return permute(group, s, p, seq)
+	}
+	permute = func(group []int, s State, p int, seq []int) bool {
+		if len(group) == 0 {
+			return run(p+1, s, seq)
+		}
+		for i := range group {
+			rest := append(append([]int(nil), group[:i]...), group[i+1:]...)
+			s2 := s
+			assign(&s2, items[group[i]].o)
+			if permute(rest, s2, p, append(append([]int(nil), seq...), group[i])) {
 				return true
 			}
-			return false
 		}
-		for changed := true; changed; {
-			changed = false
-			for s := uint8(0); s < 4; s++ {
-				floor := best[s]
-				if floor == unreachable {
-					continue
-				}
-				for mask := uint8(0); mask < 4; mask++ {
-					for eq := uint8(0); eq < 4; eq++ {
-						if start := pool[mask][eq]; start != unreachable {
-							if relax(effect{mask, eq}.apply(s), max(floor, start)) {
-								changed = true
-							}
-						}
-					}
-				}
-				for _, a := range reapply {
-					if a.End >= floor && relax(effectOf(a, final).apply(s), floor) {
-						changed = true
-					}
-				}
-			}
-		}
+		return false
 	}
-	for p := 0; p <= m; p++ {
-		if p > 0 {
-			e := effectOf(acked[p-1], final)
-			next := [4]time.Duration{unreachable, unreachable, unreachable, unreachable}
-			for s := uint8(0); s < 4; s++ {
-				if best[s] != unreachable {
-					n := e.apply(s)
-					next[n] = min(next[n], best[s])
-				}
+	var choose func(i int) bool
+	choose = func(i int) bool {
+		if i == len(items) {
+			return run(0, State{}, nil)
+		}
+		pos[i] = -1
+		if choose(i + 1) {
+			return true
+		}
+		for p := items[i].lo; p <= items[i].hi; p++ {
+			pos[i] = p
+			if choose(i + 1) {
+				return true
 			}
-			best = next
 		}
-		for _, u := range unknownAt[p] {
-			pool[u.e.mask][u.e.eq] = min(pool[u.e.mask][u.e.eq], u.start)
-		}
-		closure(p)
+		return false
 	}
-	rep.Explained = best[3] != unreachable
-
-	// Check (2), only where (1) failed: an explained state lost nothing.
-	lost := map[string]bool{}
-	for f := 0; f < 2 && !rep.Explained; f++ {
-		last := -1
-		for k, a := range acked {
-			if mask, _ := a.writes(); mask&(1<<f) != 0 {
-				last = k
-			}
-		}
-		if last < 0 {
-			continue
-		}
-		l := acked[last]
-		rep.LastAcked[f] = &acked[last]
-		if _, vals := l.writes(); vals[f] == final[f] {
-			continue
-		}
-		explained := false
-		for _, u := range unknown {
-			if mask, vals := u.writes(); mask&(1<<f) != 0 && vals[f] == final[f] {
-				explained = true
-			}
-		}
-		for k, a := range acked {
-			if k != last && maxPos[k] >= last+1 {
-				if mask, vals := a.writes(); mask&(1<<f) != 0 && vals[f] == final[f] {
-					explained = true
-				}
-			}
-		}
-		if !explained && !lost[l.ID] {
-			lost[l.ID] = true
-			rep.Lost = append(rep.Lost, l)
-		}
-	}
-	return rep
+	return choose(0)
 }
 
-// Report is the checker's verdict on a whole run.
-type Report struct {
-	Keys     []KeyReport
-	Problems []string // every violation, human-readable
-	Lost     int
+// TestCheckerAgainstSimulation: histories of a correct system always pass;
+// on random final states the checker agrees with brute force.
+func TestCheckerAgainstSimulation(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	rejected := 0
+	for i := 0; i < 3000; i++ {
+		ops, final := simulate(rng, 1+rng.Intn(6))
+		kr := checkKey("k", ops, final)
+		if !kr.Explained || len(kr.Lost) > 0 {
+			t.Fatalf("history of a correct system rejected (lost %v):\n%s\nfinal %s", kr.Lost, fmtOps(ops), fmtState(final))
+		}
+		if !bruteForce(ops, final) {
+			t.Fatalf("brute force rejects a correct history:\n%s\nfinal %s", fmtOps(ops), fmtState(final))
+		}
+		// A random final state: the checker must agree with brute force.
+		var cand []string
+		for _, o := range ops {
+			cand = append(cand, o.ID)
+		}
+		cand = append(cand, "", "")
+		other := State{cand[rng.Intn(len(cand))], cand[rng.Intn(len(cand))]}
+		got, want := checkKey("k", ops, other).Explained, bruteForce(ops, other)
+		if got != want {
+			t.Fatalf("checker says %v, brute force %v:\n%s\nfinal %s", got, want, fmtOps(ops), fmtState(other))
+		}
+		if !want {
+			rejected++
+		}
+	}
+	if rejected < 100 {
+		t.Fatalf("only %d random final states rejected: the test does not exercise rejection", rejected)
+	}
 }
 
-// OK reports whether no check failed.
-func (r Report) OK() bool { return len(r.Problems) == 0 }
-
-// checkHistory runs checks (1) and (2) on every key, plus the invariants
-// of the acknowledged indexes and of the visible values. finals holds every
-// key's final state (a key absent from it has no group).
-func checkHistory(ops []Op, keys []string, finals map[string]State) Report {
-	var rep Report
-	problem := func(format string, args ...any) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
-	}
-	byID := map[string]Op{}
-	byKey := map[string][]Op{}
-	var acked []Op
+func fmtOps(ops []Op) string {
+	var b strings.Builder
 	for _, o := range ops {
-		if _, dup := byID[o.ID]; dup {
-			problem("op id %s recorded twice", o.ID)
-		}
-		byID[o.ID] = o
-		byKey[o.Key] = append(byKey[o.Key], o)
-		if o.Result == Acked {
-			if o.Index == 0 {
-				problem("acknowledged %s %s (%s) carries no raft index", o.Kind, o.Key, o.ID)
-				continue
-			}
-			acked = append(acked, o)
-		}
+		fmt.Fprintf(&b, "  %s %s%s [%v,%v] %s idx=%d\n", o.ID, o.Kind, o.Family, o.Start, o.End, o.Result, o.Index)
 	}
-
-	// Acknowledged writes have distinct indexes, and index order respects
-	// real time: a write acknowledged before another started has the
-	// smaller index.
-	seen := map[uint64]string{}
-	for _, o := range acked {
-		if other, dup := seen[o.Index]; dup {
-			problem("raft index %d acknowledged for two writes: %s and %s", o.Index, other, o.ID)
-		}
-		seen[o.Index] = o.ID
-	}
-	byStart := append([]Op(nil), acked...)
-	sort.Slice(byStart, func(i, j int) bool { return byStart[i].Start < byStart[j].Start })
-	byEnd := append([]Op(nil), acked...)
-	sort.Slice(byEnd, func(i, j int) bool { return byEnd[i].End < byEnd[j].End })
-	var maxIdx uint64
-	var maxOp Op
-	j := 0
-	for _, o := range byStart {
-		for j < len(byEnd) && byEnd[j].End < o.Start {
-			if byEnd[j].Index > maxIdx {
-				maxIdx, maxOp = byEnd[j].Index, byEnd[j]
-			}
-			j++
-		}
-		if o.Index <= maxIdx {
-			problem("index order contradicts real time: %s acknowledged at index %d (ended %v) before %s started (%v) and got index %d",
-				maxOp.ID, maxOp.Index, maxOp.End, o.ID, o.Start, o.Index)
-		}
-	}
-
-	// Every visible value comes from a write that may have been applied,
-	// to that key and that family.
-	for key, st := range finals {
-		for f, id := range st {
-			if id == "" {
-				continue
-			}
-			o, ok := byID[id]
-			fam := string("ab"[f])
-			switch {
-			case !ok:
-				problem("key %s: chaos_%s shows op %q that no client wrote", key, fam, id)
-			case o.Result == Failed || o.Result == NotSent:
-				problem("key %s: chaos_%s shows %s %s (%s), whose answer was %s: it must not have been applied", key, fam, o.Kind, o.ID, o.Node, o.Result)
-			case o.Key != key:
-				problem("key %s: chaos_%s shows %s, a write to key %s", key, fam, id, o.Key)
-			default:
-				if mask, vals := o.writes(); mask&(1<<f) == 0 || vals[f] != id {
-					problem("key %s: chaos_%s shows %s, which wrote another family", key, fam, id)
-				}
-			}
-		}
-	}
-
-	for _, key := range keys {
-		kr := checkKey(key, byKey[key], finals[key])
-		rep.Keys = append(rep.Keys, kr)
-		if !kr.Explained {
-			problem("key %s: final state %s is not explained by the acknowledged writes in index order plus any unknown-outcome writes (last acknowledged: %s)",
-				key, fmtState(kr.Final), describeLast(kr.LastAcked))
-		}
-		for _, l := range kr.Lost {
-			rep.Lost++
-			problem("key %s: acknowledged %s lost: %s via %s at index %d (%v-%v), final state %s",
-				key, l.ID, l.describe(), l.Node, l.Index, l.Start, l.End, fmtState(kr.Final))
-		}
-	}
-	return rep
-}
-
-func fmtState(s State) string {
-	f := func(v string) string {
-		if v == "" {
-			return "-"
-		}
-		return v
-	}
-	return fmt.Sprintf("(a=%s b=%s)", f(s[0]), f(s[1]))
-}
-
-func describeLast(l []*Op) string {
-	var parts []string
-	for f, o := range l {
-		if o == nil {
-			parts = append(parts, fmt.Sprintf("%c: none", "ab"[f]))
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%c: %s %s@%d", "ab"[f], o.Kind, o.ID, o.Index))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// termLeaders checks (4): every term has at most one leader. It returns a
-// problem per term that had several.
-func termLeaders(seen map[uint64]map[string]string) []string {
-	var terms []uint64
-	for term := range seen {
-		terms = append(terms, term)
-	}
-	sort.Slice(terms, func(i, j int) bool { return terms[i] < terms[j] })
-	var problems []string
-	for _, term := range terms {
-		if len(seen[term]) > 1 {
-			var who []string
-			for leader, by := range seen[term] {
-				who = append(who, leader+" (seen by "+by+")")
-			}
-			sort.Strings(who)
-			problems = append(problems, fmt.Sprintf("term %d has %d leaders: %s", term, len(who), strings.Join(who, ", ")))
-		}
-	}
-	return problems
+	return b.String()
 }
