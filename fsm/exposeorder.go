@@ -1,0 +1,204 @@
+package fsm
+
+import (
+	"cmp"
+	"slices"
+	"sort"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// The exposition order of one family name across groups (nameEntry's sorted
+// metrics and the changes pending since the last exposition). Apply only
+// records changes; a scrape settles them, paying for what changed, not for a
+// full sort. The consistency index, which shares nameEntry, is in index.go.
+
+// sortedMetric is one metric of a family name with the group it belongs to.
+type sortedMetric struct {
+	m   *dto.Metric
+	key string
+}
+
+// compareLabels orders metrics like client_golang's MetricSorter: by
+// number of labels, then label values in order. (Timestamps are never
+// stored.)
+func compareLabels(a, b *dto.Metric) int {
+	if len(a.Label) != len(b.Label) {
+		return cmp.Compare(len(a.Label), len(b.Label))
+	}
+	for i, lp := range a.Label {
+		if c := strings.Compare(lp.GetValue(), b.Label[i].GetValue()); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// compareExposed orders metrics of one name across groups: client_golang's
+// order by label values, ties broken by grouping key. Metrics equal in
+// both belong to one family (duplicate series, only stored unchecked) and
+// keep that family's order: every sort of them is stable.
+func compareExposed(a, b sortedMetric) int {
+	if c := compareLabels(a.m, b.m); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key, b.key)
+}
+
+// find returns the position of metric m of group key in sorted, or -1.
+func (e *nameEntry) find(m *dto.Metric, key string) int {
+	sm := sortedMetric{m: m, key: key}
+	i := sort.Search(len(e.sorted), func(i int) bool { return compareExposed(e.sorted[i], sm) >= 0 })
+	for ; i < len(e.sorted) && compareExposed(e.sorted[i], sm) == 0; i++ {
+		if e.sorted[i].m == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// sameLabels reports whether two metric lists have the same label pairs,
+// pairwise and in order.
+func sameLabels(a, b []*dto.Metric) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		la, lb := a[i].GetLabel(), b[i].GetLabel()
+		if len(la) != len(lb) {
+			return false
+		}
+		for j := range la {
+			if la[j].GetName() != lb[j].GetName() || la[j].GetValue() != lb[j].GetValue() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// settle applies the pending changes to the ordered list. The result is
+// the same however the changes are batched: the order is a function of
+// the stored metrics and their group keys alone.
+//
+//   - A group whose new metrics have the same labels as its old ones (a
+//     push that changes values only, the usual case) keeps their places:
+//     found by binary search, replaced in place.
+//   - Other removed metrics are found by binary search when they are few,
+//     then the list is compacted in one pass; many are filtered by key.
+//   - Added metrics are sorted among themselves, then merged into the
+//     list in one backward pass.
+func (e *nameEntry) settle() {
+	for key, old := range e.pendingRemove {
+		added, ok := e.pendingAdd[key]
+		if !ok || !sameLabels(old, added) {
+			continue
+		}
+		pos := make([]int, len(old))
+		found := true
+		for i, m := range old {
+			if pos[i] = e.find(m, key); pos[i] < 0 {
+				found = false
+				break
+			}
+		}
+		if !found {
+			continue
+		}
+		for i, p := range pos {
+			e.sorted[p].m = added[i]
+		}
+		delete(e.pendingRemove, key)
+		delete(e.pendingAdd, key)
+	}
+	if len(e.pendingRemove) > 0 {
+		e.removePending()
+	}
+	if len(e.pendingAdd) > 0 {
+		e.mergePending()
+	}
+}
+
+// removePending takes the metrics of pendingRemove out of sorted.
+func (e *nameEntry) removePending() {
+	removed := 0
+	for _, ms := range e.pendingRemove {
+		removed += len(ms)
+	}
+	var pos []int
+	if removed*16 < len(e.sorted) {
+		pos = make([]int, 0, removed)
+		for key, ms := range e.pendingRemove {
+			for _, m := range ms {
+				p := e.find(m, key)
+				if p < 0 {
+					pos = nil
+					break
+				}
+				pos = append(pos, p)
+			}
+			if pos == nil {
+				break
+			}
+		}
+	}
+	if pos != nil {
+		slices.Sort(pos)
+		w := pos[0]
+		for i, p := range pos {
+			end := len(e.sorted)
+			if i+1 < len(pos) {
+				end = pos[i+1]
+			}
+			w += copy(e.sorted[w:], e.sorted[p+1:end])
+		}
+		clear(e.sorted[w:])
+		e.sorted = e.sorted[:w]
+	} else {
+		kept := e.sorted[:0]
+		for _, sm := range e.sorted {
+			if _, gone := e.pendingRemove[sm.key]; !gone {
+				kept = append(kept, sm)
+			}
+		}
+		clear(e.sorted[len(kept):])
+		e.sorted = kept
+	}
+	clear(e.pendingRemove)
+}
+
+// mergePending sorts the metrics of pendingAdd and merges them into sorted.
+func (e *nameEntry) mergePending() {
+	n := 0
+	keys := make([]string, 0, len(e.pendingAdd))
+	for k, ms := range e.pendingAdd {
+		keys = append(keys, k)
+		n += len(ms)
+	}
+	sort.Strings(keys)
+	added := make([]sortedMetric, 0, n)
+	for _, k := range keys {
+		for _, m := range e.pendingAdd[k] {
+			added = append(added, sortedMetric{m: m, key: k})
+		}
+	}
+	clear(e.pendingAdd)
+	slices.SortStableFunc(added, compareExposed)
+	if len(e.sorted) == 0 {
+		e.sorted = added
+		return
+	}
+	// Merge from the back, in place: sorted grows by len(added).
+	i, j := len(e.sorted)-1, len(added)-1
+	e.sorted = slices.Grow(e.sorted, len(added))[:len(e.sorted)+len(added)]
+	for k := len(e.sorted) - 1; j >= 0; k-- {
+		if i >= 0 && compareExposed(added[j], e.sorted[i]) < 0 {
+			e.sorted[k] = e.sorted[i]
+			i--
+		} else {
+			e.sorted[k] = added[j]
+			j--
+		}
+	}
+}
