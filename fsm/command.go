@@ -211,6 +211,47 @@ func StampCommand(data []byte, st Stamp) []byte {
 // bytes that are not a valid command.
 var ErrMalformedCommand = errors.New("malformed command")
 
+// bytesFields decodes the length-delimited fields of a command: what the
+// field holds (for error messages) and how it is stored. v is only valid
+// during the call.
+var bytesFields = map[protowire.Number]struct {
+	what string
+	set  func(c *Command, v []byte) error
+}{
+	cmdFieldLabel: {"label", func(c *Command, v []byte) error {
+		lp := &dto.LabelPair{}
+		if err := proto.Unmarshal(v, lp); err != nil {
+			return err
+		}
+		c.Labels[lp.GetName()] = lp.GetValue()
+		return nil
+	}},
+	cmdFieldFamily: {"metric family", func(c *Command, v []byte) error {
+		mf := &dto.MetricFamily{}
+		if err := proto.Unmarshal(v, mf); err != nil {
+			return err
+		}
+		c.Families = append(c.Families, mf)
+		return nil
+	}},
+	cmdFieldExpire: {"expired group", func(c *Command, v []byte) error {
+		labels, err := decodeLabelSet(v)
+		if err == nil {
+			c.Expire = append(c.Expire, labels)
+		}
+		return err
+	}},
+	cmdFieldImport: {"imported group", func(c *Command, v []byte) error {
+		g, err := decodeGroup(v)
+		if err == nil {
+			c.Import = append(c.Import, g)
+		}
+		return err
+	}},
+	cmdFieldSource:   {"source", func(c *Command, v []byte) error { c.Source = string(v); return nil }},
+	cmdFieldSnapshot: {"snapshot", func(c *Command, v []byte) error { c.Snapshot = append([]byte(nil), v...); return nil }},
+}
+
 // DecodeCommand parses the binary form written by Encode. Unknown versions,
 // unknown operations and unknown fields are errors: a node must never
 // silently skip a command it does not understand. It checks the encoding
@@ -257,64 +298,16 @@ func DecodeCommand(b []byte) (*Command, error) {
 			case cmdFieldMaxSeries:
 				c.MaxSeries = v
 			}
-		case num == cmdFieldLabel && typ == protowire.BytesType:
+		case typ == protowire.BytesType && bytesFields[num].set != nil:
+			f := bytesFields[num]
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil, fmt.Errorf("%w: label: %v", ErrMalformedCommand, protowire.ParseError(n))
+				return nil, fmt.Errorf("%w: %s: %v", ErrMalformedCommand, f.what, protowire.ParseError(n))
 			}
 			b = b[n:]
-			lp := &dto.LabelPair{}
-			if err := proto.Unmarshal(v, lp); err != nil {
-				return nil, fmt.Errorf("%w: label: %v", ErrMalformedCommand, err)
+			if err := f.set(c, v); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrMalformedCommand, f.what, err)
 			}
-			c.Labels[lp.GetName()] = lp.GetValue()
-		case num == cmdFieldFamily && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, protowire.ParseError(n))
-			}
-			b = b[n:]
-			mf := &dto.MetricFamily{}
-			if err := proto.Unmarshal(v, mf); err != nil {
-				return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, err)
-			}
-			c.Families = append(c.Families, mf)
-		case num == cmdFieldExpire && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: expired group: %v", ErrMalformedCommand, protowire.ParseError(n))
-			}
-			b = b[n:]
-			labels, err := decodeLabelSet(v)
-			if err != nil {
-				return nil, fmt.Errorf("%w: expired group: %v", ErrMalformedCommand, err)
-			}
-			c.Expire = append(c.Expire, labels)
-		case num == cmdFieldImport && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: imported group: %v", ErrMalformedCommand, protowire.ParseError(n))
-			}
-			b = b[n:]
-			g, err := decodeGroup(v)
-			if err != nil {
-				return nil, fmt.Errorf("%w: imported group: %v", ErrMalformedCommand, err)
-			}
-			c.Import = append(c.Import, g)
-		case num == cmdFieldSource && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: source: %v", ErrMalformedCommand, protowire.ParseError(n))
-			}
-			b = b[n:]
-			c.Source = string(v)
-		case num == cmdFieldSnapshot && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: snapshot: %v", ErrMalformedCommand, protowire.ParseError(n))
-			}
-			b = b[n:]
-			c.Snapshot = append([]byte(nil), v...)
 		default:
 			return nil, fmt.Errorf("%w: unknown field %d (wire type %d)", ErrMalformedCommand, num, typ)
 		}
