@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // testNode is one in-process member on loopback.
@@ -18,6 +21,7 @@ type testNode struct {
 	*Node
 	state *fsm.FSM
 	dir   string
+	logs  *testutil.LockedBuffer
 }
 
 type testCluster struct {
@@ -35,11 +39,15 @@ func nodeConfig(dir, name string, expect int, peers []string) Config {
 
 func (c *testCluster) start(cfg Config) *testNode {
 	c.t.Helper()
+	logs := &testutil.LockedBuffer{}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	n, err := Start(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	tn := &testNode{Node: n, state: cfg.State, dir: cfg.DataDir}
+	tn := &testNode{Node: n, state: cfg.State, dir: cfg.DataDir, logs: logs}
 	c.t.Cleanup(func() { _ = n.Shutdown() })
 	return tn
 }
@@ -75,7 +83,7 @@ func (c *testCluster) waitReadyAll(nodes ...*testNode) string {
 		nodes = c.nodes
 	}
 	var leader string
-	waitFor(c.t, "all nodes ready with one leader", 45*time.Second, func() bool {
+	ready := func() bool {
 		leader = ""
 		for _, n := range nodes {
 			if n.Ready() != nil {
@@ -88,8 +96,29 @@ func (c *testCluster) waitReadyAll(nodes ...*testNode) string {
 			leader = string(id)
 		}
 		return true
-	})
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for !ready() {
+		if time.Now().After(deadline) {
+			c.dump(nodes)
+			c.t.Fatal("timed out waiting for all nodes ready with one leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return leader
+}
+
+// dump logs each node's readiness, view of the cluster and own log: what
+// a timed-out wait needs to be understood.
+func (c *testCluster) dump(nodes []*testNode) {
+	c.t.Helper()
+	for _, n := range nodes {
+		st, _ := json.MarshalIndent(n.Status(), "", "  ")
+		c.t.Logf("--- %s: ready: %v\nstatus: %s", n.name, n.Ready(), st)
+		if n.logs != nil {
+			c.t.Logf("--- log of %s:\n%s", n.name, n.logs.String())
+		}
+	}
 }
 
 func (c *testCluster) byName(name string) *testNode {

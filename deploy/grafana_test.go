@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 const dashboardFile = "grafana/pushgateway-cluster.json"
@@ -203,17 +204,9 @@ func TestSelectorsLexer(t *testing.T) {
 // its label names.
 func exposedSeries(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	freeAddr := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	web := freeAddr()
-	cmd := exec.Command(binaryPath, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+freeAddr(),
-		"--cluster.listen-address="+freeAddr(), "--cluster.node-name=n1")
+	web := testutil.FreeAddr(t)
+	cmd := exec.Command(binaryPath, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
+		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/freeport"
 )
 
 // Target names.
@@ -123,43 +124,6 @@ func (in *instance) stop() {
 	}
 }
 
-// freePorts reserves n distinct loopback ports that are free for TCP and,
-// when udp is set, for UDP too (memberlist uses both on the gossip port).
-// The ports are released just before returning: another process could take
-// one in between, which start then reports as a failed start.
-func freePorts(n int, udp bool) ([]int, error) {
-	var closers []func()
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	var ports []int
-	for attempts := 0; len(ports) < n; attempts++ {
-		if attempts > 50*n {
-			return nil, errors.New("could not find free loopback ports")
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if !udp {
-			closers = append(closers, func() { l.Close() })
-			ports = append(ports, port)
-			continue
-		}
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		closers = append(closers, func() { l.Close(); u.Close() })
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
-
 // startChild starts one gateway process with its output going to a log file
 // in dir.
 func startChild(name, dir, bin string, httpPort int, args []string) (*child, error) {
@@ -200,7 +164,7 @@ func startTarget(ctx context.Context, cfg *config, name string) (in *instance, e
 	}()
 	switch name {
 	case targetUpstream:
-		ports, err := freePorts(1, false)
+		ports, err := freeport.Take(1)
 		if err != nil {
 			return in, err
 		}
@@ -217,15 +181,15 @@ func startTarget(ctx context.Context, cfg *config, name string) (in *instance, e
 		if name == targetOurs3 {
 			n = 3
 		}
-		web, err := freePorts(n, false)
+		web, err := freeport.Take(n)
 		if err != nil {
 			return in, err
 		}
-		raft, err := freePorts(n, false)
+		raft, err := freeport.Take(n)
 		if err != nil {
 			return in, err
 		}
-		gossip, err := freePorts(n, true)
+		gossip, err := freeport.Take(n)
 		if err != nil {
 			return in, err
 		}

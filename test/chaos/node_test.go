@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/freeport"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -335,18 +336,13 @@ func (c *cluster) stopAll() {
 
 func freePorts(t *testing.T, k int) []string {
 	t.Helper()
-	var ls []net.Listener
-	var ports []string
-	for i := 0; i < k; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	taken, err := freeport.Take(k)
+	if err != nil {
+		t.Fatalf("pick free ports: %v", err)
 	}
-	for _, l := range ls {
-		l.Close()
+	var ports []string
+	for _, p := range taken {
+		ports = append(ports, strconv.Itoa(p))
 	}
 	return ports
 }
