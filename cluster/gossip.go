@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 )
 
 // nodeMeta is what every member tells the others about itself through
@@ -71,6 +72,7 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = n.name
+	mc.DeadNodeReclaimTime = deadNodeReclaimTime
 	mc.BindAddr = host
 	mc.BindPort = port
 	mc.Delegate = g
@@ -256,6 +258,45 @@ func (g *gossip) leave() {
 	}
 }
 
+// deadNodeReclaimTime is how long a member must have been dead before the
+// others accept its name at a new address. Without it, a member killed
+// without a goodbye (kill -9, a lost machine, an evicted pod) could never
+// come back at another address, as a rescheduled pod does with its new IP:
+// memberlist refuses a name it knows at another address. The wait keeps two
+// live processes that share a name by mistake from taking turns.
+const deadNodeReclaimTime = 10 * time.Second
+
+// rejoinInterval is how often a node that hears from no leader announces
+// itself to its peers again.
+const rejoinInterval = 2 * time.Second
+
+// announceWhileUnheard joins the configured peers again, every
+// rejoinInterval, for as long as this node is neither the leader nor hears
+// from one. The others learn a member's new address only from the member
+// itself: after deadNodeReclaimTime they accept it, and a join's exchange of
+// state is the word that carries it. Once a leader is heard the loop only
+// watches; it returns when the node stops.
+func (n *Node) announceWhileUnheard() {
+	announced := false
+	for n.sleep(rejoinInterval) {
+		if n.raft.State() == raft.Leader || time.Since(n.raft.LastContact()) <= rejoinInterval {
+			announced = false
+			continue
+		}
+		peers := n.gossip.otherPeers(n.cfg.Peers)
+		if len(peers) == 0 {
+			continue
+		}
+		if !announced {
+			n.logger.Info("no word from a leader: announcing this node to its peers again", "peers", n.cfg.Peers)
+			announced = true
+		}
+		if _, err := n.gossip.ml.Join(peers); err != nil {
+			n.logger.Debug("announce to peers", "peers", peers, "err", err)
+		}
+	}
+}
+
 // runJoin joins the configured peers, retrying with backoff until another
 // member is known. memberlist resolves a DNS name to all its addresses
 // and joins each.
@@ -282,6 +323,7 @@ func (n *Node) runJoin() {
 			n.logger.Info("joined the cluster's gossip", "peers", n.cfg.Peers, "contacted", joined)
 			close(n.joined)
 			n.signal()
+			n.announceWhileUnheard()
 			return
 		}
 		if err == nil {

@@ -131,9 +131,11 @@ type clusterView struct {
 	Self    string `json:"self"`
 	Leader  string `json:"leader"`
 	Members []struct {
-		Name     string `json:"name"`
-		Status   string `json:"status"`
-		Suffrage string `json:"suffrage"`
+		Name          string `json:"name"`
+		Status        string `json:"status"`
+		Suffrage      string `json:"suffrage"`
+		GossipAddress string `json:"gossip_address"`
+		RaftAddress   string `json:"raft_address"`
 	} `json:"members"`
 }
 
