@@ -39,17 +39,58 @@ func nodeConfig(dir, name string, expect int, peers []string) Config {
 
 func (c *testCluster) start(cfg Config) *testNode {
 	c.t.Helper()
-	logs := &testutil.LockedBuffer{}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	cfg, logs := withTestLogger(cfg)
 	n, err := Start(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	tn := &testNode{Node: n, state: cfg.State, dir: cfg.DataDir, logs: logs}
+	return c.adopt(n, cfg, logs)
+}
+
+// withTestLogger gives cfg a debug logger into a buffer, unless it has a
+// logger already (then the buffer is nil).
+func withTestLogger(cfg Config) (Config, *testutil.LockedBuffer) {
+	if cfg.Logger != nil {
+		return cfg, nil
+	}
+	logs := &testutil.LockedBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return cfg, logs
+}
+
+// adopt wraps a started node and stops it at the end of the test.
+func (c *testCluster) adopt(n *Node, cfg Config, logs *testutil.LockedBuffer) *testNode {
 	c.t.Cleanup(func() { _ = n.Shutdown() })
-	return tn
+	return &testNode{Node: n, state: cfg.State, dir: cfg.DataDir, logs: logs}
+}
+
+// restartConfig is the configuration of a stopped node started again with
+// its storage on its former raft and gossip addresses, as a restarted
+// process usually is. (A member coming back at new addresses is tested with
+// real processes, TestKilledNodeReturnsAtNewAddresses: moving a server to a
+// new address trips a data race inside hashicorp/raft, issue #681, that
+// the race detector reports in these in-process tests.)
+func restartConfig(n *testNode, expect int, peers []string) Config {
+	cfg := nodeConfig(n.dir, n.name, expect, peers)
+	cfg.RaftListen, cfg.GossipListen = n.RaftAddress(), n.GossipAddress()
+	return cfg
+}
+
+// startAgain starts a stopped node with cfg; should another process have
+// taken one of its former ports meanwhile, it starts on new ones.
+func (c *testCluster) startAgain(old *testNode, cfg Config) *testNode {
+	c.t.Helper()
+	cfg, logs := withTestLogger(cfg)
+	n, err := Start(cfg)
+	if err != nil && strings.Contains(err.Error(), "address already in use") {
+		c.t.Logf("%s: a former port is taken (%v); starting on new ports", old.name, err)
+		cfg.RaftListen, cfg.GossipListen = "127.0.0.1:0", "127.0.0.1:0"
+		n, err = Start(cfg)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.adopt(n, cfg, logs)
 }
 
 // startCluster starts size nodes at once with bootstrap-expect=size; the
@@ -255,8 +296,7 @@ func TestRestartedNodeRejoinsWithItsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	push(t, c.nodes[0].Node, 2e9, "b 1\n", map[string]string{"job": "b"})
-	cfg := nodeConfig(victim.dir, "node-2", 3, []string{c.nodes[0].GossipAddress()})
-	restarted := c.start(cfg)
+	restarted := c.startAgain(victim, restartConfig(victim, 3, []string{c.nodes[0].GossipAddress()}))
 	c.nodes[2] = restarted
 	c.waitReadyAll()
 	got := c.assertIdentical()

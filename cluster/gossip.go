@@ -263,19 +263,23 @@ func (g *gossip) leave() {
 // without a goodbye (kill -9, a lost machine, an evicted pod) could never
 // come back at another address, as a rescheduled pod does with its new IP:
 // memberlist refuses a name it knows at another address. The wait keeps two
-// live processes that share a name by mistake from taking turns.
-const deadNodeReclaimTime = 10 * time.Second
+// live processes that share a name by mistake from taking turns; it is short
+// because a name here is persisted with the node's storage, which two live
+// processes cannot share.
+const deadNodeReclaimTime = 5 * time.Second
 
 // rejoinInterval is how often a node that hears from no leader announces
-// itself to its peers again.
+// itself to the other members again.
 const rejoinInterval = 2 * time.Second
 
-// announceWhileUnheard joins the configured peers again, every
-// rejoinInterval, for as long as this node is neither the leader nor hears
-// from one. The others learn a member's new address only from the member
-// itself: after deadNodeReclaimTime they accept it, and a join's exchange of
-// state is the word that carries it. Once a leader is heard the loop only
-// watches; it returns when the node stops.
+// announceWhileUnheard joins the configured peers and every member this
+// node knows of again, every rejoinInterval, for as long as this node is
+// neither the leader nor hears from one. The others learn a member's new
+// address only from the member itself: once its old self has been dead for
+// deadNodeReclaimTime they accept it, and a join's exchange of state is the
+// word that carries it (the leader must hear it, not only the peer that
+// let the node in). Once a leader is heard the loop only watches; it
+// returns when the node stops.
 func (n *Node) announceWhileUnheard() {
 	announced := false
 	for n.sleep(rejoinInterval) {
@@ -283,18 +287,40 @@ func (n *Node) announceWhileUnheard() {
 			announced = false
 			continue
 		}
-		peers := n.gossip.otherPeers(n.cfg.Peers)
-		if len(peers) == 0 {
+		targets := n.announceTargets()
+		if len(targets) == 0 {
 			continue
 		}
 		if !announced {
-			n.logger.Info("no word from a leader: announcing this node to its peers again", "peers", n.cfg.Peers)
+			n.logger.Info("no word from a leader: announcing this node to the other members again", "members", targets)
 			announced = true
 		}
-		if _, err := n.gossip.ml.Join(peers); err != nil {
-			n.logger.Debug("announce to peers", "peers", peers, "err", err)
+		if _, err := n.gossip.ml.Join(targets); err != nil {
+			n.logger.Debug("announce to the other members", "members", targets, "err", err)
 		}
 	}
+}
+
+// announceTargets lists the configured peers other than this node and the
+// addresses of the other members this node sees alive, without repeats.
+func (n *Node) announceTargets() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, p := range n.gossip.otherPeers(n.cfg.Peers) {
+		add(p)
+	}
+	for _, m := range n.gossip.ml.Members() {
+		if m.Name != n.name {
+			add(m.Address())
+		}
+	}
+	return out
 }
 
 // runJoin joins the configured peers, retrying with backoff until another

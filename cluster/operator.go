@@ -30,19 +30,21 @@ func (n *Node) leaderOp(ctx context.Context, what string, method byte, payload [
 			result = err
 			return true, ""
 		}
-		reply, err := n.rpc.call(addr, deadline, append([]byte{method}, payload...))
+		b, err := n.rpc.call(addr, deadline, append([]byte{method}, payload...))
+		if err != nil {
+			return false, err.Error()
+		}
+		reply, err := decodeApplyReply(b)
 		switch {
 		case err != nil:
 			return false, err.Error()
-		case len(reply) > 0 && reply[0] == codeOK:
+		case reply.code == codeOK:
 			return true, ""
-		case len(reply) > 0 && reply[0] == codeBadRequest:
-			result = errors.New(string(reply[1:]))
+		case reply.code == codeBadRequest:
+			result = errors.New(reply.message)
 			return true, ""
-		case len(reply) > 0:
-			return false, string(reply[1:])
 		}
-		return false, "empty reply from the leader"
+		return false, reply.message
 	})
 	switch {
 	case done:
@@ -54,17 +56,18 @@ func (n *Node) leaderOp(ctx context.Context, what string, method byte, payload [
 	}
 }
 
-// codedReply encodes the answer of an operator method on the command port.
-func codedReply(err error) []byte {
+// operatorReply is the answer of an operator method on the command port:
+// the reply of every method, with no index.
+func operatorReply(err error) applyReply {
 	if err == nil {
-		return []byte{codeOK}
+		return applyReply{code: codeOK}
 	}
 	var u *UnavailableError
 	code := codeBadRequest
 	if errors.As(err, &u) {
 		code = codeUnavailable
 	}
-	return append([]byte{code}, err.Error()...)
+	return applyReply{code: code, message: err.Error()}
 }
 
 // transferLeadership hands leadership to another voter, to the one named

@@ -102,7 +102,7 @@ func TestHostileLogEntriesCrashNoNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		peer := c.nodes[(i+1)%len(c.nodes)].GossipAddress()
-		c.nodes[i] = c.start(nodeConfig(n.dir, n.name, 3, []string{peer}))
+		c.nodes[i] = c.startAgain(n, restartConfig(n, 3, []string{peer}))
 		c.waitReadyAll()
 	}
 	if got := c.assertIdentical(); got != before || !strings.Contains(got, `kept{instance="",job="keep"} 1`) {

@@ -17,9 +17,9 @@ import (
 const (
 	methodApply  byte = 1 // [uvarint timeout ms][encoded fsm.Command] → applyReply
 	methodStatus byte = 2 // [] → statusReply
-	methodRemove byte = 3 // [server name] → [code][message]
+	methodRemove byte = 3 // [server name] → applyReply (index 0)
 	// methodTransfer asks the leader to hand over leadership.
-	methodTransfer byte = 4 // [target server name, may be empty] → [code][message]
+	methodTransfer byte = 4 // [target server name, may be empty] → applyReply (index 0)
 	// methodReadIndex asks the leader for a read index (readindex.go).
 	methodReadIndex byte = 5 // [uvarint timeout ms] → applyReply (index: the read index)
 )
@@ -70,7 +70,9 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// applyReply is the leader's answer to a forwarded command.
+// applyReply is the one reply encoding of the command port:
+// [code][uvarint index][message]. The index is the applied (methodApply)
+// or read (methodReadIndex) index, 0 for operator methods.
 type applyReply struct {
 	code    byte
 	index   uint64
@@ -83,9 +85,16 @@ func (r applyReply) encode() []byte {
 	return append(b, r.message...)
 }
 
+// decodeApplyReply decodes a reply. Builds before 2026-12 answered the
+// operator methods with [code][message]: a lone code byte from them decodes
+// as that code, and a message from them loses its first character, which
+// only a rolling upgrade's mixed versions can show.
 func decodeApplyReply(b []byte) (applyReply, error) {
-	if len(b) < 2 {
-		return applyReply{}, errors.New("short apply reply")
+	switch len(b) {
+	case 0:
+		return applyReply{}, errors.New("empty reply")
+	case 1:
+		return applyReply{code: b[0]}, nil
 	}
 	idx, n := binary.Uvarint(b[1:])
 	if n <= 0 {

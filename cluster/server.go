@@ -93,9 +93,9 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 	case methodStatus:
 		return n.localStatus().encode(), true
 	case methodRemove:
-		return codedReply(n.removeServer(raft.ServerID(req[1:]))), true
+		return operatorReply(n.removeServer(raft.ServerID(req[1:]))).encode(), true
 	case methodTransfer:
-		return codedReply(n.transferLeadership(string(req[1:]))), true
+		return operatorReply(n.transferLeadership(string(req[1:]))).encode(), true
 	default:
 		n.logger.Warn("refused unknown method on the command port", "remote", remote, "method", req[0])
 		return nil, false

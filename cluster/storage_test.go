@@ -48,9 +48,9 @@ func corruptFollowerAndRestart(t *testing.T, needle string, damage func(t *testi
 	push(t, leader.Node, 300e9, "while_down 1\n", map[string]string{"job": "while_down"})
 
 	logs := &testutil.LockedBuffer{}
-	cfg := nodeConfig(victim.dir, victim.name, 3, []string{leader.GossipAddress()})
+	cfg := restartConfig(victim, 3, []string{leader.GossipAddress()})
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	restarted := c.start(cfg)
+	restarted := c.startAgain(victim, cfg)
 	for i, n := range c.nodes {
 		if n == victim {
 			c.nodes[i] = restarted
