@@ -8,4 +8,5 @@
 //
 // The HTTP layer sees this package only through the small interfaces it
 // declares (submit a command, report readiness); cmd wires the two.
+// DESIGN.md, "Cluster (cluster/)" and "Reads", names the file of each job.
 package cluster

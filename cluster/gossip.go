@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,6 +47,10 @@ type gossip struct {
 	n         *Node
 	ml        *memberlist.Memberlist
 	advertise string
+	// advIP and advPort are the advertised address, kept apart from
+	// memberlist's own record of this node, which it rewrites as it runs.
+	advIP     net.IP
+	advPort   int
 	encrypted bool   // memberlist encrypts and verifies every message
 	bindIP    net.IP // the gossip listen address (nil: a host name)
 	bindPort  int    // the port memberlist listens on
@@ -125,7 +130,8 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 		return nil, fmt.Errorf("start memberlist on %s: %w", n.cfg.GossipListen, err)
 	}
 	local := g.ml.LocalNode()
-	g.advertise = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	g.advIP, g.advPort = slices.Clone(local.Addr), int(local.Port)
+	g.advertise = net.JoinHostPort(g.advIP.String(), strconv.Itoa(g.advPort))
 	g.bindIP, g.bindPort = net.ParseIP(host), mc.BindPort
 	return g, nil
 }

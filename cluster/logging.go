@@ -35,7 +35,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	switch {
 	case strings.Contains(line, "[ERR"):
 		level = slog.LevelError
-	case strings.Contains(line, "[WARN]"):
+	case strings.Contains(line, "[WARN]") && !firstElection(line):
 		level = slog.LevelWarn
 	}
 	if w.component == "memberlist" && isEncryptionError(line) {
@@ -51,4 +51,12 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, line, "module", w.component)
 	return len(p), nil
+}
+
+// firstElection reports raft's warning that it starts an election without
+// ever having known a leader: every cluster's first start, and a lone
+// node's every start, which is no cause for a warning.
+func firstElection(line string) bool {
+	return strings.Contains(line, "heartbeat timeout reached, starting election") &&
+		strings.Contains(line, "last-leader-addr= last-leader-id=")
 }

@@ -42,8 +42,7 @@ func (g *gossip) isSelf(peer string) bool {
 	if err != nil {
 		return false
 	}
-	local := g.ml.LocalNode()
-	if port != int(local.Port) && port != g.bindPort {
+	if port != g.advPort && port != g.bindPort {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
@@ -65,7 +64,7 @@ func (g *gossip) isSelf(peer string) bool {
 		}
 	}
 	for _, a := range addrs {
-		mine := a.IP.Equal(local.Addr) || a.IP.Equal(g.bindIP) ||
+		mine := a.IP.Equal(g.advIP) || a.IP.Equal(g.bindIP) ||
 			slices.ContainsFunc(localIPs, func(ip net.IP) bool { return ip.Equal(a.IP) })
 		if !mine {
 			return false

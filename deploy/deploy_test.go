@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 )
 
 const (
@@ -45,10 +46,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binaryPath = filepath.Join(dir, binaryName)
-	build := exec.Command("go", "build", "-o", binaryPath, "../cmd/pushgateway-cluster")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/pushgateway-cluster: %v\n%s", err, out)
+	if binaryPath, err = procs.Build(dir, "./cmd/pushgateway-cluster"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	out, err := exec.Command(binaryPath, "--help").CombinedOutput()

@@ -1,9 +1,9 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -205,27 +206,17 @@ func TestSelectorsLexer(t *testing.T) {
 func exposedSeries(t *testing.T) map[string]map[string]bool {
 	t.Helper()
 	web := testutil.FreeAddr(t)
-	cmd := exec.Command(binaryPath, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
-		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
+	p, err := procs.Start("gateway", []string{binaryPath, "--web.listen-address=" + web, "--storage.path=" + t.TempDir(),
+		"--raft.listen-address=" + testutil.FreeAddr(t), "--cluster.listen-address=" + testutil.FreeAddr(t), "--cluster.node-name=n1"}, procs.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = p.Kill() })
 	base := "http://" + web
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("binary not ready")
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx, base+"/-/ready"); err != nil {
+		t.Fatal(err)
 	}
 	resp, err := http.Post(base+"/metrics/job/j", "text/plain", strings.NewReader("x 1\n"))
 	if err != nil || resp.StatusCode != 200 {
@@ -237,8 +228,8 @@ func exposedSeries(t *testing.T) map[string]map[string]bool {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,5 +17,7 @@
 // owning groups) and by series hash make its cost proportional to the pushed
 // group, not to the store.
 //
-// The package knows nothing of raft, HTTP or the network.
+// The package knows nothing of raft, HTTP or the network. DESIGN.md, "A push,
+// from the handler to Apply on every node" and "Invariants of the state
+// machine", says where each step and rule lives.
 package fsm

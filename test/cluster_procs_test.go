@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -22,9 +21,8 @@ type member struct {
 	name, dir             string
 	web, raftAddr, gossip string
 	extra                 []string // more flags
-	cmd                   *exec.Cmd
+	proc                  *procs.Process
 	out                   *testutil.LockedBuffer
-	exited                chan struct{}
 }
 
 func newMember(t *testing.T, name string) *member {
@@ -46,51 +44,45 @@ func (m *member) start(expect int, peers ...*member) {
 	for _, p := range peers {
 		args = append(args, "--cluster.peer="+p.gossip)
 	}
-	args = append(args, m.extra...)
+	m.launch(append(args, m.extra...))
+}
+
+// launch starts the binary with args, its output in m.out, without waiting
+// for it; the process is killed at the end of the test.
+func (m *member) launch(args []string) {
+	m.t.Helper()
 	m.out = &testutil.LockedBuffer{}
-	m.cmd = exec.Command(ourBinary, args...)
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatalf("start %s: %v", m.name, err)
+	p, err := procs.Start(m.name, append([]string{ourBinary}, args...), procs.Options{Out: m.out})
+	if err != nil {
+		m.t.Fatal(err)
 	}
-	m.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, ch chan struct{}) { _ = cmd.Wait(); close(ch) }(m.cmd, m.exited)
+	m.proc = p
+	out := m.out
 	m.t.Cleanup(func() {
-		m.kill()
+		_ = p.Kill()
 		if m.t.Failed() {
-			m.t.Logf("--- output of %s ---\n%s", m.name, m.out)
+			m.t.Logf("--- output of %s ---\n%s", m.name, out)
 		}
 	})
 }
 
-func (m *member) running() bool {
-	select {
-	case <-m.exited:
-		return false
-	default:
-		return m.cmd != nil
-	}
-}
+func (m *member) running() bool { return m.proc != nil && m.proc.Running() }
 
 // kill sends SIGKILL (kill -9) and waits for the process to go.
 func (m *member) kill() {
-	if m.running() {
-		_ = m.cmd.Process.Kill()
-		<-m.exited
+	if m.proc != nil {
+		_ = m.proc.Kill()
 	}
 }
 
 // stop sends SIGTERM and waits for a graceful exit.
 func (m *member) stop() {
 	m.t.Helper()
-	if !m.running() {
+	if m.proc == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(30 * time.Second):
-		m.t.Fatalf("%s did not stop after SIGTERM", m.name)
+	if err := m.proc.Stop(30 * time.Second); err != nil {
+		m.t.Fatalf("%s did not stop after SIGTERM: %v", m.name, err)
 	}
 }
 

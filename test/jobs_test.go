@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 )
 
 // jobPython is the interpreter the Python example is run with: Debian's,
@@ -55,11 +55,9 @@ func TestBatchJobsAgainstEveryNode(t *testing.T) {
 			jobPython, err, strings.TrimSpace(string(out)))
 	}
 
-	gojob := filepath.Join(t.TempDir(), "gojob")
-	build := exec.Command("go", "build", "-o", gojob, "./examples/gojob")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./examples/gojob: %v\n%s", err, out)
+	gojob, err := procs.Build(t.TempDir(), "./examples/gojob")
+	if err != nil {
+		t.Fatal(err)
 	}
 	host, err := os.Hostname()
 	if err != nil {

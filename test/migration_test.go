@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,11 +32,8 @@ func startOursIn(t *testing.T, storage string, extra ...string) *proc {
 // stopGracefully sends SIGTERM and waits for the exit.
 func (p *proc) stopGracefully(t *testing.T) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not exit after SIGTERM", p.name)
+	if err := p.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

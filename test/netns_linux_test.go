@@ -99,11 +99,11 @@ func (l *netLab) in(ns string, name string, args ...string) {
 	l.run("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 
-// command returns a command that runs inside host i's namespace; its
-// process is the program itself (ip netns exec execs it), so signals sent
-// to it reach the program.
-func (l *netLab) command(i int, name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", l.ns(i), name}, args...)...)
+// argv is the command line that runs a program inside host i's namespace;
+// its process is the program itself (ip netns exec execs it), so signals
+// sent to it reach the program.
+func (l *netLab) argv(i int, name string, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", l.ns(i), name}, args...)
 }
 
 // cutOff drops host i's traffic on the given ports (TCP and UDP, both

@@ -3,15 +3,13 @@ package test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -32,11 +30,8 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ourBinary = filepath.Join(dir, "pushgateway-cluster")
-	build := exec.Command("go", "build", "-o", ourBinary, "./cmd/pushgateway-cluster")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/pushgateway-cluster: %v\n%s", err, out)
+	if ourBinary, err = procs.Build(dir, "./cmd/pushgateway-cluster"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -44,14 +39,12 @@ func runTests(m *testing.M) int {
 
 // proc is one running gateway process reachable at url.
 type proc struct {
+	*procs.Process
 	name   string
 	url    string // http://127.0.0.1:PORT, no trailing slash
-	cmd    *exec.Cmd
 	stderr *testutil.LockedBuffer
-	exited chan struct{}
 }
 
-// freePort returns a loopback port that was free a moment ago.
 // requireUpstream skips (or, under CI, fails) when the upstream binary is
 // not installed.
 func requireUpstream(t *testing.T) {
@@ -103,81 +96,32 @@ func startProc(t *testing.T, name string, argsFn func() (addr string, args []str
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		addr, args := argsFn()
-		p := &proc{
-			name:   name,
-			url:    "http://" + addr,
-			cmd:    exec.Command(bin, args...),
-			stderr: &testutil.LockedBuffer{},
-			exited: make(chan struct{}),
+		out := &testutil.LockedBuffer{}
+		started, err := procs.Start(name, append([]string{bin}, args...), procs.Options{Out: out})
+		if err != nil {
+			t.Fatal(err)
 		}
-		p.cmd.Stdout = p.stderr
-		p.cmd.Stderr = p.stderr
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		go func() {
-			_ = p.cmd.Wait()
-			close(p.exited)
-		}()
-		err := p.waitReady(15 * time.Second)
+		p := &proc{Process: started, name: name, url: "http://" + addr, stderr: out}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = p.WaitReady(ctx, p.url+"/-/ready")
+		cancel()
 		if err == nil {
 			t.Cleanup(func() {
-				p.stop()
+				_ = p.Kill()
 				if t.Failed() {
-					t.Logf("%s (%s %s) output:\n%s", name, bin, strings.Join(args, " "), p.stderr.String())
+					t.Logf("%s (%s %s) output:\n%s", name, bin, strings.Join(args, " "), out)
 				}
 			})
 			return p
 		}
-		p.stop()
-		lastErr = fmt.Errorf("%s (%s %s) not ready: %v; output:\n%s", name, bin, strings.Join(args, " "), err, p.stderr.String())
-		if !strings.Contains(p.stderr.String(), "address already in use") {
+		_ = p.Kill()
+		lastErr = fmt.Errorf("%s (%s %s): %v; output:\n%s", name, bin, strings.Join(args, " "), err, out)
+		if !strings.Contains(out.String(), "address already in use") {
 			break
 		}
 	}
 	t.Fatal(lastErr)
 	return nil
-}
-
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// waitReady polls /-/ready until it answers 200, the process exits or the
-// timeout passes.
-func (p *proc) waitReady(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	client := &http.Client{Timeout: time.Second}
-	last := "no answer yet"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/-/ready", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("process exited (%v)", p.cmd.ProcessState)
-		case <-ctx.Done():
-			return fmt.Errorf("timeout after %v, last: %s", timeout, last)
-		case <-tick.C:
-		}
-	}
 }
 
 // startPair starts upstream and ours with the same extra flags (ours also

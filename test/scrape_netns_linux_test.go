@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -38,13 +39,12 @@ const (
 
 // labNode is one pushgateway-cluster process in a namespace of a netLab.
 type labNode struct {
-	t      *testing.T
-	lab    *netLab
-	host   int
-	dir    string
-	cmd    *exec.Cmd
-	out    *testutil.LockedBuffer
-	exited chan struct{}
+	t    *testing.T
+	lab  *netLab
+	host int
+	dir  string
+	proc *procs.Process
+	out  *testutil.LockedBuffer
 }
 
 func (n *labNode) name() string { return fmt.Sprintf("n%d", n.host) }
@@ -64,46 +64,36 @@ func (n *labNode) start() {
 		args = append(args, fmt.Sprintf("--cluster.peer=%s:%d", n.lab.addr(i), labGossipPort))
 	}
 	n.out = &testutil.LockedBuffer{}
-	n.cmd = n.lab.command(n.host, ourBinary, args...)
-	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
-	if err := n.cmd.Start(); err != nil {
-		n.t.Fatalf("start %s: %v", n.name(), err)
+	p, err := procs.Start(n.name(), n.lab.argv(n.host, ourBinary, args...), procs.Options{Out: n.out})
+	if err != nil {
+		n.t.Fatal(err)
 	}
-	n.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, ch chan struct{}) { _ = cmd.Wait(); close(ch) }(n.cmd, n.exited)
+	n.proc = p
 }
 
+// signal sends sig to the running node; nothing when it is gone.
 func (n *labNode) signal(sig syscall.Signal) {
-	select {
-	case <-n.exited:
-	default:
-		_ = n.cmd.Process.Signal(sig)
+	if n.proc != nil {
+		_ = n.proc.Signal(sig)
 	}
 }
 
 func (n *labNode) kill() {
-	if n.cmd == nil {
-		return
+	if n.proc != nil {
+		_ = n.proc.Kill()
 	}
-	n.signal(syscall.SIGCONT) // a stopped process dies only once running
-	n.signal(syscall.SIGKILL)
-	<-n.exited
 }
 
 // helper starts a program in the hub namespace and stops it at the end.
 func startInHub(t *testing.T, lab *netLab, name string, args ...string) *testutil.LockedBuffer {
 	t.Helper()
 	out := &testutil.LockedBuffer{}
-	cmd := lab.command(0, name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	p, err := procs.Start(name, lab.argv(0, name, args...), procs.Options{Out: out})
+	if err != nil {
+		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		_ = p.Kill()
 		if t.Failed() {
 			t.Logf("--- output of %s ---\n%s", name, out)
 		}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testcerts"
-	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // secureFiles is a directory with everything a secure cluster needs: the
@@ -122,21 +121,7 @@ func startSecure(t *testing.T, m *member, expect int, extra []string, peers ...*
 	for _, p := range peers {
 		args = append(args, "--cluster.peer="+p.gossip)
 	}
-	args = append(args, extra...)
-	m.out = &testutil.LockedBuffer{}
-	m.cmd = exec.Command(ourBinary, args...)
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", m.name, err)
-	}
-	m.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, ch chan struct{}) { _ = cmd.Wait(); close(ch) }(m.cmd, m.exited)
-	t.Cleanup(func() {
-		m.kill()
-		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s", m.name, m.out)
-		}
-	})
+	m.launch(append(args, extra...))
 }
 
 func (sf *secureFiles) flags(clusterTLS, gossipKey string) []string {

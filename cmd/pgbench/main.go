@@ -290,7 +290,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 		}
 		for _, c := range in.nodes {
 			if c.exited() {
-				err = fmt.Errorf("%w\n%s exited during the run (%v); its output:\n%s", err, c.name, c.waitErr, c.logTail())
+				err = fmt.Errorf("%w\n%s exited during the run (%v); its output:\n%s", err, c.name, c.ExitError(), c.logTail())
 			}
 		}
 	}()

@@ -6,11 +6,12 @@ import (
 	"image/png"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 )
 
 func TestPercentile(t *testing.T) {
@@ -230,11 +231,9 @@ func TestRendering(t *testing.T) {
 func TestSmoke(t *testing.T) {
 	begin := time.Now()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pushgateway-cluster")
-	build := exec.Command("go", "build", "-o", bin, "../pushgateway-cluster")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build our binary: %v\n%s", err, out)
+	bin, err := procs.Build(dir, "./cmd/pushgateway-cluster")
+	if err != nil {
+		t.Fatal(err)
 	}
 	targets := "ours-1,ours-3"
 	if _, err := os.Stat("/usr/bin/prometheus-pushgateway"); err == nil {
@@ -244,7 +243,7 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5",
+	err = run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5",
 		"--fill-timeout=10s", "--start-timeout=20s", "--request-timeout=10s",
 		"--targets=" + targets, "--binary=" + bin, "--out-md=" + md, "--out-png=" + pngPath}, &stdout, &stderr)
 	if err != nil {

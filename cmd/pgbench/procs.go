@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/freeport"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 )
 
 // Target names.
@@ -28,23 +29,14 @@ var allTargets = []string{targetUpstream, targetOurs1, targetOurs3}
 
 // child is one gateway process started by the tool.
 type child struct {
+	*procs.Process
 	name    string
-	cmd     *exec.Cmd
 	logPath string
 	base    string // http://127.0.0.1:PORT
-	done    chan struct{}
-	waitErr error
 }
 
 // exited reports whether the process is gone.
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+func (c *child) exited() bool { return !c.Running() }
 
 // logTail is the end of the process' output, for error messages.
 func (c *child) logTail() string {
@@ -61,7 +53,7 @@ func (c *child) logTail() string {
 
 // rss is the process' resident set size in bytes (VmRSS of /proc/PID/status).
 func (c *child) rss() (float64, error) {
-	return readRSS(c.cmd.Process.Pid)
+	return readRSS(c.Pid())
 }
 
 func readRSS(pid int) (float64, error) {
@@ -105,15 +97,8 @@ type instance struct {
 // call more than once.
 func (in *instance) stop() {
 	for _, c := range in.nodes {
-		if !c.exited() {
-			_ = c.cmd.Process.Kill()
-		}
-	}
-	for _, c := range in.nodes {
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			fmt.Fprintf(os.Stderr, "pgbench: %s (pid %d) did not exit after SIGKILL\n", c.name, c.cmd.Process.Pid)
+		if err := c.Kill(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgbench: %s (pid %d): %v\n", c.name, c.Pid(), err)
 		}
 	}
 	if in.dir != "" {
@@ -133,18 +118,11 @@ func startChild(name, dir, bin string, httpPort int, args []string) (*child, err
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := procs.Start(name, append([]string{bin}, args...), procs.Options{Out: logf, Dir: dir, DieWithParent: true})
+	if err != nil {
+		return nil, err
 	}
-	c := &child{name: name, cmd: cmd, logPath: logPath, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), done: make(chan struct{})}
-	go func() {
-		c.waitErr = cmd.Wait()
-		close(c.done)
-	}()
+	c := &child{Process: p, name: name, logPath: logPath, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
 	return c, nil
 }
 
@@ -234,7 +212,7 @@ func waitReady(ctx context.Context, in *instance, timeout time.Duration) error {
 		last := "no answer yet"
 		for {
 			if c.exited() {
-				return fmt.Errorf("%s/%s exited before it was ready (%v); its output:\n%s", in.name, c.name, c.waitErr, c.logTail())
+				return fmt.Errorf("%s/%s exited before it was ready (%v); its output:\n%s", in.name, c.name, c.ExitError(), c.logTail())
 			}
 			if err := ctx.Err(); err != nil {
 				return err

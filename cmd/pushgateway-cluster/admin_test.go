@@ -188,15 +188,7 @@ func TestAdminWithHTTPConfigFile(t *testing.T) {
 	if err := os.WriteFile(clientCfg, []byte("basic_auth:\n  username: alice\n  password: s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	web := testutil.FreeAddr(t)
-	p := &proc{url: "http://" + web, out: &bytes.Buffer{}}
-	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
-		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", "--web.config.file="+webCfg, "--web.enable-admin-api")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	p := launch(t, t.TempDir(), "--web.config.file="+webCfg, "--web.enable-admin-api")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, _, code := runAdmin(t, nil, "members", "--url="+p.url, "--http.config.file="+clientCfg)

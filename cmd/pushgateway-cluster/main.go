@@ -1,6 +1,8 @@
 // Command pushgateway-cluster is a highly available, drop-in replacement for
 // the Prometheus Pushgateway: the upstream HTTP API on top of a raft-
 // replicated state machine. With no peers it is a durable one-node cluster.
+// It wires the packages together (DESIGN.md, "Packages"): flags to a
+// cluster.Node and an httpapi handler, joined by internal/clusterapi.
 package main
 
 import (

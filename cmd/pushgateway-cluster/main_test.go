@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,12 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -28,11 +27,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "pushgateway-cluster")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
+	if binary, err = procs.Build(dir, "./cmd/pushgateway-cluster"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -40,30 +36,38 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// proc is one gateway process reachable at url.
 type proc struct {
-	cmd *exec.Cmd
+	*procs.Process
 	url string
-	out *bytes.Buffer
+	out *testutil.LockedBuffer
 }
 
-func start(t *testing.T, storage string, extra ...string) *proc {
+// launch starts a one-node gateway on fresh loopback ports with the extra
+// flags, without waiting for it; it is killed at the end of the test.
+func launch(t *testing.T, storage string, extra ...string) *proc {
 	t.Helper()
 	web := testutil.FreeAddr(t)
-	args := append([]string{"--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + testutil.FreeAddr(t), "--cluster.listen-address=" + testutil.FreeAddr(t), "--cluster.node-name=n1"}, extra...)
-	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + web, out: &bytes.Buffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
+	args := append([]string{binary, "--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + testutil.FreeAddr(t), "--cluster.listen-address=" + testutil.FreeAddr(t), "--cluster.node-name=n1"}, extra...)
+	out := &testutil.LockedBuffer{}
+	started, err := procs.Start("gateway", args, procs.Options{Out: out})
+	if err != nil {
 		t.Fatal(err)
 	}
+	p := &proc{Process: started, url: "http://" + web, out: out}
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
+		_ = p.Kill()
 		if t.Failed() {
 			t.Logf("process output:\n%s", p.out)
 		}
 	})
+	return p
+}
+
+// start launches a gateway and waits until it is ready.
+func start(t *testing.T, storage string, extra ...string) *proc {
+	t.Helper()
+	p := launch(t, storage, extra...)
 	prefix := ""
 	for _, a := range extra {
 		if u, ok := strings.CutPrefix(a, "--web.external-url="); ok {
@@ -88,10 +92,10 @@ func start(t *testing.T, storage string, extra ...string) *proc {
 
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.ExitError(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
 	}
 }
@@ -169,15 +173,11 @@ func TestLifecycleQuitStopsTheProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("process did not exit after /-/quit")
+	if err := p.Wait(20 * time.Second); err != nil {
+		t.Fatalf("after /-/quit: %v", err)
+	}
+	if err := p.ExitError(); err != nil {
+		t.Fatalf("exit: %v", err)
 	}
 }
 
@@ -205,15 +205,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  alice: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	web := testutil.FreeAddr(t)
-	p := &proc{url: "http://" + web, out: &bytes.Buffer{}}
-	p.cmd = exec.Command(binary, "--web.listen-address="+web, "--storage.path="+t.TempDir(), "--raft.listen-address="+testutil.FreeAddr(t),
-		"--cluster.listen-address="+testutil.FreeAddr(t), "--cluster.node-name=n1", "--web.config.file="+cfg)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	p := launch(t, t.TempDir(), "--web.config.file="+cfg)
 	do := func(method, path, body string, auth bool) int {
 		req, _ := http.NewRequest(method, p.url+path, strings.NewReader(body))
 		if auth {

@@ -13,12 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 )
 
 // binary is the pushgateway-cluster binary built by TestMain.
@@ -45,11 +45,8 @@ func runTests(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		registerEmergency(func() { os.RemoveAll(dir) })
-		binary = filepath.Join(dir, "pushgateway-cluster")
-		build := exec.Command("go", "build", "-o", binary, "./cmd/pushgateway-cluster")
-		build.Dir = filepath.Join("..", "..")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ./cmd/pushgateway-cluster: %v\n%s", err, out)
+		if binary, err = procs.Build(dir, "./cmd/pushgateway-cluster"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/freeport"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/procs"
 	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
@@ -45,103 +45,68 @@ type node struct {
 	client, fast, probe *http.Client
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	paused  bool
+	proc    *procs.Process // the current run; nil before the first start
 	starts  int
 	started time.Time
 }
 
 func (n *node) url() string { return "http://" + n.web }
 
+// current is the node's process of the latest start, or nil.
+func (n *node) current() *procs.Process {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
 // start launches the process (in its namespace) without waiting for it.
 func (n *node) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil && !isClosed(n.exited) {
+	if n.proc != nil && n.proc.Running() {
 		return fmt.Errorf("%s already running", n.name)
 	}
-	var cmd *exec.Cmd
+	argv := append([]string{binary}, n.args...)
 	if n.ns != "" {
 		// ip netns exec execs the binary in place: the pid is the node's.
-		cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns, binary}, n.args...)...)
-	} else {
-		cmd = exec.Command(binary, n.args...)
+		argv = append([]string{"ip", "netns", "exec", n.ns}, argv...)
 	}
 	n.starts++
 	fmt.Fprintf(n.log, "===== chaos: start #%d of %s at %s =====\n", n.starts, n.name, time.Now().Format("15:04:05.000"))
-	cmd.Stdout, cmd.Stderr = n.log, n.log
 	// Nodes die with the test process, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", n.name, err)
+	p, err := procs.Start(n.name, argv, procs.Options{Out: n.log, DieWithParent: true})
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	n.cmd, n.exited, n.paused, n.started = cmd, exited, false, time.Now()
+	n.proc, n.started = p, time.Now()
 	return nil
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 func (n *node) running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd != nil && !isClosed(n.exited)
+	p := n.current()
+	return p != nil && p.Running()
 }
 
 func (n *node) isPaused() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.paused
+	p := n.current()
+	return p != nil && p.Paused()
 }
 
 func (n *node) signal(s syscall.Signal) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || isClosed(n.exited) {
+	p := n.current()
+	if p == nil {
 		return fmt.Errorf("%s is not running", n.name)
 	}
-	if err := n.cmd.Process.Signal(s); err != nil {
-		return fmt.Errorf("signal %v to %s: %w", s, n.name, err)
-	}
-	switch s {
-	case syscall.SIGSTOP:
-		n.paused = true
-	case syscall.SIGCONT:
-		n.paused = false
-	}
-	return nil
-}
-
-func (n *node) waitExit(timeout time.Duration) error {
-	n.mu.Lock()
-	ch := n.exited
-	n.mu.Unlock()
-	if ch == nil {
-		return nil
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("%s did not exit within %v", n.name, timeout)
-	}
+	return p.Signal(s)
 }
 
 // kill9 sends SIGKILL and waits for the process to go.
 func (n *node) kill9() error {
-	if err := n.signal(syscall.SIGKILL); err != nil {
-		return err
+	p := n.current()
+	if p == nil || !p.Running() {
+		return fmt.Errorf("%s is not running", n.name)
 	}
-	return n.waitExit(10 * time.Second)
+	return p.Kill()
 }
 
 // stopGraceful sends SIGTERM (SIGCONT first if paused) and waits up to
@@ -150,30 +115,26 @@ func (n *node) kill9() error {
 // SIGKILL, and an error is returned.
 func (n *node) stopGraceful(timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
-	if n.isPaused() {
-		_ = n.signal(syscall.SIGCONT)
+	p := n.current()
+	if p == nil || !p.Running() {
+		return 0, fmt.Errorf("%s is not running", n.name)
 	}
-	if err := n.signal(syscall.SIGTERM); err != nil {
-		return 0, err
-	}
-	if err := n.waitExit(timeout); err != nil {
+	if err := p.Stop(timeout); err != nil {
 		fmt.Fprintf(n.log, "===== chaos: %s still running %v after SIGTERM: SIGQUIT for a goroutine dump =====\n", n.name, timeout)
-		_ = n.signal(syscall.SIGQUIT)
-		if n.waitExit(5*time.Second) != nil {
-			_ = n.kill9()
+		_ = p.Signal(syscall.SIGQUIT)
+		if p.Wait(5*time.Second) != nil {
+			_ = p.Kill()
 		}
 		return time.Since(start), fmt.Errorf("graceful stop: %w (goroutine dump in its log)", err)
 	}
 	return time.Since(start), nil
 }
 
-// forceStop is the teardown: resume and kill, ignoring errors.
+// forceStop is the teardown: kill, ignoring errors.
 func (n *node) forceStop() {
-	if !n.running() {
-		return
+	if p := n.current(); p != nil {
+		_ = p.Kill()
 	}
-	_ = n.signal(syscall.SIGCONT)
-	_ = n.kill9()
 }
 
 // statusView is the part of /api/v1/cluster the test reads.
