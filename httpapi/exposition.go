@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -67,11 +65,19 @@ func (a *API) exposition() http.Handler {
 			return
 		}
 		fc := cache.byKey(keyOf(format))
-		fc.lastScrape.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		fc.lastScrape.Store(now)
 		pushed := a.opts.Store.Families()
-		bodies, err := fc.prepare(pushed)
+		var bodies [][]byte
+		var members [][][]byte
+		if acceptsGzip(r) {
+			fc.lastGzipScrape.Store(now)
+			members, err = fc.prepareGzip(pushed)
+		} else {
+			bodies, err = fc.prepare(pushed)
+		}
 		if err == nil {
-			err = a.writeCached(w, r, format, self, pushed, bodies)
+			err = a.writeCached(w, r, format, self, pushed, bodies, members)
 		}
 		if err != nil {
 			a.logger.Error("error encoding metric families", "err", err)
@@ -94,7 +100,8 @@ const (
 
 // warmExposition brings the cached exposition up to date off the request
 // path: the order of every changed family (fsm.Families) and its encoding
-// in each format scraped within warmWindow. Before the first scrape it
+// in each format scraped within warmWindow, compressed too when that
+// format was scraped with gzip. Before the first scrape it
 // encodes the format of a client that states no preference (text with
 // the default escaping), which is also what Prometheus before 3.0 and
 // curl get.
@@ -110,28 +117,44 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 		return
 	}
 	pushed := a.opts.Store.Families()
+	since := time.Now().Add(-warmWindow).UnixNano()
 	for _, k := range keys {
-		if _, err := cache.byKey(k).prepare(pushed); err != nil {
+		fc := cache.byKey(k)
+		var err error
+		if fc.lastGzipScrape.Load() >= since {
+			_, err = fc.prepareGzip(pushed)
+		} else {
+			_, err = fc.prepare(pushed)
+		}
+		if err != nil {
 			a.logger.Debug("warm exposition", "err", err)
 		}
 	}
 }
 
 // writeCached writes the exposition: the node's own families (encoded
-// now) merged by name with the pushed ones, whose encoded bytes are
-// bodies. Everything is encoded before the first byte is sent, so an
-// encoding error is returned (the caller answers 500) instead of cutting
-// a 200 short.
-func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte) error {
+// now) merged by name with the pushed ones, whose encoded bytes are bodies
+// or, for a client that accepts gzip, whose gzip members are members.
+// Everything is encoded before the first byte is sent, so an encoding
+// error is returned (the caller answers 500) instead of cutting a 200
+// short.
+func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte, members [][][]byte) error {
+	compressed := members != nil
+	// Each part is encoded bytes (own) or, compressed, the gzip members
+	// of a pushed family (cached).
+	type part struct {
+		own    []byte
+		cached [][]byte
+	}
 	var own bytes.Buffer
 	enc := expfmt.NewEncoder(&own, format)
-	parts := make([][]byte, 0, len(self)+len(pushed))
+	parts := make([]part, 0, len(self)+len(pushed))
 	encode := func(mf *dto.MetricFamily) error {
 		start := own.Len()
 		if err := enc.Encode(mf); err != nil {
 			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
 		}
-		parts = append(parts, own.Bytes()[start:own.Len():own.Len()])
+		parts = append(parts, part{own: own.Bytes()[start:own.Len():own.Len()]})
 		return nil
 	}
 	i, j := 0, 0
@@ -142,7 +165,11 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			err = encode(self[i])
 			i++
 		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
-			parts = append(parts, bodies[j])
+			if compressed {
+				parts = append(parts, part{cached: members[j]})
+			} else {
+				parts = append(parts, part{own: bodies[j]})
+			}
 			j++
 		default:
 			err = encode(mergeFamilies(self[i:i+1], pushed[j:j+1])[0])
@@ -154,25 +181,58 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 		}
 	}
 
+	var out [][]byte
+	if compressed {
+		// Own families between cached ones are compressed together, each
+		// run into one member.
+		var run []byte
+		flush := func() error {
+			if len(run) == 0 {
+				return nil
+			}
+			member, err := gzipMember(run)
+			if err != nil {
+				return err
+			}
+			out, run = append(out, member), nil
+			return nil
+		}
+		for _, p := range parts {
+			if p.cached == nil {
+				run = append(run, p.own...)
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			out = append(out, p.cached...)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			// An empty gzip stream still needs one member.
+			member, err := gzipMember(nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, member)
+		}
+	} else {
+		for _, p := range parts {
+			out = append(out, p.own)
+		}
+	}
+
 	h := w.Header()
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
 	h.Set("Content-Type", string(format))
-	var body io.Writer = w
-	if acceptsGzip(r) {
+	if compressed {
 		h.Set("Content-Encoding", "gzip")
-		gz := gzipWriters.Get().(*gzip.Writer)
-		gz.Reset(w)
-		defer func() {
-			if err := gz.Close(); err != nil {
-				a.logger.Debug("finish gzip scrape response", "err", err)
-			}
-			gzipWriters.Put(gz)
-		}()
-		body = gz
 	}
-	for _, p := range parts {
-		if _, err := body.Write(p); err != nil {
+	for _, b := range out {
+		if _, err := w.Write(b); err != nil {
 			// The client went away; nothing more to send.
 			a.logger.Debug("send metrics", "err", err)
 			return nil

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"compress/gzip"
 	"encoding/binary"
-	"io"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -47,8 +45,9 @@ type formatCache struct {
 	mu       sync.Mutex
 	families map[string]*renderedFamily
 	// lastScrape is when a scrape last asked for this format (Unix
-	// nanoseconds; 0 if only the warmer did).
-	lastScrape atomic.Int64
+	// nanoseconds; 0 if only the warmer did), lastGzipScrape when one
+	// asked for it compressed.
+	lastScrape, lastGzipScrape atomic.Int64
 }
 
 // renderedFamily is one family encoded in one format. The bytes of metric
@@ -61,6 +60,10 @@ type renderedFamily struct {
 	start int // the encoded family is buf[start:]
 	first uint32
 	ends  []uint32
+	// gz is the family compressed (gzipcache.go), nil until a compressed
+	// scrape asks; prevGz is the last compressed earlier version, whose
+	// members the compression reuses.
+	gz, prevGz *gzipFamily
 }
 
 // bytes returns the encoded family.
@@ -130,6 +133,11 @@ const parallelMetrics = 20000
 func (fc *formatCache) prepare(pushed []*dto.MetricFamily) ([][]byte, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
+	return fc.prepareLocked(pushed)
+}
+
+// prepareLocked is prepare with fc.mu held.
+func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][]byte, error) {
 	out := make([][]byte, len(pushed))
 	var stale []int
 	work := 0
@@ -221,6 +229,12 @@ func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*rend
 	buf := make([]byte, reserve, reserve+size)
 	buf = append(buf, header...)
 	next := &renderedFamily{from: mf, first: uint32(len(buf)), ends: make([]uint32, len(mf.Metric))}
+	if prev != nil {
+		next.prevGz = prev.gz
+		if next.prevGz == nil {
+			next.prevGz = prev.prevGz
+		}
+	}
 	j := 0
 	for i, m := range mf.Metric {
 		k := -1
@@ -282,9 +296,3 @@ func acceptsGzip(r *http.Request) bool {
 	}
 	return false
 }
-
-// gzipWriters compress scrape responses; pooled, as they are large.
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return w
-}}

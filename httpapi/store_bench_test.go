@@ -80,9 +80,18 @@ func (s *benchStore) push(tb testing.TB, group, v int) {
 // get serves one GET and returns the body size.
 func (s *benchStore) get(tb testing.TB, path, accept string) int {
 	tb.Helper()
+	return s.getEncoded(tb, path, accept, "")
+}
+
+// getEncoded is get with an Accept-Encoding header ("": none).
+func (s *benchStore) getEncoded(tb testing.TB, path, accept, encoding string) int {
+	tb.Helper()
 	req := httptest.NewRequest("GET", path, nil)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
+	}
+	if encoding != "" {
+		req.Header.Set("Accept-Encoding", encoding)
 	}
 	w := &discardWriter{h: http.Header{}}
 	s.handler.ServeHTTP(w, req)
@@ -109,21 +118,22 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len
 
 // BenchmarkAPIMetrics measures GET /api/v1/metrics with 1,000 and 10,000
 // groups, one group changed before every request (as under load).
-func BenchmarkAPIMetrics(b *testing.B) { benchGetAfterPush(b, "/api/v1/metrics") }
+func BenchmarkAPIMetrics(b *testing.B) { benchGetAfterPush(b, "/api/v1/metrics", "") }
 
 // benchGetAfterPush measures GET path with 1,000 and 10,000 groups, one
-// group changed before every request (not timed).
-func benchGetAfterPush(b *testing.B, path string) {
+// group changed before every request (not timed), with the given
+// Accept-Encoding ("": none).
+func benchGetAfterPush(b *testing.B, path, encoding string) {
 	for _, groups := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
 			s := newBenchStore(b, groups)
-			s.get(b, path, "")
+			s.getEncoded(b, path, "", encoding)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				s.push(b, i%groups, groups+i)
 				b.StartTimer()
-				b.SetBytes(int64(s.get(b, path, "")))
+				b.SetBytes(int64(s.getEncoded(b, path, "", encoding)))
 			}
 		})
 	}
@@ -161,5 +171,10 @@ func BenchmarkFirstScrape(b *testing.B) {
 }
 
 // BenchmarkScrapeAfterPush measures GET /metrics (text) with 1,000 and
-// 10,000 groups after one group changed, without HTTP or raft.
-func BenchmarkScrapeAfterPush(b *testing.B) { benchGetAfterPush(b, "/metrics") }
+// 10,000 groups after one group changed, without HTTP or raft, as curl asks
+// (identity) and as Prometheus asks (gzip; SetBytes counts compressed
+// bytes).
+func BenchmarkScrapeAfterPush(b *testing.B) {
+	b.Run("enc=identity", func(b *testing.B) { benchGetAfterPush(b, "/metrics", "") })
+	b.Run("enc=gzip", func(b *testing.B) { benchGetAfterPush(b, "/metrics", "gzip") })
+}

@@ -364,17 +364,18 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 	}
 
 	// 3. scrape
-	text, proto, err := l.scrapeLoad(ctx, fr.groups, cfg.scrapes)
+	text, proto, gzipped, err := l.scrapeLoad(ctx, fr.groups, cfg.scrapes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scrape: %w", err)
 	}
-	for name, r := range map[string]scrapeResult{"text": text, "proto": proto} {
+	for name, r := range map[string]scrapeResult{"text": text, "proto": proto, "gzip": gzipped} {
 		f["scrape."+name+".p50"] = r.lat.p50.Seconds()
 		f["scrape."+name+".max"] = r.lat.max.Seconds()
 		f["scrape."+name+".bytes"] = float64(r.size)
 	}
-	logf("G=%d %s: scrape text p50 %v (%d bytes), protobuf p50 %v (%d bytes)", G, target,
-		text.lat.p50.Round(time.Microsecond), text.size, proto.lat.p50.Round(time.Microsecond), proto.size)
+	logf("G=%d %s: scrape text p50 %v (%d bytes), protobuf p50 %v (%d bytes), text with gzip p50 %v (%d bytes)", G, target,
+		text.lat.p50.Round(time.Microsecond), text.size, proto.lat.p50.Round(time.Microsecond), proto.size,
+		gzipped.lat.p50.Round(time.Microsecond), gzipped.size)
 
 	// 3b. scrapes of a follower with and without a read index
 	if len(in.nodes) > 1 {

@@ -23,20 +23,21 @@ type scrapeResult struct {
 	size int
 }
 
-// scrape GETs /metrics from node with the given Accept header and returns
-// the latency and the body size.
+// scrape GETs /metrics from node with the given Accept header, without
+// compression, and returns the latency and the body size.
 func (l *loader) scrape(ctx context.Context, node, accept string) (time.Duration, int, error) {
-	return l.scrapePath(ctx, node, "/metrics", accept)
+	return l.scrapePath(ctx, node, "/metrics", accept, "identity")
 }
 
-// scrapePath is scrape of another path (/metrics?stale).
-func (l *loader) scrapePath(ctx context.Context, node, path, accept string) (time.Duration, int, error) {
+// scrapePath is scrape of another path (/metrics?stale) or with another
+// Accept-Encoding (gzip: the body is read compressed, as it comes).
+func (l *loader) scrapePath(ctx context.Context, node, path, accept, encoding string) (time.Duration, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+path, nil)
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("Accept", accept)
-	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("Accept-Encoding", encoding)
 	start := time.Now()
 	resp, err := l.client.Do(req)
 	if err != nil {
@@ -57,29 +58,29 @@ func (l *loader) scrapePath(ctx context.Context, node, path, accept string) (tim
 // scrapeLoad scrapes node n times in each format, with one push (not
 // counted) before every scrape so that a cache is invalidated as in real
 // use.
-func (l *loader) scrapeLoad(ctx context.Context, groups []int, n int) (text, proto scrapeResult, err error) {
+func (l *loader) scrapeLoad(ctx context.Context, groups []int, n int) (text, proto, gzipped scrapeResult, err error) {
 	node := l.nodes[0]
 	rng := rand.New(rand.NewPCG(7, 7))
-	var tl, pl []time.Duration
+	var tl, pl, gl []time.Duration
 	for i := 0; i < n; i++ {
 		for _, f := range []struct {
-			accept string
-			lat    *[]time.Duration
-			res    *scrapeResult
-		}{{acceptText, &tl, &text}, {acceptProto, &pl, &proto}} {
+			accept, encoding string
+			lat              *[]time.Duration
+			res              *scrapeResult
+		}{{acceptText, "identity", &tl, &text}, {acceptProto, "identity", &pl, &proto}, {acceptText, "gzip", &gl, &gzipped}} {
 			if _, err := l.push(ctx, node, http.MethodPut, groupPath(groups[rng.IntN(len(groups))]), pushBody(l.cfg.families, rng)); err != nil {
-				return text, proto, fmt.Errorf("push between scrapes: %w", err)
+				return text, proto, gzipped, fmt.Errorf("push between scrapes: %w", err)
 			}
-			d, size, err := l.scrape(ctx, node, f.accept)
+			d, size, err := l.scrapePath(ctx, node, "/metrics", f.accept, f.encoding)
 			if err != nil {
-				return text, proto, err
+				return text, proto, gzipped, err
 			}
 			*f.lat = append(*f.lat, d)
 			f.res.size = size
 		}
 	}
-	text.lat, proto.lat = summarize(tl), summarize(pl)
-	return text, proto, nil
+	text.lat, proto.lat, gzipped.lat = summarize(tl), summarize(pl), summarize(gl)
+	return text, proto, gzipped, nil
 }
 
 // followerScrapes scrapes a follower of a cluster n times as text with a
@@ -101,7 +102,7 @@ func (l *loader) followerScrapes(ctx context.Context, groups []int, n int) (read
 		if i%2 == 1 {
 			path, lat = "/metrics?stale", &st
 		}
-		d, _, err := l.scrapePath(ctx, follower, path, acceptText)
+		d, _, err := l.scrapePath(ctx, follower, path, acceptText, "identity")
 		if err != nil {
 			return readIndex, stale, err
 		}

@@ -95,7 +95,7 @@ func (c *config) rows() []row {
 			)
 		}
 	}
-	for _, f := range []struct{ key, name string }{{"text", "text"}, {"proto", "protobuf"}} {
+	for _, f := range []struct{ key, name string }{{"text", "text"}, {"proto", "protobuf"}, {"gzip", "text with gzip, as Prometheus asks"}} {
 		rs = append(rs,
 			row{"scrape." + f.key + ".p50", "scrape " + f.name + ": p50", unitSeconds, betterLower},
 			row{"scrape." + f.key + ".max", "scrape " + f.name + ": max", unitSeconds, betterLower},
@@ -324,7 +324,7 @@ func (r *report) workload() string {
 - Push body: M = %d gauge families in the text format, one sample with a label each (`+"`/metrics/job/bench/instance/<i>`"+`).
 - Fill: PUT every group once from %d clients, capped at %v (a capped fill reports the groups reached and its rate; the later phases use those groups).
 - Push: %s to random existing groups for %v with %s concurrent client(s); every latency is recorded (request sent to answer read); a non-2xx answer is an error and not in the latencies; throughput counts successful pushes. ours-3 gets the pushes round-robin on its three nodes (writes go through the raft log with fsync).
-- Scrape: %d GETs of `+"`/metrics`"+` per format on one node, text (`+"`%s`"+`) and delimited protobuf, `+"`Accept-Encoding: identity`"+`; one uncounted push to the same node before each scrape.
+- Scrape: %d GETs of `+"`/metrics`"+` per format on one node, text (`+"`%s`"+`) and delimited protobuf, `+"`Accept-Encoding: identity`"+`, and text with `+"`Accept-Encoding: gzip`"+` (the compressed body read as it comes); one uncounted push to the same node before each scrape.
 - Convergence: %s.
 - Memory: VmRSS of /proc/PID/status right after the fill (ours-3: the node with the largest RSS); per stored series = (RSS after fill − RSS at start) / (groups × (M+2)), the +2 being push_time_seconds and push_failure_time_seconds.
 - The load generator (this tool) runs on the same machine and shares its CPUs with the gateways; so do the three nodes of ours-3.

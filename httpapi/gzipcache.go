@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Compressed scrapes. Prometheus always asks for gzip, and compressing a
+// large exposition on every scrape is most of what the scrape costs. So
+// every encoded family also keeps its bytes compressed, as a sequence of
+// gzip members, one per block of metrics: a gzip stream may hold several
+// members, which Go's reader (Prometheus' too) and every other decoder read
+// as one. A scrape writes the members; after a push only the blocks that
+// changed are compressed again.
+//
+// Blocks end where the content says (after a metric whose bytes hash to a
+// chosen value, about every gzipBlockMetrics metrics, or at gzipBlockMax
+// bytes), so a metric inserted or removed changes its own block and leaves
+// the others' boundaries, and their compressed bytes, as they were. A block
+// is found again by the hash of its bytes.
+
+const (
+	// gzipBlockMetrics is the average number of metrics per block: a power
+	// of two.
+	gzipBlockMetrics = 128
+	// gzipBlockMax ends a block that grew this large without a natural end.
+	gzipBlockMax = 256 << 10
+	// parallelGzipBytes is the number of bytes to compress from which
+	// several families are compressed at once.
+	parallelGzipBytes = 1 << 20
+)
+
+// blockSeed hashes block contents; any seed works, one per process.
+var blockSeed = maphash.MakeSeed()
+
+// gzipFamily is one encoded family as gzip members, and each member by the
+// hash of the bytes it holds.
+type gzipFamily struct {
+	members [][]byte
+	byHash  map[uint64][]byte
+}
+
+// gzipped returns rf's bytes as gzip members, compressing the blocks that
+// the previous version's members (rf.prevGz) do not hold. The caller holds
+// the format cache's lock.
+func (rf *renderedFamily) gzipped() ([][]byte, error) {
+	if rf.gz != nil {
+		return rf.gz.members, nil
+	}
+	var prev map[uint64][]byte
+	if rf.prevGz != nil {
+		prev = rf.prevGz.byHash
+	}
+	blocks := rf.blocks()
+	gz := &gzipFamily{members: make([][]byte, 0, len(blocks)), byHash: make(map[uint64][]byte, len(blocks))}
+	for _, b := range blocks {
+		h := maphash.Bytes(blockSeed, b)
+		member, ok := gz.byHash[h]
+		if !ok {
+			if member, ok = prev[h]; !ok {
+				var err error
+				if member, err = gzipMember(b); err != nil {
+					return nil, err
+				}
+			}
+			gz.byHash[h] = member
+		}
+		gz.members = append(gz.members, member)
+	}
+	rf.gz, rf.prevGz = gz, nil
+	return gz.members, nil
+}
+
+// blocks cuts rf's bytes into blocks at metric boundaries: the family's
+// header goes with its first metrics.
+func (rf *renderedFamily) blocks() [][]byte {
+	all := rf.bytes()
+	base := uint32(rf.start)
+	var out [][]byte
+	from := uint32(rf.start)
+	for i := range rf.ends {
+		end := rf.ends[i]
+		chunk := rf.chunk(i)
+		if end-from >= gzipBlockMax || maphash.Bytes(blockSeed, chunk)%gzipBlockMetrics == gzipBlockMetrics-1 {
+			out = append(out, all[from-base:end-base])
+			from = end
+		}
+	}
+	if tail := all[from-base:]; len(tail) > 0 || len(out) == 0 {
+		out = append(out, tail)
+	}
+	return out
+}
+
+// gzipWriters compress scrape responses and blocks; pooled, as they are
+// large.
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// gzipMember compresses b into one complete gzip member.
+func gzipMember(b []byte) ([]byte, error) {
+	var out bytes.Buffer
+	out.Grow(len(b)/4 + 64)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&out)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("compress a block: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress a block: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// prepareGzip brings the encoded families up to date with pushed, as
+// prepare does, and returns each family's gzip members in the same order.
+// Families are compressed in parallel when there is much to compress.
+func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][][]byte, error) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if _, err := fc.prepareLocked(pushed); err != nil {
+		return nil, err
+	}
+	out := make([][][]byte, len(pushed))
+	errs := make([]error, len(pushed))
+	var todo []int
+	work := 0
+	for i, mf := range pushed {
+		rf := fc.families[mf.GetName()]
+		if rf.gz != nil {
+			out[i] = rf.gz.members
+			continue
+		}
+		todo = append(todo, i)
+		work += len(rf.bytes())
+	}
+	compress := func(k int) {
+		i := todo[k]
+		out[i], errs[i] = fc.families[pushed[i].GetName()].gzipped()
+	}
+	if workers := min(runtime.GOMAXPROCS(0), len(todo)); workers > 1 && work >= parallelGzipBytes {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for k := int(next.Add(1) - 1); k < len(todo); k = int(next.Add(1) - 1) {
+					compress(k)
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for k := range todo {
+			compress(k)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
