@@ -69,7 +69,7 @@ func (a *API) exposition() http.Handler {
 		fc.lastScrape.Store(now)
 		pushed := a.opts.Store.Families()
 		var bodies [][]byte
-		var members [][][]byte
+		var members [][]deflated
 		if acceptsGzip(r) {
 			fc.lastGzipScrape.Store(now)
 			members, err = fc.prepareGzip(pushed)
@@ -134,17 +134,18 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 
 // writeCached writes the exposition: the node's own families (encoded
 // now) merged by name with the pushed ones, whose encoded bytes are bodies
-// or, for a client that accepts gzip, whose gzip members are members.
+// or, for a client that accepts gzip, whose compressed pieces are members
+// (gzipstream.go).
 // Everything is encoded before the first byte is sent, so an encoding
 // error is returned (the caller answers 500) instead of cutting a 200
 // short.
-func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte, members [][][]byte) error {
+func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte, members [][]deflated) error {
 	compressed := members != nil
-	// Each part is encoded bytes (own) or, compressed, the gzip members
-	// of a pushed family (cached).
+	// Each part is encoded bytes (own) or, compressed, the pieces of a
+	// pushed family (cached).
 	type part struct {
 		own    []byte
-		cached [][]byte
+		cached []deflated
 	}
 	var own bytes.Buffer
 	enc := expfmt.NewEncoder(&own, format)
@@ -181,20 +182,20 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 		}
 	}
 
-	var out [][]byte
+	var pieces []deflated
 	if compressed {
 		// Own families between cached ones are compressed together, each
-		// run into one member.
+		// run into one piece.
 		var run []byte
 		flush := func() error {
 			if len(run) == 0 {
 				return nil
 			}
-			member, err := gzipMember(run)
+			piece, err := deflate(run)
 			if err != nil {
 				return err
 			}
-			out, run = append(out, member), nil
+			pieces, run = append(pieces, piece), nil
 			return nil
 		}
 		for _, p := range parts {
@@ -205,22 +206,10 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			if err := flush(); err != nil {
 				return err
 			}
-			out = append(out, p.cached...)
+			pieces = append(pieces, p.cached...)
 		}
 		if err := flush(); err != nil {
 			return err
-		}
-		if len(out) == 0 {
-			// An empty gzip stream still needs one member.
-			member, err := gzipMember(nil)
-			if err != nil {
-				return err
-			}
-			out = append(out, member)
-		}
-	} else {
-		for _, p := range parts {
-			out = append(out, p.own)
 		}
 	}
 
@@ -230,10 +219,14 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 	h.Set("Content-Type", string(format))
 	if compressed {
 		h.Set("Content-Encoding", "gzip")
-	}
-	for _, b := range out {
-		if _, err := w.Write(b); err != nil {
+		if err := writeGzip(w, pieces); err != nil {
 			// The client went away; nothing more to send.
+			a.logger.Debug("send metrics", "err", err)
+		}
+		return nil
+	}
+	for _, p := range parts {
+		if _, err := w.Write(p.own); err != nil {
 			a.logger.Debug("send metrics", "err", err)
 			return nil
 		}

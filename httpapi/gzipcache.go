@@ -1,11 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
-	"compress/gzip"
-	"fmt"
 	"hash/maphash"
-	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,11 +11,10 @@ import (
 
 // Compressed scrapes. Prometheus always asks for gzip, and compressing a
 // large exposition on every scrape is most of what the scrape costs. So
-// every encoded family also keeps its bytes compressed, as a sequence of
-// gzip members, one per block of metrics: a gzip stream may hold several
-// members, which Go's reader (Prometheus' too) and every other decoder read
-// as one. A scrape writes the members; after a push only the blocks that
-// changed are compressed again.
+// every encoded family also keeps its bytes compressed, one DEFLATE piece
+// per block of metrics (gzipstream.go), and a scrape joins the pieces into
+// one gzip member; after a push only the blocks that changed are compressed
+// again.
 //
 // Blocks end where the content says (after a metric whose bytes hash to a
 // chosen value, about every gzipBlockMetrics metrics, or at gzipBlockMax
@@ -41,42 +36,42 @@ const (
 // blockSeed hashes block contents; any seed works, one per process.
 var blockSeed = maphash.MakeSeed()
 
-// gzipFamily is one encoded family as gzip members, and each member by the
-// hash of the bytes it holds.
+// gzipFamily is one encoded family as compressed pieces, and each piece by
+// the hash of the bytes it holds.
 type gzipFamily struct {
-	members [][]byte
-	byHash  map[uint64][]byte
+	pieces []deflated
+	byHash map[uint64]deflated
 }
 
-// gzipped returns rf's bytes as gzip members, compressing the blocks that
-// the previous version's members (rf.prevGz) do not hold. The caller holds
-// the format cache's lock.
-func (rf *renderedFamily) gzipped() ([][]byte, error) {
+// gzipped returns rf's bytes as compressed pieces, compressing the blocks
+// that the previous version's pieces (rf.prevGz) do not hold. The caller
+// holds the format cache's lock.
+func (rf *renderedFamily) gzipped() ([]deflated, error) {
 	if rf.gz != nil {
-		return rf.gz.members, nil
+		return rf.gz.pieces, nil
 	}
-	var prev map[uint64][]byte
+	var prev map[uint64]deflated
 	if rf.prevGz != nil {
 		prev = rf.prevGz.byHash
 	}
 	blocks := rf.blocks()
-	gz := &gzipFamily{members: make([][]byte, 0, len(blocks)), byHash: make(map[uint64][]byte, len(blocks))}
+	gz := &gzipFamily{pieces: make([]deflated, 0, len(blocks)), byHash: make(map[uint64]deflated, len(blocks))}
 	for _, b := range blocks {
 		h := maphash.Bytes(blockSeed, b)
-		member, ok := gz.byHash[h]
+		piece, ok := gz.byHash[h]
 		if !ok {
-			if member, ok = prev[h]; !ok {
+			if piece, ok = prev[h]; !ok || piece.n != len(b) {
 				var err error
-				if member, err = gzipMember(b); err != nil {
+				if piece, err = deflate(b); err != nil {
 					return nil, err
 				}
 			}
-			gz.byHash[h] = member
+			gz.byHash[h] = piece
 		}
-		gz.members = append(gz.members, member)
+		gz.pieces = append(gz.pieces, piece)
 	}
 	rf.gz, rf.prevGz = gz, nil
-	return gz.members, nil
+	return gz.pieces, nil
 }
 
 // blocks cuts rf's bytes into blocks at metric boundaries: the family's
@@ -100,46 +95,24 @@ func (rf *renderedFamily) blocks() [][]byte {
 	return out
 }
 
-// gzipWriters compress scrape responses and blocks; pooled, as they are
-// large.
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return w
-}}
-
-// gzipMember compresses b into one complete gzip member.
-func gzipMember(b []byte) ([]byte, error) {
-	var out bytes.Buffer
-	out.Grow(len(b)/4 + 64)
-	zw := gzipWriters.Get().(*gzip.Writer)
-	defer gzipWriters.Put(zw)
-	zw.Reset(&out)
-	if _, err := zw.Write(b); err != nil {
-		return nil, fmt.Errorf("compress a block: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compress a block: %w", err)
-	}
-	return out.Bytes(), nil
-}
-
 // prepareGzip brings the encoded families up to date with pushed, as
-// prepare does, and returns each family's gzip members in the same order.
+// prepare does, and returns each family's compressed pieces in the same
+// order.
 // Families are compressed in parallel when there is much to compress.
-func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][][]byte, error) {
+func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	if _, err := fc.prepareLocked(pushed); err != nil {
 		return nil, err
 	}
-	out := make([][][]byte, len(pushed))
+	out := make([][]deflated, len(pushed))
 	errs := make([]error, len(pushed))
 	var todo []int
 	work := 0
 	for i, mf := range pushed {
 		rf := fc.families[mf.GetName()]
 		if rf.gz != nil {
-			out[i] = rf.gz.members
+			out[i] = rf.gz.pieces
 			continue
 		}
 		todo = append(todo, i)

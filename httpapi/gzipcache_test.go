@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"testing"
@@ -37,24 +38,43 @@ func gaugeFamily(n int, value func(int) float64) *dto.MetricFamily {
 	return mf
 }
 
-func gunzip(t *testing.T, members [][]byte) []byte {
+// gunzip joins pieces into a gzip stream and reads it back as one member.
+func gunzip(t *testing.T, pieces []deflated) []byte {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(bytes.Join(members, nil)))
+	var stream bytes.Buffer
+	if err := writeGzip(&stream, pieces); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&stream)
 	if err != nil {
 		t.Fatal(err)
 	}
+	zr.Multistream(false)
 	b, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if stream.Len() != 0 {
+		t.Fatalf("%d bytes after the first gzip member", stream.Len())
+	}
 	return b
 }
 
-// TestGzipMembersHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain
-// changes one metric of a family of 20,000: the members decompress to the
-// family's bytes in every format, and all blocks but the changed one keep
-// their compressed bytes.
-func TestGzipMembersHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testing.T) {
+func TestCRC32CombineEqualsTheChecksumOfTheWhole(t *testing.T) {
+	a, b := []byte("the first part, "), bytes.Repeat([]byte("and the second one "), 1000)
+	for _, c := range []struct{ a, b []byte }{{a, b}, {nil, b}, {a, nil}, {b, a}} {
+		got := crc32Combine(crc32.ChecksumIEEE(c.a), crc32.ChecksumIEEE(c.b), uint64(len(c.b)))
+		if want := crc32.ChecksumIEEE(append(append([]byte(nil), c.a...), c.b...)); got != want {
+			t.Errorf("combined %08x, want %08x (lengths %d, %d)", got, want, len(c.a), len(c.b))
+		}
+	}
+}
+
+// TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain
+// changes one metric of a family of 20,000: the pieces, joined into one
+// gzip member, decompress to the family's bytes in every format, and all
+// blocks but the changed one keep their compressed bytes.
+func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testing.T) {
 	for name, f := range map[string]expfmt.Format{"text": expfmt.NewFormat(expfmt.TypeTextPlain), "protobuf": expfmt.NewFormat(expfmt.TypeProtoDelim)} {
 		t.Run(name, func(t *testing.T) {
 			k := keyOf(f)
@@ -68,10 +88,10 @@ func TestGzipMembersHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testi
 				t.Fatal(err)
 			}
 			if got := gunzip(t, first); !bytes.Equal(got, rf.bytes()) {
-				t.Fatal("members do not decompress to the family's bytes")
+				t.Fatal("the pieces do not decompress to the family's bytes")
 			}
 			if len(first) < 20000/gzipBlockMetrics/4 {
-				t.Fatalf("%d members for 20,000 metrics", len(first))
+				t.Fatalf("%d pieces for 20,000 metrics", len(first))
 			}
 
 			after := &dto.MetricFamily{Name: before.Name, Type: before.Type, Metric: slices.Clone(before.Metric)}
@@ -85,15 +105,15 @@ func TestGzipMembersHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testi
 				t.Fatal(err)
 			}
 			if got := gunzip(t, second); !bytes.Equal(got, next.bytes()) {
-				t.Fatal("members of the new version do not decompress to its bytes")
+				t.Fatal("the pieces of the new version do not decompress to its bytes")
 			}
 			old := map[*byte]bool{}
-			for _, m := range first {
-				old[&m[0]] = true
+			for _, p := range first {
+				old[&p.data[0]] = true
 			}
 			fresh := 0
-			for _, m := range second {
-				if !old[&m[0]] {
+			for _, p := range second {
+				if !old[&p.data[0]] {
 					fresh++
 				}
 			}
