@@ -2,9 +2,6 @@ package httpapi
 
 import (
 	"hash/maphash"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -122,22 +119,7 @@ func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, er
 		i := todo[k]
 		out[i], errs[i] = fc.families[pushed[i].GetName()].gzipped()
 	}
-	if workers := min(runtime.GOMAXPROCS(0), len(todo)); workers > 1 && work >= parallelGzipBytes {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for k := int(next.Add(1) - 1); k < len(todo); k = int(next.Add(1) - 1) {
-					compress(k)
-				}
-			})
-		}
-		wg.Wait()
-	} else {
-		for k := range todo {
-			compress(k)
-		}
-	}
+	forEach(len(todo), work >= parallelGzipBytes, compress)
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

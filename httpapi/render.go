@@ -155,22 +155,7 @@ func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][]byte, erro
 		mf := pushed[stale[k]]
 		rendered[k], errs[k] = renderFamily(fc.key, mf, fc.families[mf.GetName()])
 	}
-	if workers := min(runtime.GOMAXPROCS(0), len(stale)); workers > 1 && work >= parallelMetrics {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for k := int(next.Add(1) - 1); k < len(stale); k = int(next.Add(1) - 1) {
-					render(k)
-				}
-			})
-		}
-		wg.Wait()
-	} else {
-		for k := range stale {
-			render(k)
-		}
-	}
+	forEach(len(stale), work >= parallelMetrics, render)
 	for k, i := range stale {
 		if errs[k] != nil {
 			return nil, errs[k]
@@ -295,4 +280,26 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// forEach calls fn(0) … fn(n-1): on every CPU at once when parallel is
+// set, otherwise one after the other.
+func forEach(n int, parallel bool, fn func(k int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if !parallel || workers < 2 {
+		for k := range n {
+			fn(k)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				fn(k)
+			}
+		})
+	}
+	wg.Wait()
 }

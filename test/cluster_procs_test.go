@@ -179,6 +179,17 @@ func waitReady(t *testing.T, ms ...*member) string {
 	return leader
 }
 
+// startThree starts node1, node2 and node3 with bootstrap-expect 3 and
+// waits until they are ready with one leader, which it returns.
+func startThree(t *testing.T) ([]*member, string) {
+	t.Helper()
+	nodes := []*member{newMember(t, "node1"), newMember(t, "node2"), newMember(t, "node3")}
+	for _, m := range nodes {
+		m.start(3, nodes...)
+	}
+	return nodes, waitReady(t, nodes...)
+}
+
 // assertSameState waits until all members serve byte-identical
 // /api/v1/metrics and returns it.
 func assertSameState(t *testing.T, ms ...*member) string {
@@ -211,11 +222,7 @@ func TestClusterOfProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	nodes := []*member{newMember(t, "node1"), newMember(t, "node2"), newMember(t, "node3")}
-	for _, m := range nodes {
-		m.start(3, nodes...)
-	}
-	waitReady(t, nodes...)
+	nodes, _ := startThree(t)
 
 	// Writes through every node; read-your-writes on the accepting node.
 	for i, m := range nodes {

@@ -18,11 +18,7 @@ func TestKilledNodeReturnsAtNewAddresses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	nodes := []*member{newMember(t, "node1"), newMember(t, "node2"), newMember(t, "node3")}
-	for _, m := range nodes {
-		m.start(3, nodes...)
-	}
-	leader := waitReady(t, nodes...)
+	nodes, leader := startThree(t)
 	var moved *member
 	for _, m := range nodes {
 		if m.name != leader {

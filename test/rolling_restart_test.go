@@ -120,11 +120,7 @@ func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process rolling restart")
 	}
-	nodes := []*member{newMember(t, "node1"), newMember(t, "node2"), newMember(t, "node3")}
-	for _, m := range nodes {
-		m.start(3, nodes...)
-	}
-	firstLeader := waitReady(t, nodes...)
+	nodes, firstLeader := startThree(t)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -114,11 +114,7 @@ func TestUIBrowser(t *testing.T) {
 		t.Skip("browser test")
 	}
 	chromium := uiChromium(t)
-	nodes := []*member{newMember(t, "node1"), newMember(t, "node2"), newMember(t, "node3")}
-	for _, m := range nodes {
-		m.start(3, nodes...)
-	}
-	waitReady(t, nodes...)
+	nodes, _ := startThree(t)
 	uiPushDemo(t, nodes[1])
 	assertSameState(t, nodes...)
 	base := nodes[0].url()
