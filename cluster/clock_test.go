@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -27,6 +28,9 @@ func TestExpiryJudgesPushesByTheClockThatStampedThem(t *testing.T) {
 	leader := c.byName(c.waitReadyAll())
 	skewed := c.nodes[2]
 	push(t, skewed.Node, skewed.now().UnixNano(), "x 1\n", map[string]string{"job": "skewed"})
+	if err := skewed.ReadBarrier(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	g := skewed.state.Group(map[string]string{"job": "skewed"})
 	if g == nil {
 		t.Fatal("push not applied")

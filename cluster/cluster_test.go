@@ -64,6 +64,16 @@ func (c *testCluster) adopt(n *Node, cfg Config, logs *testutil.LockedBuffer) *t
 	return &testNode{Node: n, state: cfg.State, dir: cfg.DataDir, logs: logs}
 }
 
+// currentExposition reads n's state once it has passed the read barrier:
+// what a default read on n shows.
+func currentExposition(t *testing.T, n *testNode) string {
+	t.Helper()
+	if err := n.ReadBarrier(context.Background()); err != nil {
+		t.Fatalf("read barrier on %s: %v", n.name, err)
+	}
+	return exposition(t, n.state)
+}
+
 // restartConfig is the configuration of a stopped node started again with
 // its storage on its former raft and gossip addresses, as a restarted
 // process usually is. (A member coming back at new addresses is tested with
@@ -242,8 +252,9 @@ func TestWritesThroughEveryNodeReadYourWritesIdenticalEverywhere(t *testing.T) {
 		if res.Err != nil {
 			t.Fatalf("push via %s: %v", n.name, res.Err)
 		}
-		// Read-your-writes: the accepting node shows it before answering.
-		if got := exposition(t, n.state); !strings.Contains(got, fmt.Sprintf(`written_by{instance=%q,job="j",via=%q} %d`, n.name, n.name, i+1)) {
+		// Read-your-writes: the accepting node shows it to a read that
+		// passed the read barrier, as every default read does.
+		if got := currentExposition(t, n); !strings.Contains(got, fmt.Sprintf(`written_by{instance=%q,job="j",via=%q} %d`, n.name, n.name, i+1)) {
 			t.Fatalf("%s does not show its own write:\n%s", n.name, got)
 		}
 		c.assertIdentical()
@@ -506,5 +517,23 @@ func TestLateNodeNeverBootstrapsItsOwnCluster(t *testing.T) {
 				return f.Error() == nil && len(f.Configuration().Servers) == 2
 			})
 		})
+	}
+}
+
+// TestLocalApplyWaitShowsAWriteOnTheAcceptingNodeBeforeTheAnswer: with
+// LocalApplyWait (what --cluster.stale-reads turns on), a write through a
+// follower is answered only once the follower applied it, so even a read
+// that skips the read barrier shows it there.
+func TestLocalApplyWaitShowsAWriteOnTheAcceptingNodeBeforeTheAnswer(t *testing.T) {
+	c := startClusterWith(t, 3, func(cfg *Config) { cfg.LocalApplyWait = true })
+	leader := c.waitReadyAll()
+	for i, n := range c.nodes {
+		if n.name == leader {
+			continue
+		}
+		push(t, n.Node, int64(i+1)*1e9, fmt.Sprintf("local_%d 1\n", i), map[string]string{"job": n.name})
+		if got := exposition(t, n.state); !strings.Contains(got, fmt.Sprintf("local_%d{", i)) {
+			t.Fatalf("%s does not show its own write without a read barrier:\n%s", n.name, got)
+		}
 	}
 }

@@ -43,6 +43,13 @@ type Config struct {
 	// WriteTimeout bounds how long a write may wait for a leader and a
 	// commit (--cluster.write-timeout).
 	WriteTimeout time.Duration
+	// LocalApplyWait makes Submit on a follower wait until this node has
+	// applied the write itself, not only the leader: read-your-writes on
+	// the accepting node for readers that skip ReadBarrier (stale reads).
+	// Readers that pass ReadBarrier see every acknowledged write without
+	// it, so by default a forwarded write is answered once the leader has
+	// applied it.
+	LocalApplyWait bool
 	// ReadTimeout bounds how long ReadBarrier waits for a read index and
 	// for this node to apply up to it (--cluster.read-timeout; default
 	// DefaultReadTimeout).

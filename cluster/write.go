@@ -13,11 +13,13 @@ import (
 
 // The write path: a command from any node, validated, forwarded to the
 // leader if this node does not lead, stamped and appended by the leader,
-// and waited for until this node applied it.
+// and answered once the leader applied it (or, with LocalApplyWait, once
+// this node applied it too).
 
 // Submit proposes a command, from any node, and waits until it is
-// committed and applied on this node. The result carries the state
-// machine's verdict. Errors are *UnavailableError (certainly not applied)
+// committed and applied on the leader (and on this node when it leads, or
+// with Config.LocalApplyWait). The result carries the state machine's
+// verdict. Errors are *UnavailableError (certainly not applied)
 // or *OutcomeUnknownError (may still be applied), or wrap
 // fsm.ErrInvalidCommand for a command that is not well-formed (checked
 // here and again by the leader; nothing was proposed).
@@ -84,12 +86,14 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	case codeInsufficientStorage:
 		return nil, &InsufficientStorageError{Reason: reply.message}
 	}
-	ch, giveUp := n.fsm.waitCh(reply.index)
-	defer giveUp()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return nil, &OutcomeUnknownError{Reason: fmt.Sprintf("committed at index %d but not applied on this node in time", reply.index)}
+	if n.cfg.LocalApplyWait {
+		ch, giveUp := n.fsm.waitCh(reply.index)
+		defer giveUp()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, &OutcomeUnknownError{Reason: fmt.Sprintf("committed at index %d but not applied on this node in time", reply.index)}
+		}
 	}
 	n.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	res := &fsm.Result{Index: reply.index}

@@ -127,6 +127,7 @@ func run(args []string) error {
 		ReapTimeout:     *fl.cluster.reapTimeout,
 		WriteTimeout:    *fl.cluster.writeTimeout,
 		ReadTimeout:     *fl.cluster.readTimeout,
+		LocalApplyWait:  *fl.cluster.staleReads,
 		ExpireAfter:     *fl.push.expireAfter,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
