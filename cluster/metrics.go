@@ -12,12 +12,29 @@ import (
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
+// The stages of pushgateway_cluster_write_stage_seconds.
+const (
+	stageForward        = "forward"
+	stageLeader         = "leader"
+	stageApply          = "apply"
+	stageLocalApplyWait = "local_apply_wait"
+)
+
+// observeStage records that a write spent the time since start in stage.
+func (m *nodeMetrics) observeStage(stage string, start time.Time) {
+	if m != nil {
+		m.stageSeconds.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+	}
+}
+
 // Names and help strings of the cluster self-metrics.
 const (
 	forwardedName     = "pushgateway_cluster_forwarded_writes_total"
 	forwardedHelp     = "Writes this node forwarded to the leader, by outcome."
 	commitName        = "pushgateway_cluster_write_commit_seconds"
-	commitHelp        = "Time from submitting a write to its application on this node (quorum commit included)."
+	commitHelp        = "Time from submitting a write to its acknowledgement: committed by a quorum and applied by the leader (with --cluster.stale-reads, also on this node)."
+	stageName         = "pushgateway_cluster_write_stage_seconds"
+	stageHelp         = "Stages of a write: forward (a follower's round trip to the leader), leader (append, fsync, replication, quorum commit and apply on the leader), apply (one entry in this node's state machine), local_apply_wait (a follower waiting for its own apply, --cluster.stale-reads)."
 	leaderChangesName = "pushgateway_cluster_leader_changes_total"
 	leaderChangesHelp = "Leader changes this node observed."
 	stateName         = "pushgateway_cluster_raft_state"
@@ -75,6 +92,7 @@ type nodeMetrics struct {
 	n             *Node
 	forwarded     *prometheus.CounterVec
 	commitSeconds prometheus.Histogram
+	stageSeconds  *prometheus.HistogramVec
 	leaderChanges prometheus.Counter
 	// readIndexSeconds and readBarrierFailures watch reads (readindex.go).
 	readIndexSeconds    prometheus.Histogram
@@ -89,6 +107,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		n:                   n,
 		forwarded:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: forwardedName, Help: forwardedHelp}, []string{"result"}),
 		commitSeconds:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: commitName, Help: commitHelp, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		stageSeconds:        prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: stageName, Help: stageHelp, Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18)}, []string{"stage"}),
 		leaderChanges:       prometheus.NewCounter(prometheus.CounterOpts{Name: leaderChangesName, Help: leaderChangesHelp}),
 		readIndexSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: readIndexName, Help: readIndexHelp, Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		readBarrierFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: readsRefusedName, Help: readsRefusedHelp}),
@@ -105,6 +124,9 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 	}
 	for _, r := range []string{"ok", "quota", "unavailable", "unknown", "refused", "error"} {
 		m.forwarded.WithLabelValues(r)
+	}
+	for _, s := range []string{stageForward, stageLeader, stageApply, stageLocalApplyWait} {
+		m.stageSeconds.WithLabelValues(s)
 	}
 	obs := make(chan raft.Observation, 16)
 	n.raft.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
@@ -134,7 +156,7 @@ func newNodeMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		}
 	}()
 	if reg != nil {
-		reg.MustRegister(m.forwarded, m.commitSeconds, m.leaderChanges, m.readIndexSeconds, m.readBarrierFailures, m)
+		reg.MustRegister(m.forwarded, m.commitSeconds, m.stageSeconds, m.leaderChanges, m.readIndexSeconds, m.readBarrierFailures, m)
 	}
 	return m
 }

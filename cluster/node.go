@@ -127,6 +127,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
+	n.fsm.metrics.Store(n.metrics)
 
 	n.wg.Add(6)
 	go n.runReadRounds()

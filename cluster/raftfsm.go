@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -14,6 +16,9 @@ import (
 // has been applied locally.
 type raftFSM struct {
 	state *fsm.FSM
+	// metrics records each entry's apply time once the node's metrics
+	// exist (raft applies entries from its start on).
+	metrics atomic.Pointer[nodeMetrics]
 
 	mu      sync.Mutex
 	applied uint64
@@ -28,6 +33,8 @@ func newRaftFSM(state *fsm.FSM) *raftFSM {
 func (r *raftFSM) Apply(l *raft.Log) interface{} {
 	var res *fsm.Result
 	if l.Type == raft.LogCommand {
+		start := time.Now()
+		defer r.metrics.Load().observeStage(stageApply, start)
 		if err := verifyChecksum(l); err != nil {
 			// Applying it would make this node diverge. Stopping is the
 			// safe way out: at the next start the storage check finds

@@ -53,8 +53,10 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		if self {
 			reply = n.applyAsLeader(data, time.Until(deadline), grows)
 		} else {
+			sent := time.Now()
 			var err error
 			reply, err = n.forward(addr, data, deadline)
+			n.metrics.observeStage(stageForward, sent)
 			switch {
 			case err == nil:
 				n.metrics.forwarded.WithLabelValues(replyCodeName(reply.code)).Inc()
@@ -87,6 +89,7 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 		return nil, &InsufficientStorageError{Reason: reply.message}
 	}
 	if n.cfg.LocalApplyWait {
+		defer n.metrics.observeStage(stageLocalApplyWait, time.Now())
 		ch, giveUp := n.fsm.waitCh(reply.index)
 		defer giveUp()
 		select {
@@ -137,8 +140,11 @@ func (n *Node) applyAsLeader(data []byte, timeout time.Duration, grows bool) app
 		}
 	}
 	data = fsm.StampCommand(data, fsm.Stamp{TimeUnixNano: n.stamp(), MaxGroups: n.cfg.MaxGroups, MaxSeries: n.cfg.MaxTotalSeries})
+	start := time.Now()
 	f := n.raft.ApplyLog(raft.Log{Data: data, Extensions: commandChecksum(data)}, timeout)
-	if err := f.Error(); err != nil {
+	err := f.Error()
+	n.metrics.observeStage(stageLeader, start)
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
 			return applyReply{code: codeUnavailable, message: err.Error()}
