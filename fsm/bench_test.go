@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"strings"
@@ -102,4 +103,22 @@ func BenchmarkFill(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*groups), "ns/push")
 	b.ReportMetric(float64(heap)/groups, "heap-bytes/group")
+}
+
+// BenchmarkRestore measures restoring a snapshot of 10,000 groups of 10
+// families: what a node does at start before it replays the log.
+func BenchmarkRestore(b *testing.B) {
+	a := fill(b, 10000)
+	var buf bytes.Buffer
+	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := newTestFSM()
+		if err := s.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
