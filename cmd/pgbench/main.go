@@ -9,10 +9,12 @@
 // Every target is started fresh for every number of groups (new temp dirs,
 // new ports) and killed afterwards. Phases: fill (create G groups from 16
 // clients), push (PUTs to random groups for --duration, 1 and 16 clients),
-// scrape (/metrics as text and as delimited protobuf, one push before every
-// scrape), convergence (3-node cluster only: time from the acknowledgement
-// on one node until the others serve the value, and until they have applied
-// the write's log index) and memory (RSS after the fill).
+// scrape (/metrics as text and as delimited protobuf, and text with gzip;
+// one push before every scrape), convergence (3-node cluster only: time from
+// the acknowledgement on one node until the others serve the value, and
+// until they have applied the write's log index), memory (RSS after the
+// fill) and, with --soak, a churn soak that deletes and re-pushes groups
+// with new series while sampling RSS (soak.go).
 package main
 
 import (
@@ -41,6 +43,7 @@ type config struct {
 	fillClients            int
 	methods                []string
 	duration               time.Duration
+	soak                   time.Duration
 	fillTimeout            time.Duration
 	scrapes                int
 	convergence            int
@@ -91,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.fillClients, "fill-clients", 16, "concurrent clients of the fill")
 	fs.StringVar(&methods, "method", "put", "push method(s) of the push phase: put, post or put,post")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "duration of each push phase")
+	fs.DurationVar(&cfg.soak, "soak", 0, "churn soak after the other phases: delete and re-push groups with new series for this long, sampling RSS (0: none)")
 	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 120*time.Second, "stop the fill after this long and report the groups reached")
 	fs.IntVar(&cfg.scrapes, "scrapes", 20, "scrapes of /metrics per format")
 	fs.IntVar(&cfg.convergence, "convergence", 200, "convergence samples (ours-3)")
@@ -402,6 +406,33 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 		} else {
 			notes = append(notes, "convergence by applied index not measured: this build does not answer reads with "+indexHeader)
 		}
+	}
+	// 6. churn soak
+	if cfg.soak > 0 {
+		largest := func() (float64, error) {
+			var worst float64
+			for _, c := range in.nodes {
+				r, err := c.rss()
+				if err != nil {
+					return 0, fmt.Errorf("rss of %s: %w", c.name, err)
+				}
+				worst = max(worst, r)
+			}
+			return worst, nil
+		}
+		sr, err := l.soak(ctx, fr.groups, cfg.soak, largest)
+		if err != nil {
+			return nil, nil, fmt.Errorf("soak: %w", err)
+		}
+		f["soak.ops"] = float64(sr.ops)
+		f["soak.rate"] = float64(sr.ops) / sr.elapsed.Seconds()
+		f["soak.rss_start"], f["soak.rss_half"], f["soak.rss_end"], f["soak.rss_max"] = sr.rssStart, sr.rssHalf, sr.rssEnd, sr.rssMax
+		f["soak.errors"] = float64(sr.errors)
+		if sr.errors > 0 {
+			notes = append(notes, fmt.Sprintf("soak: %d errors, first: %s", sr.errors, sr.first))
+		}
+		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f at half time → %.1f MiB (max %.1f)", G, target, sr.elapsed.Round(time.Second),
+			sr.ops, f["soak.rate"], sr.rssStart/(1<<20), sr.rssHalf/(1<<20), sr.rssEnd/(1<<20), sr.rssMax/(1<<20))
 	}
 	for _, c := range in.nodes {
 		if c.exited() {

@@ -243,14 +243,14 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err = run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5",
+	err = run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5", "--soak=600ms",
 		"--fill-timeout=10s", "--start-timeout=20s", "--request-timeout=10s",
 		"--targets=" + targets, "--binary=" + bin, "--out-md=" + md, "--out-png=" + pngPath}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50"} {
+	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50", "soak: RSS at end (largest node)", "scrape text with gzip, as Prometheus asks: p50"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

@@ -121,6 +121,13 @@ func (c *config) rows() []row {
 	rs = append(rs,
 		row{"mem.rss_start", "RSS at start (largest node)", unitBytes, betterNone},
 		row{"mem.rss", "RSS after fill (largest node)", unitBytes, betterLower},
+		row{"soak.ops", "soak (--soak): delete+push cycles", unitCount, betterNone},
+		row{"soak.rate", "soak: cycles/s", unitRate, betterHigher},
+		row{"soak.rss_start", "soak: RSS at start (largest node)", unitBytes, betterNone},
+		row{"soak.rss_half", "soak: RSS at half time (largest node)", unitBytes, betterNone},
+		row{"soak.rss_end", "soak: RSS at end (largest node)", unitBytes, betterLower},
+		row{"soak.rss_max", "soak: RSS max (largest node)", unitBytes, betterLower},
+		row{"soak.errors", "soak: errors", unitCount, betterNone},
 		row{"mem.per_series", fmt.Sprintf("RSS per stored series (G×%d)", c.families+2), unitBytes, betterLower},
 	)
 	return rs

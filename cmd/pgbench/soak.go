@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The churn soak (--soak=DURATION): for that long, 16 clients delete
+// random groups and push them again, each time with series of a new
+// generation (a label value never seen before), so stored series, label
+// values and cached encodings keep coming and going while the number of
+// groups stays the same. The nodes' RSS is sampled throughout: memory must
+// not grow with churn. The first half warms up (the heap grows to its
+// steady size under the collector's pacing); the second half must be flat.
+
+// soakSamples is how many times the soak samples RSS.
+const soakSamples = 12
+
+// soakResult is what the soak measured.
+type soakResult struct {
+	ops              int
+	errors           int
+	first            string
+	rssStart, rssEnd float64 // the largest node's
+	rssHalf          float64 // halfway through: warmed up, so the second half shows a trend
+	rssMax           float64
+	elapsed          time.Duration
+}
+
+// churnBody is a push of M gauge families whose one series carries the
+// generation gen.
+func churnBody(families int, gen int, rng *rand.Rand) string {
+	var b strings.Builder
+	for f := 0; f < families; f++ {
+		name := "bench_metric_" + strconv.Itoa(f)
+		fmt.Fprintf(&b, "# TYPE %s gauge\n%s{kind=\"bench\",gen=\"%d\"} %g\n", name, name, gen, rng.Float64()*1000)
+	}
+	return b.String()
+}
+
+// soak churns groups (the fill's) for d and samples every node's RSS.
+func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, rss func() (float64, error)) (soakResult, error) {
+	var res soakResult
+	var err error
+	if res.rssStart, err = rss(); err != nil {
+		return res, err
+	}
+	res.rssMax = res.rssStart
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		errs errCounter
+		wg   sync.WaitGroup
+		gen  int
+	)
+	start := time.Now()
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 99))
+			for ctx.Err() == nil {
+				g := groups[rng.IntN(len(groups))]
+				node := l.nodes[rng.IntN(len(l.nodes))]
+				mu.Lock()
+				gen++
+				n := gen
+				mu.Unlock()
+				if _, err := l.push(ctx, node, http.MethodDelete, groupPath(g), ""); err != nil && ctx.Err() == nil {
+					errs.add(err)
+					continue
+				}
+				if _, err := l.push(ctx, node, http.MethodPut, groupPath(g), churnBody(l.cfg.families, n, rng)); err != nil && ctx.Err() == nil {
+					errs.add(err)
+					continue
+				}
+				mu.Lock()
+				res.ops++
+				mu.Unlock()
+			}
+		}(w)
+	}
+	tick := time.NewTicker(d / soakSamples)
+	defer tick.Stop()
+sample:
+	for k := 1; ; k++ {
+		select {
+		case <-ctx.Done():
+			break sample
+		case <-tick.C:
+			r, err := rss()
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return res, err
+			}
+			res.rssMax = max(res.rssMax, r)
+			if k == soakSamples/2 {
+				res.rssHalf = r
+			}
+		}
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	if res.rssEnd, err = rss(); err != nil {
+		return res, err
+	}
+	res.rssMax = max(res.rssMax, res.rssEnd)
+	res.errors, res.first = errs.n, errs.first
+	return res, nil
+}
