@@ -393,3 +393,32 @@ func TestPushLimitAndTimeoutFlags(t *testing.T) {
 		t.Fatalf("rejected pushes changed the state:\n%s\nwant\n%s", got, before)
 	}
 }
+
+// TestLoneNodeStartsWithAFewLinesThatSayWhatAUserNeeds: a lone node's
+// log up to readiness names the listening address, the storage path, the
+// cluster size and readiness in a few lines, with no warning (raft's and
+// memberlist's chatter, and raft's first election, are debug).
+func TestLoneNodeStartsWithAFewLinesThatSayWhatAUserNeeds(t *testing.T) {
+	storage := t.TempDir()
+	p := start(t, storage)
+	var log string
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log, "node is ready") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		log = p.out.String()
+	}
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	if len(lines) > 8 {
+		t.Errorf("%d lines before ready, want at most 8:\n%s", len(lines), log)
+	}
+	for _, want := range []string{"Listening on", strings.TrimPrefix(p.url, "http://"), storage, "voters=1", "node is ready"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, log)
+		}
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "level=warn") || strings.Contains(l, "level=error") {
+			t.Errorf("warning at a lone node's start: %s", l)
+		}
+	}
+}
