@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,5 +38,21 @@ func TestWriteStagesAreRecordedWhereTheyHappen(t *testing.T) {
 	}
 	if got := stageCount(t, follower, stageLocalApplyWait); got != 0 {
 		t.Errorf("%s waited for its own apply %d times without LocalApplyWait", follower.name, got)
+	}
+}
+
+// TestApplyReplyDecodesTheOperatorRepliesOfOlderBuilds: builds before the
+// one reply encoding answered remove and transfer with [code][message];
+// the code is always read right.
+func TestApplyReplyDecodesTheOperatorRepliesOfOlderBuilds(t *testing.T) {
+	if r, err := decodeApplyReply([]byte{codeOK}); err != nil || r.code != codeOK {
+		t.Fatalf("lone code byte: %+v %v", r, err)
+	}
+	if r, err := decodeApplyReply(append([]byte{codeBadRequest}, "no server x"...)); err != nil || r.code != codeBadRequest {
+		t.Fatalf("old coded reply: %+v %v", r, err)
+	}
+	want := applyReply{code: codeUnavailable, message: "not the leader"}
+	if r, err := decodeApplyReply(operatorReply(&UnavailableError{Reason: "not the leader"}).encode()); err != nil || r.code != want.code || !strings.Contains(r.message, want.message) {
+		t.Fatalf("round trip: %+v %v", r, err)
 	}
 }
