@@ -68,16 +68,26 @@ func (a *API) exposition() http.Handler {
 		now := time.Now().UnixNano()
 		fc.lastScrape.Store(now)
 		pushed := a.opts.Store.Families()
-		var bodies [][]byte
-		var members [][]deflated
-		if acceptsGzip(r) {
+		compressed := acceptsGzip(r)
+		var cached []part
+		if compressed {
 			fc.lastGzipScrape.Store(now)
-			members, err = fc.prepareGzip(pushed)
+			var pieces [][]deflated
+			if pieces, err = fc.prepareGzip(pushed); err == nil {
+				for _, p := range pieces {
+					cached = append(cached, part{pieces: p})
+				}
+			}
 		} else {
-			bodies, err = fc.prepare(pushed)
+			var bodies [][]byte
+			if bodies, err = fc.prepare(pushed); err == nil {
+				for _, b := range bodies {
+					cached = append(cached, part{plain: b})
+				}
+			}
 		}
 		if err == nil {
-			err = a.writeCached(w, r, format, self, pushed, bodies, members)
+			err = a.writeCached(w, format, compressed, self, pushed, cached)
 		}
 		if err != nil {
 			a.logger.Error("error encoding metric families", "err", err)
@@ -132,21 +142,20 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	}
 }
 
-// writeCached writes the exposition: the node's own families (encoded
-// now) merged by name with the pushed ones, whose encoded bytes are bodies
-// or, for a client that accepts gzip, whose compressed pieces are members
+// part is one family of a scrape: its encoded bytes (plain) or, in a
+// compressed scrape, the compressed pieces of a pushed family
 // (gzipstream.go).
-// Everything is encoded before the first byte is sent, so an encoding
-// error is returned (the caller answers 500) instead of cutting a 200
-// short.
-func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.Format, self, pushed []*dto.MetricFamily, bodies [][]byte, members [][]deflated) error {
-	compressed := members != nil
-	// Each part is encoded bytes (own) or, compressed, the pieces of a
-	// pushed family (cached).
-	type part struct {
-		own    []byte
-		cached []deflated
-	}
+type part struct {
+	plain  []byte
+	pieces []deflated
+}
+
+// writeCached writes the exposition: the node's own families (encoded
+// now) merged by name with the pushed ones, whose cached parts are cached,
+// compressed with gzip when compressed is set. Everything is encoded
+// before the first byte is sent, so an encoding error is returned (the
+// caller answers 500) instead of cutting a 200 short.
+func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compressed bool, self, pushed []*dto.MetricFamily, cached []part) error {
 	var own bytes.Buffer
 	enc := expfmt.NewEncoder(&own, format)
 	parts := make([]part, 0, len(self)+len(pushed))
@@ -155,7 +164,7 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 		if err := enc.Encode(mf); err != nil {
 			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
 		}
-		parts = append(parts, part{own: own.Bytes()[start:own.Len():own.Len()]})
+		parts = append(parts, part{plain: own.Bytes()[start:own.Len():own.Len()]})
 		return nil
 	}
 	i, j := 0, 0
@@ -166,11 +175,7 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			err = encode(self[i])
 			i++
 		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
-			if compressed {
-				parts = append(parts, part{cached: members[j]})
-			} else {
-				parts = append(parts, part{own: bodies[j]})
-			}
+			parts = append(parts, cached[j])
 			j++
 		default:
 			err = encode(mergeFamilies(self[i:i+1], pushed[j:j+1])[0])
@@ -199,14 +204,14 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 			return nil
 		}
 		for _, p := range parts {
-			if p.cached == nil {
-				run = append(run, p.own...)
+			if p.pieces == nil {
+				run = append(run, p.plain...)
 				continue
 			}
 			if err := flush(); err != nil {
 				return err
 			}
-			pieces = append(pieces, p.cached...)
+			pieces = append(pieces, p.pieces...)
 		}
 		if err := flush(); err != nil {
 			return err
@@ -226,7 +231,7 @@ func (a *API) writeCached(w http.ResponseWriter, r *http.Request, format expfmt.
 		return nil
 	}
 	for _, p := range parts {
-		if _, err := w.Write(p.own); err != nil {
+		if _, err := w.Write(p.plain); err != nil {
 			a.logger.Debug("send metrics", "err", err)
 			return nil
 		}

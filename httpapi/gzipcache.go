@@ -54,16 +54,15 @@ func (rf *renderedFamily) gzipped() ([]deflated, error) {
 	blocks := rf.blocks()
 	gz := &gzipFamily{pieces: make([]deflated, 0, len(blocks)), byHash: make(map[uint64]deflated, len(blocks))}
 	for _, b := range blocks {
-		h := maphash.Bytes(blockSeed, b)
-		piece, ok := gz.byHash[h]
+		piece, ok := gz.byHash[b.hash]
 		if !ok {
-			if piece, ok = prev[h]; !ok || piece.n != len(b) {
+			if piece, ok = prev[b.hash]; !ok || piece.n != len(b.data) {
 				var err error
-				if piece, err = deflate(b); err != nil {
+				if piece, err = deflate(b.data); err != nil {
 					return nil, err
 				}
 			}
-			gz.byHash[h] = piece
+			gz.byHash[b.hash] = piece
 		}
 		gz.pieces = append(gz.pieces, piece)
 	}
@@ -71,23 +70,38 @@ func (rf *renderedFamily) gzipped() ([]deflated, error) {
 	return gz.pieces, nil
 }
 
+// block is a run of a family's bytes and a hash of them, made from the
+// hashes of its metrics (each metric's bytes are hashed once, for the
+// block's end and its identity).
+type block struct {
+	data []byte
+	hash uint64
+}
+
 // blocks cuts rf's bytes into blocks at metric boundaries: the family's
 // header goes with its first metrics.
-func (rf *renderedFamily) blocks() [][]byte {
+func (rf *renderedFamily) blocks() []block {
 	all := rf.bytes()
 	base := uint32(rf.start)
-	var out [][]byte
+	var out []block
 	from := uint32(rf.start)
-	for i := range rf.ends {
-		end := rf.ends[i]
-		chunk := rf.chunk(i)
-		if end-from >= gzipBlockMax || maphash.Bytes(blockSeed, chunk)%gzipBlockMetrics == gzipBlockMetrics-1 {
-			out = append(out, all[from-base:end-base])
-			from = end
+	h := maphash.Bytes(blockSeed, rf.buf[rf.start:rf.first])
+	for i, end := range rf.ends {
+		c := maphash.Bytes(blockSeed, rf.chunk(i))
+		h = (h ^ c) * 0x9e3779b97f4a7c15
+		if end-from >= gzipBlockMax || c%gzipBlockMetrics == gzipBlockMetrics-1 {
+			out = append(out, block{all[from-base : end-base], h})
+			from, h = end, 0
 		}
 	}
 	if tail := all[from-base:]; len(tail) > 0 || len(out) == 0 {
-		out = append(out, tail)
+		// After the last metric: the unit field of a delimited protobuf
+		// family.
+		last := rf.first
+		if len(rf.ends) > 0 {
+			last = rf.ends[len(rf.ends)-1]
+		}
+		out = append(out, block{tail, h ^ maphash.Bytes(blockSeed, rf.buf[last:])})
 	}
 	return out
 }
