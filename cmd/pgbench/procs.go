@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,39 +201,14 @@ func startTarget(ctx context.Context, cfg *config, name string) (in *instance, e
 	return in, waitReady(ctx, in, cfg.startTimeout)
 }
 
-// waitReady polls /-/ready on every node until all answer 200, a process
-// exits, ctx ends or the timeout passes.
+// waitReady waits until every node answers GET /-/ready with 200, and
+// fails when one exits first, ctx ends or the timeout passes.
 func waitReady(ctx context.Context, in *instance, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Transport: newTransport(), Timeout: time.Second}
-	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for _, c := range in.nodes {
-		last := "no answer yet"
-		for {
-			if c.exited() {
-				return fmt.Errorf("%s/%s exited before it was ready (%v); its output:\n%s", in.name, c.name, c.ExitError(), c.logTail())
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s/%s not ready after %v (last: %s); its output:\n%s", in.name, c.name, timeout, last, c.logTail())
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/-/ready", nil)
-			resp, err := client.Do(req)
-			if err == nil {
-				body := readSome(resp)
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				last = fmt.Sprintf("%d %s", resp.StatusCode, body)
-			} else {
-				last = err.Error()
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
+		if err := c.WaitReady(ctx, c.base+"/-/ready"); err != nil {
+			return fmt.Errorf("%s/%s: %w; its output:\n%s", in.name, c.name, err, c.logTail())
 		}
 	}
 	return nil

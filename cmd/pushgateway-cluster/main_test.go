@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -75,19 +76,12 @@ func start(t *testing.T, storage string, extra ...string) *proc {
 			prefix = strings.TrimSuffix(parsed.Path, "/")
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := http.Get(p.url + prefix + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready in time:\n%s", p.out)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx, p.url+prefix+"/-/ready"); err != nil {
+		t.Fatalf("%v:\n%s", err, p.out)
 	}
+	return p
 }
 
 func (p *proc) stop(t *testing.T) {
