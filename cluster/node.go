@@ -152,8 +152,6 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// startRaft opens the stores and starts raft; stable holds the stable-store
-// values found in raft.db (see prepareRaftStorage).
 // Snapshot cadence. raft checks every snapshotInterval (staggered up to
 // twice that) whether snapshotThreshold entries arrived since the last
 // snapshot, and then snapshots and compacts the log. raft's defaults (2
@@ -162,11 +160,13 @@ func Start(cfg Config) (*Node, error) {
 // with it (the log store is memory-mapped). Checking every 10 s bounds the
 // log to about a threshold plus 20 s of writes; a snapshot copies group
 // pointers and is streamed to disk while writes go on.
-var (
+const (
 	snapshotInterval  = 10 * time.Second
-	snapshotThreshold = uint64(32768)
+	snapshotThreshold = 32768
 )
 
+// startRaft opens the stores and starts raft; stable holds the stable-store
+// values found in raft.db (see prepareRaftStorage).
 func (n *Node) startRaft(stable map[string][]byte) error {
 	hlog := newHCLogger(n.logger)
 	ln, err := net.Listen("tcp", n.cfg.RaftListen)
