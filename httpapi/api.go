@@ -86,6 +86,10 @@ type Options struct {
 	EnableAdminAPI bool
 	// DisableConsistencyCheck is --push.disable-consistency-check.
 	DisableConsistencyCheck bool
+	// BasicAuthUsers reports that --web.config.file has basic_auth_users:
+	// only then is a request's basic-auth user name its authenticated user
+	// (requestUser).
+	BasicAuthUsers bool
 	// EnableUTF8Names is --push.enable-utf8-names.
 	EnableUTF8Names bool
 	// MaxBodyBytes bounds a push body after decompression

@@ -110,6 +110,7 @@ func run(args []string) error {
 		now = func() time.Time { return time.Now().Add(shift) }
 		logger.Warn("this node's clock is shifted (--debug.clock-shift); for tests only", "shift", shift)
 	}
+	webConfig := readWebConfig(*fl.web.toolkit.WebConfigFile)
 	node, err := cluster.Start(cluster.Config{
 		Now:             now,
 		MaxGroups:       *fl.push.maxGroups,
@@ -131,7 +132,7 @@ func run(args []string) error {
 		ExpireAfter:     *fl.push.expireAfter,
 		APIURL:          apiURL,
 		APIListen:       apiListen,
-		APITLS:          webServesTLS(*fl.web.toolkit.WebConfigFile),
+		APITLS:          webConfig.TLS,
 		State:           state,
 		Logger:          logger.With("component", "cluster"),
 		Registerer:      reg,
@@ -175,6 +176,7 @@ func run(args []string) error {
 		EnableAdminAPI:          *fl.web.enableAdminAPI,
 		DisableConsistencyCheck: *fl.push.unchecked,
 		EnableUTF8Names:         *fl.push.utf8Names,
+		BasicAuthUsers:          webConfig.BasicAuthUsers,
 		MaxBodyBytes:            *fl.push.maxBodyBytes,
 		MaxSeriesPerPush:        *fl.push.maxSeriesPerPush,
 		MaxLabelsPerSeries:      *fl.push.maxLabelsPerSeries,
@@ -271,22 +273,33 @@ func computeRoutePrefix(prefix string, externalURL *url.URL) string {
 	return strings.TrimSuffix(prefix, "/")
 }
 
-// webServesTLS reports whether the --web.config.file turns on TLS, so that
-// other members show this node's API URL with https. Errors are left to
+// webConfigSummary is what other parts of the program need to know of
+// --web.config.file, which exporter-toolkit reads on its own.
+type webConfigSummary struct {
+	// TLS: the API serves https, so other members show this node's API
+	// URL with https.
+	TLS bool
+	// BasicAuthUsers: basic_auth_users is set, so a request's basic-auth
+	// user name is authenticated.
+	BasicAuthUsers bool
+}
+
+// readWebConfig summarises --web.config.file. Errors are left to
 // exporter-toolkit, which reports them when it starts the server.
-func webServesTLS(path string) bool {
+func readWebConfig(path string) webConfigSummary {
 	if path == "" {
-		return false
+		return webConfigSummary{}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return false
+		return webConfigSummary{}
 	}
 	var c struct {
-		TLS web.TLSConfig `yaml:"tls_server_config"`
+		TLS   web.TLSConfig     `yaml:"tls_server_config"`
+		Users map[string]string `yaml:"basic_auth_users"`
 	}
 	if yaml.Unmarshal(b, &c) != nil {
-		return false
+		return webConfigSummary{}
 	}
-	return c.TLS.IsEnabled()
+	return webConfigSummary{TLS: c.TLS.IsEnabled(), BasicAuthUsers: len(c.Users) > 0}
 }
