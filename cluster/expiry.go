@@ -19,8 +19,13 @@ const expireBatch = 1000
 
 // expiryInterval is how often the leader looks for expired groups: a tenth
 // of the expiry age, at most 30 s and at least 50 ms.
+// Groups with their own expiry (X-Pushgateway-Expire-After) are looked for
+// at least every second, so one expires at most a second late.
 func expiryInterval(expireAfter time.Duration) time.Duration {
-	return min(max(expireAfter/10, 50*time.Millisecond), 30*time.Second)
+	if expireAfter <= 0 {
+		return time.Second
+	}
+	return min(max(expireAfter/10, 50*time.Millisecond), time.Second)
 }
 
 // runExpiry proposes the removal of groups not pushed for longer than
@@ -47,12 +52,15 @@ func (n *Node) runExpiry() {
 	}
 }
 
-// expireOnce proposes the expiry of every group older than now minus
-// ExpireAfter, in batches.
+// expireOnce proposes the expiry of every group expired at now, by its own
+// expiry or older than now minus ExpireAfter, in batches.
 func (n *Node) expireOnce(now time.Time) error {
-	cutoff := now.Add(-n.cfg.ExpireAfter).UnixNano()
+	var cutoff int64
+	if n.cfg.ExpireAfter > 0 {
+		cutoff = now.Add(-n.cfg.ExpireAfter).UnixNano()
+	}
 	for {
-		cands := n.state.ExpiryCandidates(cutoff, expireBatch)
+		cands := n.state.ExpiryCandidates(now.UnixNano(), cutoff, expireBatch)
 		if len(cands) == 0 {
 			return nil
 		}
@@ -61,7 +69,7 @@ func (n *Node) expireOnce(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		n.logger.Info("expired groups not pushed within --push.expire-after", "groups", len(cands),
+		n.logger.Info("expired groups (their own expiry or --push.expire-after)", "groups", len(cands),
 			"expire_after", n.cfg.ExpireAfter, "cutoff", time.Unix(0, cutoff).UTC().Format(time.RFC3339Nano), "index", res.Index)
 		if len(cands) < expireBatch || n.raft.State() != raft.Leader {
 			return nil

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // nodeMeta is what every member tells the others about itself through
@@ -29,6 +31,9 @@ type nodeMeta struct {
 	// Leaving is set just before a graceful leave, so the others can tell
 	// "left" from "dead" (memberlist's callbacks do not say).
 	Leaving bool `json:"l,omitempty"`
+	// Features are the additions to the command encoding the node's build
+	// understands (fsm.Features; none before the feature gate).
+	Features uint32 `json:"f,omitempty"`
 }
 
 // memberInfo is what a node knows about one member, including departed ones.
@@ -62,7 +67,8 @@ type gossip struct {
 
 func startGossip(n *Node, hasState bool) (*gossip, error) {
 	g := &gossip{n: n, members: map[string]*memberInfo{}}
-	g.meta = nodeMeta{RaftAddr: n.raftAddr, APIURL: n.cfg.APIURL, Expect: n.cfg.BootstrapExpect, HasState: hasState}
+	g.meta = nodeMeta{RaftAddr: n.raftAddr, APIURL: n.cfg.APIURL, Expect: n.cfg.BootstrapExpect, HasState: hasState,
+		Features: uint32(fsm.SupportedFeatures)}
 
 	host, portStr, err := net.SplitHostPort(n.cfg.GossipListen)
 	if err != nil {

@@ -57,6 +57,7 @@ type Node struct {
 	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
 	probe     *memberProbe  // the members' clock offsets and storage flags (clock.go)
 	disk      *diskGuard    // free space of the storage path (diskspace.go)
+	features  featureGate   // what every member understands (features.go)
 	reads     *readRounds   // reads waiting for the next read index (readindex.go)
 	events    chan struct{} // wakes the bootstrapper
 	changes   chan struct{} // wakes the leader's reconciler
@@ -129,17 +130,14 @@ func Start(cfg Config) (*Node, error) {
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
 	n.fsm.metrics.Store(n.metrics)
 
-	n.wg.Add(6)
+	n.wg.Add(7)
 	go n.runReadRounds()
 	go n.runMemberProbe()
 	go n.serveCommands()
 	go n.runJoin()
 	go n.runLeaderLoop()
 	go n.runReadiness()
-	if cfg.ExpireAfter > 0 {
-		n.wg.Add(1)
-		go n.runExpiry()
-	}
+	go n.runExpiry() // groups may carry their own expiry
 	switch {
 	case recovering:
 		n.logger.Warn("recovering: waiting for the leader to copy the state to this node", "node", name, "raft_address", n.raftAddr)

@@ -27,6 +27,9 @@ func (n *Node) Submit(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error
 	if err := fsm.Validate(cmd); err != nil {
 		return nil, err
 	}
+	if err := n.gateFeatures(cmd); err != nil {
+		return nil, err
+	}
 	grows := growsState(cmd.Op)
 	if grows {
 		if err := n.disk.check(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -32,6 +33,9 @@ const (
 	// OpRestore replaces the whole state with a snapshot (admin API
 	// restore).
 	OpRestore Op = 7
+	// OpDeleteMatching removes every group that one of its selectors
+	// matches (admin API delete by selector).
+	OpDeleteMatching Op = 8
 )
 
 // CommandVersion is the version of the binary command encoding written by
@@ -88,25 +92,40 @@ type Command struct {
 	// none). The leader stamps them (see Stamp), so that every node judges
 	// the push by the same numbers.
 	MaxGroups, MaxSeries uint64
+
+	// ExpireAfter (OpPut, OpPost) is the group's own expiry from the
+	// push's X-Pushgateway-Expire-After header; unset, the group follows
+	// --push.expire-after. A successful push stores it with the group.
+	ExpireAfter Expiry
+	// PushedBy (OpPut, OpPost) says who pushed; a successful push stores
+	// it with the group.
+	PushedBy PushedBy
+	// Selectors (OpDeleteMatching) are OR-ed: a group any of them matches
+	// is removed.
+	Selectors []Selector
 }
 
 // Field numbers of the command message. The encoding is protobuf wire
 // format written with protowire, so it stays compact and can grow new
 // optional fields without breaking old logs.
 const (
-	cmdFieldVersion   = 1
-	cmdFieldOp        = 2
-	cmdFieldTime      = 3
-	cmdFieldUnchecked = 4
-	cmdFieldLabel     = 5  // repeated io.prometheus.client.LabelPair
-	cmdFieldFamily    = 6  // repeated io.prometheus.client.MetricFamily
-	cmdFieldCutoff    = 7  // int64 (OpExpire)
-	cmdFieldExpire    = 8  // repeated message {1: repeated LabelPair} (OpExpire)
-	cmdFieldImport    = 9  // repeated group record as in snapshots (OpImport)
-	cmdFieldSource    = 10 // string (OpImport)
-	cmdFieldSnapshot  = 11 // bytes (OpRestore)
-	cmdFieldMaxGroups = 12 // uint64 (quota, stamped by the leader)
-	cmdFieldMaxSeries = 13 // uint64 (quota, stamped by the leader)
+	cmdFieldVersion      = 1
+	cmdFieldOp           = 2
+	cmdFieldTime         = 3
+	cmdFieldUnchecked    = 4
+	cmdFieldLabel        = 5  // repeated io.prometheus.client.LabelPair
+	cmdFieldFamily       = 6  // repeated io.prometheus.client.MetricFamily
+	cmdFieldCutoff       = 7  // int64 (OpExpire)
+	cmdFieldExpire       = 8  // repeated message {1: repeated LabelPair} (OpExpire)
+	cmdFieldImport       = 9  // repeated group record as in snapshots (OpImport)
+	cmdFieldSource       = 10 // string (OpImport)
+	cmdFieldSnapshot     = 11 // bytes (OpRestore)
+	cmdFieldMaxGroups    = 12 // uint64 (quota, stamped by the leader)
+	cmdFieldMaxSeries    = 13 // uint64 (quota, stamped by the leader)
+	cmdFieldExpireAfter  = 14 // int64 nanoseconds, present: set (OpPut, OpPost)
+	cmdFieldPushedByUser = 15 // string (OpPut, OpPost)
+	cmdFieldPushedByAddr = 16 // string (OpPut, OpPost)
+	cmdFieldSelector     = 17 // repeated message {1: repeated matcher {1: name, 2: type, 3: value}} (OpDeleteMatching)
 )
 
 // Encode returns the binary form of the command that goes into the raft log.
@@ -166,6 +185,22 @@ func (c *Command) Encode() ([]byte, error) {
 		b = protowire.AppendTag(b, cmdFieldSnapshot, protowire.BytesType)
 		b = protowire.AppendBytes(b, c.Snapshot)
 	}
+	if c.ExpireAfter.Set {
+		b = protowire.AppendTag(b, cmdFieldExpireAfter, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(c.ExpireAfter.After))
+	}
+	if c.PushedBy.User != "" {
+		b = protowire.AppendTag(b, cmdFieldPushedByUser, protowire.BytesType)
+		b = protowire.AppendString(b, c.PushedBy.User)
+	}
+	if c.PushedBy.RemoteAddr != "" {
+		b = protowire.AppendTag(b, cmdFieldPushedByAddr, protowire.BytesType)
+		b = protowire.AppendString(b, c.PushedBy.RemoteAddr)
+	}
+	for _, sel := range c.Selectors {
+		b = protowire.AppendTag(b, cmdFieldSelector, protowire.BytesType)
+		b = protowire.AppendBytes(b, appendSelector(nil, sel))
+	}
 	return appendQuotas(b, c.MaxGroups, c.MaxSeries), nil
 }
 
@@ -187,6 +222,17 @@ func appendQuotas(b []byte, maxGroups, maxSeries uint64) []byte {
 type Stamp struct {
 	TimeUnixNano         int64
 	MaxGroups, MaxSeries uint64
+
+	// ExpireAfter (OpPut, OpPost) is the group's own expiry from the
+	// push's X-Pushgateway-Expire-After header; unset, the group follows
+	// --push.expire-after. A successful push stores it with the group.
+	ExpireAfter Expiry
+	// PushedBy (OpPut, OpPost) says who pushed; a successful push stores
+	// it with the group.
+	PushedBy PushedBy
+	// Selectors (OpDeleteMatching) are OR-ed: a group any of them matches
+	// is removed.
+	Selectors []Selector
 }
 
 // StampCommand returns the encoded command data with the stamp's time and
@@ -248,7 +294,16 @@ var bytesFields = map[protowire.Number]struct {
 		}
 		return err
 	}},
-	cmdFieldSource:   {"source", func(c *Command, v []byte) error { c.Source = string(v); return nil }},
+	cmdFieldSource:       {"source", func(c *Command, v []byte) error { c.Source = string(v); return nil }},
+	cmdFieldPushedByUser: {"pushed-by user", func(c *Command, v []byte) error { c.PushedBy.User = string(v); return nil }},
+	cmdFieldPushedByAddr: {"pushed-by address", func(c *Command, v []byte) error { c.PushedBy.RemoteAddr = string(v); return nil }},
+	cmdFieldSelector: {"selector", func(c *Command, v []byte) error {
+		sel, err := decodeSelector(v)
+		if err == nil {
+			c.Selectors = append(c.Selectors, sel)
+		}
+		return err
+	}},
 	cmdFieldSnapshot: {"snapshot", func(c *Command, v []byte) error { c.Snapshot = append([]byte(nil), v...); return nil }},
 }
 
@@ -273,7 +328,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 			num == cmdFieldUnchecked && typ == protowire.VarintType,
 			num == cmdFieldCutoff && typ == protowire.VarintType,
 			num == cmdFieldMaxGroups && typ == protowire.VarintType,
-			num == cmdFieldMaxSeries && typ == protowire.VarintType:
+			num == cmdFieldMaxSeries && typ == protowire.VarintType,
+			num == cmdFieldExpireAfter && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", ErrMalformedCommand, num, protowire.ParseError(n))
@@ -297,6 +353,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 				c.MaxGroups = v
 			case cmdFieldMaxSeries:
 				c.MaxSeries = v
+			case cmdFieldExpireAfter:
+				c.ExpireAfter = Expiry{Set: true, After: time.Duration(v)}
 			}
 		case typ == protowire.BytesType && bytesFields[num].set != nil:
 			f := bytesFields[num]

@@ -1,8 +1,8 @@
 package fsm
 
-import ()
-
-// Expiry (OpExpire): which groups are old enough, and their removal.
+// Expiry (OpExpire): which groups are old enough, and their removal. A
+// group expires by its own expiry (X-Pushgateway-Expire-After of its last
+// push) or, without one, by --push.expire-after.
 
 // LastPushUnixNano is the time expiry judges a group by: the time of its
 // last successful push, which is what push_time_seconds shows, or, for a
@@ -21,14 +21,26 @@ func (g *Group) LastPushUnixNano() int64 {
 	return last
 }
 
-// ExpiryCandidates returns the grouping labels of the groups whose last push
-// is older than cutoffUnixNano, in grouping-key order, at most max of them
-// (max <= 0: all). The leader proposes them in an OpExpire command; Apply
-// checks each again against the cutoff.
-func (s *FSM) ExpiryCandidates(cutoffUnixNano int64, max int) []map[string]string {
+// expired reports whether the group has expired at nowUnixNano: by its own
+// expiry if it has one (Group.Expiry), otherwise by the cutoff of
+// --push.expire-after (a last push before it; 0 expires nothing).
+func (g *Group) expired(nowUnixNano, cutoffUnixNano int64) bool {
+	if g.Expiry.Set {
+		at, ok := g.ExpiresAtUnixNano()
+		return ok && at <= nowUnixNano
+	}
+	return g.LastPushUnixNano() < cutoffUnixNano
+}
+
+// ExpiryCandidates returns the grouping labels of the groups expired at
+// nowUnixNano (see expired), in grouping-key order, at most max of them
+// (max <= 0: all). The leader proposes them in an OpExpire command with the
+// same cutoff and its clock as the command's time; Apply checks each
+// again.
+func (s *FSM) ExpiryCandidates(nowUnixNano, cutoffUnixNano int64, max int) []map[string]string {
 	var out []map[string]string
 	for _, g := range s.Groups() {
-		if g.LastPushUnixNano() < cutoffUnixNano {
+		if g.expired(nowUnixNano, cutoffUnixNano) {
 			out = append(out, g.Labels)
 			if max > 0 && len(out) == max {
 				break
@@ -38,12 +50,13 @@ func (s *FSM) ExpiryCandidates(cutoffUnixNano int64, max int) []map[string]strin
 	return out
 }
 
-// applyExpire removes the listed groups that are still older than the
-// cutoff: a group pushed again after the leader made its list stays.
+// applyExpire removes the listed groups that are still expired at the
+// command's time: a group pushed again after the leader made its list
+// stays.
 func (s *FSM) applyExpire(cmd *Command) *Result {
 	for _, labels := range cmd.Expire {
 		key := GroupingKey(labels)
-		if g := s.groups[key]; g != nil && g.LastPushUnixNano() < cmd.CutoffUnixNano {
+		if g := s.groups[key]; g != nil && g.expired(cmd.TimeUnixNano, cmd.CutoffUnixNano) {
 			s.setGroup(key, nil)
 		}
 	}

@@ -193,6 +193,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).MaybeUnwrap().Error()}}
 		}
 	}
+	next.Expiry, next.LastPushBy = cmd.ExpireAfter, cmd.PushedBy
 	s.setGroup(key, next)
 	return &Result{}
 }

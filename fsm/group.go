@@ -39,6 +39,11 @@ type Group struct {
 	// Families maps metric family names to the stored families, including
 	// push_time_seconds and push_failure_time_seconds.
 	Families map[string]*Family
+	// Expiry is the group's own expiry, from its last successful push's
+	// X-Pushgateway-Expire-After (unset: --push.expire-after decides).
+	Expiry Expiry
+	// LastPushBy says who made the last successful push.
+	LastPushBy PushedBy
 }
 
 // SortedLabelNames returns the grouping label names with "job" first and the
@@ -98,7 +103,7 @@ func (g *Group) clone() *Group {
 	for n, f := range g.Families {
 		fams[n] = f
 	}
-	return &Group{Key: g.Key, Labels: g.Labels, Families: fams}
+	return &Group{Key: g.Key, Labels: g.Labels, Families: fams, Expiry: g.Expiry, LastPushBy: g.LastPushBy}
 }
 
 // GroupingKey returns the key identifying the group with the given grouping

@@ -24,6 +24,10 @@ const (
 	fieldsImport
 	// fieldsSnapshot: the snapshot to restore.
 	fieldsSnapshot
+	// fieldsPushMeta: the group's own expiry and who pushed.
+	fieldsPushMeta
+	// fieldsSelectors: the selectors of a delete.
+	fieldsSelectors
 )
 
 // operation is one kind of command.
@@ -41,13 +45,14 @@ type operation struct {
 
 // operations is the registry. Entries never change after init.
 var operations = map[Op]*operation{
-	OpPut:     {name: "PUT", fields: fieldsGroup, check: checkPush, apply: (*FSM).applyPush},
-	OpPost:    {name: "POST", fields: fieldsGroup, check: checkPush, apply: (*FSM).applyPush},
-	OpDelete:  {name: "DELETE", fields: fieldsGroup, check: checkDelete, apply: (*FSM).applyDelete},
-	OpWipe:    {name: "WIPE", fields: fieldsGroup, check: checkWipe, apply: (*FSM).applyWipe},
-	OpExpire:  {name: "EXPIRE", fields: fieldsExpire, check: checkExpire, apply: (*FSM).applyExpire},
-	OpImport:  {name: "IMPORT", fields: fieldsImport, check: checkImport, apply: (*FSM).applyImport},
-	OpRestore: {name: "RESTORE", fields: fieldsSnapshot, check: checkRestore, apply: (*FSM).applyRestore},
+	OpPut:            {name: "PUT", fields: fieldsGroup | fieldsPushMeta, check: checkPush, apply: (*FSM).applyPush},
+	OpPost:           {name: "POST", fields: fieldsGroup | fieldsPushMeta, check: checkPush, apply: (*FSM).applyPush},
+	OpDelete:         {name: "DELETE", fields: fieldsGroup, check: checkDelete, apply: (*FSM).applyDelete},
+	OpWipe:           {name: "WIPE", fields: fieldsGroup, check: checkWipe, apply: (*FSM).applyWipe},
+	OpExpire:         {name: "EXPIRE", fields: fieldsExpire, check: checkExpire, apply: (*FSM).applyExpire},
+	OpImport:         {name: "IMPORT", fields: fieldsImport, check: checkImport, apply: (*FSM).applyImport},
+	OpRestore:        {name: "RESTORE", fields: fieldsSnapshot, check: checkRestore, apply: (*FSM).applyRestore},
+	OpDeleteMatching: {name: "DELETE_MATCHING", fields: fieldsSelectors, check: checkDeleteMatching, apply: (*FSM).applyDeleteMatching},
 }
 
 // String returns the name of the operation.
@@ -77,11 +82,23 @@ func (c *Command) checkFields() error {
 	if op.fields&fieldsSnapshot == 0 && len(c.Snapshot) > 0 {
 		return fmt.Errorf("%s with a snapshot", c.Op)
 	}
+	if op.fields&fieldsPushMeta == 0 && (c.ExpireAfter.Set || !c.PushedBy.IsZero()) {
+		return fmt.Errorf("%s with an expiry or pushed-by", c.Op)
+	}
+	if op.fields&fieldsSelectors == 0 && len(c.Selectors) > 0 {
+		return fmt.Errorf("%s with selectors", c.Op)
+	}
 	return nil
 }
 
 func checkPush(cmd *Command, _ bool) error {
 	if err := validateGroupingLabels(cmd.Labels); err != nil {
+		return err
+	}
+	if err := validateExpiry(cmd.ExpireAfter); err != nil {
+		return err
+	}
+	if err := validatePushedBy(cmd.PushedBy); err != nil {
 		return err
 	}
 	for _, mf := range cmd.Families {

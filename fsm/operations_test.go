@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -113,7 +114,11 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 		"import with snapshot":     {Op: OpImport, Snapshot: []byte("x")},
 		"restore with families":    {Op: OpRestore, Families: parseText(t, "a 1\n")},
 		"expire with unchecked":    {Op: OpExpire, Unchecked: true},
-		"import of unknown op":     {Op: 8},
+		"import of unknown op":     {Op: 99},
+		"delete with expiry":       {Op: OpDelete, Labels: map[string]string{"job": "j"}, ExpireAfter: Expiry{Set: true, After: time.Second}},
+		"wipe with pushed-by":      {Op: OpWipe, PushedBy: PushedBy{User: "u"}},
+		"put with selectors":       {Op: OpPut, Labels: map[string]string{"job": "j"}, Selectors: []Selector{{{Name: "job", Value: "j"}}}},
+		"delete matching labels":   {Op: OpDeleteMatching, Labels: map[string]string{"job": "j"}, Selectors: []Selector{{{Name: "job", Value: "j"}}}},
 		"put with restore payload": {Op: OpPut, Labels: map[string]string{"job": "j"}, Snapshot: []byte{1}},
 	} {
 		if _, err := c.Encode(); err == nil {
@@ -165,7 +170,7 @@ func TestExpireRemovesOnlyGroupsStillOlderThanTheCutoff(t *testing.T) {
 	a.apply(&Command{Op: OpPut, Labels: map[string]string{"job": "ok-then-failed"}, Families: parseText(t, "a 7 1000\n"), TimeUnixNano: t3})
 
 	cutoff := t2
-	cands := a.s.ExpiryCandidates(cutoff, 0)
+	cands := a.s.ExpiryCandidates(t3, cutoff, 0)
 	var got []string
 	for _, l := range cands {
 		got = append(got, l["job"])
@@ -173,7 +178,7 @@ func TestExpireRemovesOnlyGroupsStillOlderThanTheCutoff(t *testing.T) {
 	if strings.Join(got, ",") != "failed-old,ok-then-failed,old,repushed" {
 		t.Fatalf("candidates %v", got)
 	}
-	if c := a.s.ExpiryCandidates(cutoff, 2); len(c) != 2 {
+	if c := a.s.ExpiryCandidates(t3, cutoff, 2); len(c) != 2 {
 		t.Fatalf("limited candidates: %d", len(c))
 	}
 	// "repushed" is pushed again after the leader made its list.

@@ -40,8 +40,13 @@ const (
 
 	groupFieldLabel  = 1
 	groupFieldFamily = 2
-	famFieldTime     = 1
-	famFieldMF       = 2
+	// The group's own expiry and who pushed it (FeatureGroupMeta): only
+	// written when set, so a state without them is read by older builds.
+	groupFieldExpireAfter  = 3 // int64 nanoseconds, present: set
+	groupFieldPushedByUser = 4
+	groupFieldPushedByAddr = 5
+	famFieldTime           = 1
+	famFieldMF             = 2
 )
 
 // ErrCorruptSnapshot is wrapped by every error Restore returns for a

@@ -90,6 +90,12 @@ func validateGroup(g *Group, stored bool) error {
 	if err := validateGroupingLabels(g.Labels); err != nil {
 		return err
 	}
+	if err := validateExpiry(g.Expiry); err != nil {
+		return fmt.Errorf("group %v: %v", g.Labels, err)
+	}
+	if err := validatePushedBy(g.LastPushBy); err != nil {
+		return fmt.Errorf("group %v: %v", g.Labels, err)
+	}
 	for _, name := range g.SortedFamilyNames() {
 		f := g.Families[name]
 		if f == nil || f.MF == nil {

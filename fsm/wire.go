@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -72,6 +73,18 @@ func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) 
 		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
 		b = protowire.AppendBytes(b, rec)
 	}
+	if g.Expiry.Set {
+		b = protowire.AppendTag(b, groupFieldExpireAfter, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(g.Expiry.After))
+	}
+	if g.LastPushBy.User != "" {
+		b = protowire.AppendTag(b, groupFieldPushedByUser, protowire.BytesType)
+		b = protowire.AppendString(b, g.LastPushBy.User)
+	}
+	if g.LastPushBy.RemoteAddr != "" {
+		b = protowire.AppendTag(b, groupFieldPushedByAddr, protowire.BytesType)
+		b = protowire.AppendString(b, g.LastPushBy.RemoteAddr)
+	}
 	return b, nil
 }
 
@@ -79,10 +92,22 @@ func decodeGroup(b []byte) (*Group, error) {
 	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
+		if n < 0 {
 			return nil, fmt.Errorf("bad field in group record")
 		}
 		b = b[n:]
+		if num == groupFieldExpireAfter && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			g.Expiry = Expiry{Set: true, After: time.Duration(v)}
+			continue
+		}
+		if typ != protowire.BytesType {
+			return nil, fmt.Errorf("bad field in group record")
+		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
 			return nil, protowire.ParseError(n)
@@ -101,6 +126,10 @@ func decodeGroup(b []byte) (*Group, error) {
 				return nil, err
 			}
 			g.Families[f.MF.GetName()] = f
+		case groupFieldPushedByUser:
+			g.LastPushBy.User = string(v)
+		case groupFieldPushedByAddr:
+			g.LastPushBy.RemoteAddr = string(v)
 		default:
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
@@ -143,4 +172,81 @@ func decodeFamily(b []byte) (*Family, error) {
 		return nil, errors.New("family record without metric family")
 	}
 	return f, nil
+}
+
+// appendSelector writes a selector as repeated matcher messages in field 1,
+// each {1: name, 2: type, 3: value}.
+func appendSelector(b []byte, sel Selector) []byte {
+	for _, m := range sel {
+		var mb []byte
+		mb = protowire.AppendTag(mb, 1, protowire.BytesType)
+		mb = protowire.AppendString(mb, m.Name)
+		mb = protowire.AppendTag(mb, 2, protowire.VarintType)
+		mb = protowire.AppendVarint(mb, uint64(m.Type))
+		mb = protowire.AppendTag(mb, 3, protowire.BytesType)
+		mb = protowire.AppendString(mb, m.Value)
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, mb)
+	}
+	return b
+}
+
+// decodeSelector reads what appendSelector writes.
+func decodeSelector(b []byte) (Selector, error) {
+	var sel Selector
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, errors.New("bad field in selector")
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		m, err := decodeMatcher(v)
+		if err != nil {
+			return nil, err
+		}
+		sel = append(sel, m)
+	}
+	return sel, nil
+}
+
+func decodeMatcher(b []byte) (Matcher, error) {
+	var m Matcher
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return m, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case (num == 1 || num == 3) && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return m, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if num == 1 {
+				m.Name = string(v)
+			} else {
+				m.Value = string(v)
+			}
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return m, protowire.ParseError(n)
+			}
+			b = b[n:]
+			if v > 255 {
+				return m, fmt.Errorf("match type %d", v)
+			}
+			m.Type = MatchType(v)
+		default:
+			return m, fmt.Errorf("unknown field %d in matcher", num)
+		}
+	}
+	return m, nil
 }
