@@ -169,22 +169,6 @@ func (cs CompiledSelectors) Matches(labels map[string]string) bool {
 	return false
 }
 
-// MatchingGroups returns the groups any of the selectors matches, in
-// grouping-key order (the dry run of a delete, and filtered listings).
-func (s *FSM) MatchingGroups(sels []Selector) ([]*Group, error) {
-	cs, err := CompileSelectors(sels)
-	if err != nil {
-		return nil, err
-	}
-	var out []*Group
-	for _, g := range s.Groups() {
-		if cs.Matches(g.Labels) {
-			out = append(out, g)
-		}
-	}
-	return out, nil
-}
-
 func checkDeleteMatching(cmd *Command, _ bool) error {
 	_, err := CompileSelectors(cmd.Selectors)
 	return err

@@ -88,3 +88,58 @@ func (a *API) apiTransferLeadership(w http.ResponseWriter, r *http.Request) {
 	}
 	a.respond(w, transferResult{Leader: leader})
 }
+
+// deleteResult is the data of a delete by selector: the grouping labels of
+// every matched group, in grouping-key order.
+type deleteResult struct {
+	Groups []map[string]string `json:"groups"`
+	DryRun bool                `json:"dry_run,omitempty"`
+}
+
+// apiDeleteMatching deletes every group one of the match[] selectors
+// matches, in one log entry, so that every node removes the same set
+// (?dry_run=true: deletes nothing). The answer lists the groups that
+// matched on this node after the read barrier, just before the delete was
+// proposed; the state machine removes what matches when the entry is
+// applied, which includes a matching group pushed meanwhile.
+func (a *API) apiDeleteMatching(w http.ResponseWriter, r *http.Request) {
+	sels, cs, ok, err := requestSelectors(r)
+	if err == nil && !ok {
+		err = fmt.Errorf("no %s selector given", matchParam)
+	}
+	if err != nil {
+		a.respondError(w, http.StatusBadRequest, err)
+		return
+	}
+	dryRun := false
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		if dryRun, err = strconv.ParseBool(v); err != nil {
+			a.respondError(w, http.StatusBadRequest, fmt.Errorf("dry_run: %w", err))
+			return
+		}
+	}
+	if err := a.awaitCurrent(r); err != nil {
+		a.respondError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	matched := matchingGroups(a.opts.Store.Groups(), cs)
+	res := deleteResult{Groups: make([]map[string]string, 0, len(matched)), DryRun: dryRun}
+	for _, g := range matched {
+		res.Groups = append(res.Groups, g.Labels)
+	}
+	if dryRun {
+		a.setReadIndex(w)
+		a.respond(w, res)
+		return
+	}
+	cmd := &fsm.Command{Op: fsm.OpDeleteMatching, TimeUnixNano: a.opts.Now().UnixNano(), Selectors: sels}
+	applied, err := a.opts.Submitter.Submit(r.Context(), cmd)
+	if err != nil {
+		a.respondError(w, clusterErrorCode(err, http.StatusInternalServerError), err)
+		return
+	}
+	setIndexHeader(w, applied)
+	a.logger.Info("deleted groups by selector", "selectors", r.URL.Query()[matchParam], "groups", len(matched),
+		"user", a.requestUser(r), "source", r.RemoteAddr, "index", applied.Index)
+	a.respond(w, res)
+}

@@ -84,6 +84,9 @@ type Options struct {
 	EnableLifecycle bool
 	// EnableAdminAPI is --web.enable-admin-api.
 	EnableAdminAPI bool
+	// ExpireAfter is --push.expire-after (0: never), shown for groups
+	// without their own expiry in /api/v1/metrics and the UI.
+	ExpireAfter time.Duration
 	// DisableConsistencyCheck is --push.disable-consistency-check.
 	DisableConsistencyCheck bool
 	// BasicAuthUsers reports that --web.config.file has basic_auth_users:

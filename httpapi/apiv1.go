@@ -9,6 +9,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
@@ -43,6 +44,8 @@ func (a *API) registerAPIv1(r *route.Router) {
 		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.wipe))
 		r.Get("/admin/snapshot", wrap("api/v1/admin/snapshot", a.apiSnapshot))
 		r.Put("/admin/restore", wrap("api/v1/admin/restore", a.apiRestore))
+		r.Put("/admin/delete", wrap("api/v1/admin/delete", a.apiDeleteMatching))
+		r.Post("/admin/delete", wrap("api/v1/admin/delete", a.apiDeleteMatching))
 		if a.opts.Cluster != nil {
 			r.Del("/admin/cluster/members/:name", wrap("api/v1/admin/cluster/members", a.apiRemoveMember))
 			r.Post("/admin/cluster/transfer-leadership", wrap("api/v1/admin/cluster/transfer-leadership", a.apiTransferLeadership))
@@ -142,10 +145,18 @@ func (a *API) apiMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	a.setReadIndex(w)
 	groups := a.opts.Store.Groups()
-	parts, err := a.groupJSON.render(groups)
+	_, cs, filtered, err := requestSelectors(r)
+	if err != nil {
+		a.respondError(w, http.StatusBadRequest, err)
+		return
+	}
+	if filtered {
+		groups = matchingGroups(groups, cs)
+	}
+	parts, err := a.groupJSON.render(groups, a.opts.ExpireAfter, !filtered)
 	if err != nil {
 		// respond reports the error in upstream's words.
-		a.respond(w, uncachedMetricsData(groups))
+		a.respond(w, uncachedMetricsData(groups, a.opts.ExpireAfter))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -175,10 +186,10 @@ func (a *API) apiMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 // uncachedMetricsData is the data of /api/v1/metrics built from scratch.
-func uncachedMetricsData(groups []*fsm.Group) []any {
+func uncachedMetricsData(groups []*fsm.Group, expireAfter time.Duration) []any {
 	res := make([]any, 0, len(groups))
 	for _, g := range groups {
-		res = append(res, groupJSON(g))
+		res = append(res, groupJSON(g, expireAfter))
 	}
 	return res
 }
@@ -199,7 +210,10 @@ type cachedGroupJSON struct {
 
 // render returns the JSON of each group, encoding only groups that changed
 // since they were last rendered. The returned slices must not be modified.
-func (c *groupJSONCache) render(groups []*fsm.Group) ([][]byte, error) {
+// expireAfter is --push.expire-after, which does not change while the
+// program runs. all says groups are all the store holds: then entries of
+// groups deleted since are dropped.
+func (c *groupJSONCache) render(groups []*fsm.Group, expireAfter time.Duration, all bool) ([][]byte, error) {
 	out := make([][]byte, len(groups))
 	var missing []int
 	c.mu.Lock()
@@ -215,7 +229,7 @@ func (c *groupJSONCache) render(groups []*fsm.Group) ([][]byte, error) {
 	}
 	c.mu.Unlock()
 	for _, i := range missing {
-		b, err := json.Marshal(groupJSON(groups[i]))
+		b, err := json.Marshal(groupJSON(groups[i], expireAfter))
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +240,7 @@ func (c *groupJSONCache) render(groups []*fsm.Group) ([][]byte, error) {
 	for _, i := range missing {
 		c.entries[groups[i].Key] = cachedGroupJSON{from: groups[i], json: out[i]}
 	}
-	if len(c.entries) > len(groups) {
+	if all && len(c.entries) > len(groups) {
 		// Groups were deleted (entries hold every group rendered now).
 		keep := make(map[string]bool, len(groups))
 		for _, g := range groups {
@@ -241,8 +255,22 @@ func (c *groupJSONCache) render(groups []*fsm.Group) ([][]byte, error) {
 	return out, nil
 }
 
-func groupJSON(g *fsm.Group) map[string]any {
-	out := make(map[string]any, len(g.Families)+2)
+// groupJSON is a group in /api/v1/metrics: upstream's fields, then its
+// expiry and who pushed it (beyond upstream; a family of the same name
+// wins, so upstream's answer never changes).
+func groupJSON(g *fsm.Group, expireAfter time.Duration) map[string]any {
+	out := make(map[string]any, len(g.Families)+5)
+	if after, at, ok := groupExpiry(g, expireAfter); ok {
+		out["expire_after"] = model.Duration(after).String()
+		out["expires_at"] = at.UTC().Format(time.RFC3339)
+	}
+	if !g.LastPushBy.IsZero() {
+		by := map[string]string{"remote_addr": g.LastPushBy.RemoteAddr}
+		if g.LastPushBy.User != "" {
+			by["user"] = g.LastPushBy.User
+		}
+		out["last_push_by"] = by
+	}
 	out["labels"] = g.Labels
 	out["last_push_successful"] = g.LastPushSuccess()
 	for name, f := range g.Families {

@@ -12,5 +12,5 @@ var MergeFamiliesForTest = mergeFamilies
 // UncachedAPIMetricsForTest is the /api/v1/metrics body built without the
 // per-group cache, as apiMetrics wrote it before the cache.
 func UncachedAPIMetricsForTest(groups []*fsm.Group) ([]byte, error) {
-	return json.Marshal(&apiResponse{Status: "success", Data: uncachedMetricsData(groups)})
+	return json.Marshal(&apiResponse{Status: "success", Data: uncachedMetricsData(groups, 0)})
 }

@@ -104,12 +104,20 @@ func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 			a.logger.Debug("push exceeds a limit", "source", r.RemoteAddr, "err", err)
 			return
 		}
+		expiry, err := requestExpiry(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			a.logger.Debug("push with an invalid expiry", "source", r.RemoteAddr, "err", err)
+			return
+		}
 		cmd := &fsm.Command{
 			Op:           op,
 			Labels:       labels,
 			Families:     families,
 			TimeUnixNano: a.opts.Now().UnixNano(),
 			Unchecked:    a.opts.DisableConsistencyCheck,
+			ExpireAfter:  expiry,
+			PushedBy:     fsm.PushedBy{User: a.requestUser(r), RemoteAddr: r.RemoteAddr},
 		}
 		if err := a.checkNames(families); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

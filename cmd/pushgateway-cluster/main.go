@@ -177,6 +177,7 @@ func run(args []string) error {
 		DisableConsistencyCheck: *fl.push.unchecked,
 		EnableUTF8Names:         *fl.push.utf8Names,
 		BasicAuthUsers:          webConfig.BasicAuthUsers,
+		ExpireAfter:             *fl.push.expireAfter,
 		MaxBodyBytes:            *fl.push.maxBodyBytes,
 		MaxSeriesPerPush:        *fl.push.maxSeriesPerPush,
 		MaxLabelsPerSeries:      *fl.push.maxLabelsPerSeries,
