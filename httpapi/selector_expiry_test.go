@@ -158,3 +158,14 @@ func TestDeleteBySelectorNeedsTheAdminAPI(t *testing.T) {
 		t.Fatal("delete without the admin API changed the state")
 	}
 }
+
+func TestWhoPushedNamesTheUserOnlyWhenBasicAuthIsConfigured(t *testing.T) {
+	for _, configured := range []bool{false, true} {
+		g := startGateway(t, func(o *httpapi.Options) { o.BasicAuthUsers = configured })
+		g.expect("PUT", "/metrics/job/j", "a 1\n", 200, "", "Authorization", "Basic Y2k6c2VjcmV0") // ci:secret
+		by := g.apiGroups("")[0].LastPushBy
+		if want := map[bool]string{false: "", true: "ci"}[configured]; by["user"] != want || by["remote_addr"] == "" {
+			t.Errorf("basic_auth_users configured %v: last_push_by %v, want user %q", configured, by, want)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type member struct {
 	name, dir             string
 	web, raftAddr, gossip string
 	extra                 []string // more flags
+	bin                   string   // the binary; "" is this build's
 	proc                  *procs.Process
 	out                   *testutil.LockedBuffer
 }
@@ -52,7 +53,11 @@ func (m *member) start(expect int, peers ...*member) {
 func (m *member) launch(args []string) {
 	m.t.Helper()
 	m.out = &testutil.LockedBuffer{}
-	p, err := procs.Start(m.name, append([]string{ourBinary}, args...), procs.Options{Out: m.out})
+	bin := ourBinary
+	if m.bin != "" {
+		bin = m.bin
+	}
+	p, err := procs.Start(m.name, append([]string{bin}, args...), procs.Options{Out: m.out})
 	if err != nil {
 		m.t.Fatal(err)
 	}

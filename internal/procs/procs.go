@@ -41,6 +41,34 @@ func Build(dir, pkg string) (string, error) {
 	return bin, nil
 }
 
+// BuildRevision compiles pkg as Build does, but from the source of an
+// earlier git revision of this repository (git archive into dir, so the
+// working tree and the repository are left as they are): a test runs an
+// older build beside this one, as a rolling upgrade does. It fails when
+// the module is not inside a git repository that holds the revision.
+func BuildRevision(dir, rev, pkg string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, "src-"+rev)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", fmt.Errorf("build revision %s: %w", rev, err)
+	}
+	archive := exec.Command("bash", "-o", "pipefail", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "bash", root, rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w\n%s", rev, err, out)
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg)+"-"+rev)
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s at %s: %w\n%s", pkg, rev, err, out)
+	}
+	return bin, nil
+}
+
 // moduleRoot is the directory of the go.mod of the working directory.
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
