@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/route"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/authz"
 )
 
 // Submitter replicates a command and returns the state machine's verdict
@@ -93,6 +94,12 @@ type Options struct {
 	// only then is a request's basic-auth user name its authenticated user
 	// (requestUser).
 	BasicAuthUsers bool
+	// Authorization, when set, holds the rules of
+	// --web.authorization-file: the jobs each user (requestUser) may push
+	// to and delete from, and who may use the admin API (adminOnly).
+	// Reads stay open. It needs BasicAuthUsers, or every request is
+	// anonymous and may not write. Nil: no authorization, as upstream.
+	Authorization *authz.Holder
 	// EnableUTF8Names is --push.enable-utf8-names.
 	EnableUTF8Names bool
 	// MaxBodyBytes bounds a push body after decompression
@@ -138,6 +145,9 @@ type API struct {
 	groupJSON groupJSONCache
 	// renderCache is the /metrics cache of the last Handler (for tests).
 	renderCache *renderCache
+	// denied counts 403s of --web.authorization-file by reason
+	// (registered only when Options.Authorization is set).
+	denied *prometheus.CounterVec
 }
 
 // New returns the API. It registers the HTTP self-metrics in opts.Registry.
@@ -163,6 +173,11 @@ func New(opts Options) *API {
 		a.validation = model.UTF8Validation
 		a.escaping = model.ValueEncodingEscaping
 	}
+	var deniedReg prometheus.Registerer
+	if opts.Authorization != nil && opts.Registry != nil {
+		deniedReg = opts.Registry
+	}
+	a.denied = newDeniedCounter(deniedReg)
 	if opts.Registry != nil && opts.Store != nil {
 		opts.Registry.MustRegister(newStoreCollector(opts.Store, opts.MaxGroups, opts.MaxTotalSeries))
 	}

@@ -40,15 +40,16 @@ func (a *API) registerAPIv1(r *route.Router) {
 	if a.opts.Cluster != nil {
 		r.Get("/cluster", wrap("api/v1/cluster", a.apiCluster))
 	}
+	// Every admin route goes through adminOnly (--web.authorization-file).
 	if a.opts.EnableAdminAPI {
-		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.wipe))
-		r.Get("/admin/snapshot", wrap("api/v1/admin/snapshot", a.apiSnapshot))
-		r.Put("/admin/restore", wrap("api/v1/admin/restore", a.apiRestore))
-		r.Put("/admin/delete", wrap("api/v1/admin/delete", a.apiDeleteMatching))
-		r.Post("/admin/delete", wrap("api/v1/admin/delete", a.apiDeleteMatching))
+		r.Put("/admin/wipe", a.metrics.instrument("wipe", a.adminOnly(a.wipe)))
+		r.Get("/admin/snapshot", wrap("api/v1/admin/snapshot", a.adminOnly(a.apiSnapshot)))
+		r.Put("/admin/restore", wrap("api/v1/admin/restore", a.adminOnly(a.apiRestore)))
+		r.Put("/admin/delete", wrap("api/v1/admin/delete", a.adminOnly(a.apiDeleteMatching)))
+		r.Post("/admin/delete", wrap("api/v1/admin/delete", a.adminOnly(a.apiDeleteMatching)))
 		if a.opts.Cluster != nil {
-			r.Del("/admin/cluster/members/:name", wrap("api/v1/admin/cluster/members", a.apiRemoveMember))
-			r.Post("/admin/cluster/transfer-leadership", wrap("api/v1/admin/cluster/transfer-leadership", a.apiTransferLeadership))
+			r.Del("/admin/cluster/members/:name", wrap("api/v1/admin/cluster/members", a.adminOnly(a.apiRemoveMember)))
+			r.Post("/admin/cluster/transfer-leadership", wrap("api/v1/admin/cluster/transfer-leadership", a.adminOnly(a.apiTransferLeadership)))
 		}
 	}
 }
@@ -116,8 +117,11 @@ func (a *API) apiRemoveMember(w http.ResponseWriter, r *http.Request) {
 // respondError answers with upstream's error envelope.
 func (a *API) respondError(w http.ResponseWriter, code int, err error) {
 	typ := "bad_data"
-	if code >= 500 {
+	switch {
+	case code >= 500:
 		typ = "unavailable"
+	case code == http.StatusForbidden:
+		typ = "forbidden"
 	}
 	b, _ := json.Marshal(&apiResponse{Status: "error", ErrorType: typ, Error: err.Error()})
 	w.Header().Set("Content-Type", "application/json")

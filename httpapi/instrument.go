@@ -68,6 +68,9 @@ func ReservedFamilies(reg prometheus.Gatherer) (map[string]fsm.ReservedFamily, e
 	for name, f := range storeFamilies {
 		out[name] = f
 	}
+	for name, f := range authzFamilies {
+		out[name] = f
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		return nil, err

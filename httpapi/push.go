@@ -66,7 +66,7 @@ func (a *API) groupingLabels(w http.ResponseWriter, r *http.Request, jobBase64 b
 func (a *API) push(op fsm.Op, jobBase64 bool) http.HandlerFunc {
 	return a.metrics.instrumentPush(func(w http.ResponseWriter, r *http.Request) {
 		labels, ok := a.groupingLabels(w, r, jobBase64)
-		if !ok {
+		if !ok || !a.mayWrite(w, r, labels["job"]) {
 			return
 		}
 		body := &limitedBody{r: r.Body, left: a.maxBodyBytes()}
@@ -344,7 +344,7 @@ func (a *API) writeSubmitError(w http.ResponseWriter, r *http.Request, err error
 func (a *API) delete(jobBase64 bool) http.HandlerFunc {
 	return a.metrics.instrument("delete", func(w http.ResponseWriter, r *http.Request) {
 		labels, ok := a.groupingLabels(w, r, jobBase64)
-		if !ok {
+		if !ok || !a.mayWrite(w, r, labels["job"]) {
 			return
 		}
 		a.submitAccepted(w, r, &fsm.Command{Op: fsm.OpDelete, Labels: labels, TimeUnixNano: a.opts.Now().UnixNano()})

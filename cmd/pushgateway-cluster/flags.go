@@ -27,6 +27,9 @@ type webFlags struct {
 	readHeaderTimeout *time.Duration
 	readTimeout       *time.Duration
 	idleTimeout       *time.Duration
+	// authorizationFile is --web.authorization-file: per-job write rules
+	// for the basic-auth users (internal/authz), reloaded on SIGHUP.
+	authorizationFile *string
 }
 
 // pushFlags configure what a push may carry (--push.*, --persistence.*).
@@ -99,6 +102,7 @@ func addFlags(app *kingpin.Application) *flagSet {
 		readHeaderTimeout: app.Flag("web.read-header-timeout", "How long a client may take to send the request headers before the connection is closed.").Default("10s").Duration(),
 		readTimeout:       app.Flag("web.read-timeout", "How long a client may take to send a whole request, body included; a push body still arriving then gets 408 and changes nothing.").Default("1m").Duration(),
 		idleTimeout:       app.Flag("web.idle-timeout", "How long an idle keep-alive connection stays open.").Default("2m").Duration(),
+		authorizationFile: app.Flag("web.authorization-file", "YAML file of per-user write rules for the basic_auth_users of --web.config.file: job name globs each user may push to and delete from, and who may use the admin API (others get 403; reads stay open). Reloaded on SIGHUP. Empty: every authenticated user may write, as upstream.").Default("").String(),
 	}
 	persistenceFile := app.Flag("persistence.file", "Upstream Pushgateway persistence file to import once into an empty cluster (migration from upstream). The state itself lives in the raft log under --storage.path.").Default("").String()
 	app.Flag("persistence.interval", "Accepted for compatibility with upstream; every acknowledged write is already durable.").Default("5m").Duration()

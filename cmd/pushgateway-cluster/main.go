@@ -111,6 +111,10 @@ func run(args []string) error {
 		logger.Warn("this node's clock is shifted (--debug.clock-shift); for tests only", "shift", shift)
 	}
 	webConfig := readWebConfig(*fl.web.toolkit.WebConfigFile)
+	authorization, err := loadAuthorization(*fl.web.authorizationFile, webConfig, logger)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.Start(cluster.Config{
 		Now:             now,
 		MaxGroups:       *fl.push.maxGroups,
@@ -178,6 +182,7 @@ func run(args []string) error {
 		EnableUTF8Names:         *fl.push.utf8Names,
 		BasicAuthUsers:          webConfig.BasicAuthUsers,
 		ExpireAfter:             *fl.push.expireAfter,
+		Authorization:           authorization,
 		MaxBodyBytes:            *fl.push.maxBodyBytes,
 		MaxSeriesPerPush:        *fl.push.maxSeriesPerPush,
 		MaxLabelsPerSeries:      *fl.push.maxLabelsPerSeries,
@@ -197,6 +202,11 @@ func run(args []string) error {
 		Now:  now,
 	})
 
+	if authorization != nil {
+		stopReload := make(chan struct{})
+		defer close(stopReload)
+		reloadAuthorizationOnSIGHUP(authorization, webConfig, logger, stopReload)
+	}
 	server := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: *fl.web.readHeaderTimeout, ReadTimeout: *fl.web.readTimeout, IdleTimeout: *fl.web.idleTimeout}
 	go func() {
 		sig := make(chan os.Signal, 1)
@@ -283,6 +293,8 @@ type webConfigSummary struct {
 	// BasicAuthUsers: basic_auth_users is set, so a request's basic-auth
 	// user name is authenticated.
 	BasicAuthUsers bool
+	// Users are the names in basic_auth_users.
+	Users map[string]bool
 }
 
 // readWebConfig summarises --web.config.file. Errors are left to
@@ -302,5 +314,9 @@ func readWebConfig(path string) webConfigSummary {
 	if yaml.Unmarshal(b, &c) != nil {
 		return webConfigSummary{}
 	}
-	return webConfigSummary{TLS: c.TLS.IsEnabled(), BasicAuthUsers: len(c.Users) > 0}
+	users := make(map[string]bool, len(c.Users))
+	for u := range c.Users {
+		users[u] = true
+	}
+	return webConfigSummary{TLS: c.TLS.IsEnabled(), BasicAuthUsers: len(c.Users) > 0, Users: users}
 }
