@@ -166,14 +166,20 @@ func TestPerJobAuthorizationOnAClusterOfProcesses(t *testing.T) {
 		c.expect("ci", "DELETE", m, "/metrics/job/nightly", "", 403, `user "ci" may not delete from job "nightly" (--web.authorization-file)`)
 		c.expect("ci", "PUT", m, "/api/v1/admin/wipe", "", 403, `user \"ci\" may not use the admin API (needs admin: true in --web.authorization-file)`)
 		c.expect("ci", "GET", m, "/api/v1/admin/snapshot", "", 403, `user \"ci\" may not use the admin API`)
+		c.expect("ci", "PUT", m, "/api/v1/admin/delete"+matchQuery(`{job="nightly"}`), "", 403, `user \"ci\" may not use the admin API`)
 	}
 	for _, m := range nodes {
 		if got := strings.Join(c.groups(m), " "); got != "ci-build/node1 ci-build/node2 ci-build/node3 nightly/" {
 			t.Fatalf("groups on %s after refused deletes and wipes: %s", m.name, got)
 		}
-		c.expect("ops", "GET", m, "/-/metrics", "", 200, `pushgateway_authorization_denied_total{reason="admin"} 2`)
+		c.expect("ops", "GET", m, "/-/metrics", "", 200, `pushgateway_authorization_denied_total{reason="admin"} 3`)
+		// Who pushed: the authenticated user, on every node.
+		c.expect("ci", "GET", m, "/api/v1/metrics"+matchQuery(`{job="ci-build"}`), "", 200, `"last_push_by":{"remote_addr":"127.0.0.1:`)
+		c.expect("ci", "GET", m, "/api/v1/metrics"+matchQuery(`{job="ci-build"}`), "", 200, `"user":"ci"}`)
+		c.expect("ops", "GET", m, "/api/v1/metrics"+matchQuery(`{job="nightly"}`), "", 200, `"user":"ops"`)
 		c.expect("ops", "GET", m, "/-/metrics", "", 200, `pushgateway_authorization_denied_total{reason="push"} 3`)
 	}
+	c.expect("ops", "POST", nodes[2], "/api/v1/admin/delete"+matchQuery(`{job="nightly"}`), "", 200, `"groups":[{"job":"nightly"}]`)
 	c.expect("ops", "PUT", nodes[1], "/api/v1/admin/wipe", "", 202, "")
 	for _, m := range nodes {
 		if got := c.groups(m); len(got) != 0 {
