@@ -9,6 +9,12 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// withMeta sets a push's own expiry and author.
+func withMeta(c *Command, e Expiry, by PushedBy) *Command {
+	c.ExpireAfter, c.PushedBy = e, by
+	return c
+}
+
 // FuzzDecodeCommand feeds arbitrary bytes to the command decoder: it must
 // return a command or ErrMalformedCommand, never panic, and a decoded
 // command must survive an encode/decode round trip.
@@ -22,6 +28,10 @@ func FuzzDecodeCommand(f *testing.F) {
 		{Op: OpImport, TimeUnixNano: 6, Source: "s", Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: map[string]*Family{
 			"a": {MF: parseText(f, "a{job=\"j\"} 1\n")[0], TimeUnixNano: 3}}}}},
 		{Op: OpRestore, TimeUnixNano: 7, Snapshot: []byte("PGCSNAP\x01\x00\x00\x00\x00\x00\x00\x00")},
+		{Op: OpDeleteMatching, TimeUnixNano: 8, Selectors: []Selector{
+			{{Name: "job", Type: MatchEqual, Value: "j"}, {Name: "branch", Type: MatchRegexp, Value: "feature-.*"}},
+			{{Name: "job", Type: MatchNotRegexp, Value: "(a|b"}}}},
+		withMeta(pushCmd(f, OpPut, 9, "a 1\n", "job", "j"), Expiry{Set: true, After: 90e9}, PushedBy{User: "ci", RemoteAddr: "127.0.0.1:1"}),
 	} {
 		b, err := c.Encode()
 		if err != nil {
