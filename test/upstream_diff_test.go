@@ -454,9 +454,14 @@ func sampleLabels(line string) map[string]string {
 	}
 }
 
+// ourGroupFields are the /api/v1/metrics group fields upstream does not
+// have: who pushed (every group) and the expiry (groups that expire). A
+// pushed family of the same name keeps its place and is compared.
+var ourGroupFields = map[string]bool{"last_push_by": true, "expire_after": true, "expires_at": true}
+
 // normaliseAPIMetrics turns a /api/v1/metrics answer into its status and
 // the canonical JSON of each group (sorted, as upstream's order is random),
-// without time_stamp fields and with the push time values as <zero> or
+// without time_stamp fields and our own group fields, and with the push time values as <zero> or
 // <nonzero>.
 func normaliseAPIMetrics(js []byte) (string, []string, error) {
 	var doc struct {
@@ -470,6 +475,10 @@ func normaliseAPIMetrics(js []byte) (string, []string, error) {
 	for _, g := range doc.Data {
 		for name, v := range g {
 			fam, ok := v.(map[string]any)
+			if _, isFamily := fam["metrics"]; !isFamily && ourGroupFields[name] {
+				delete(g, name) // ours beyond upstream (README "Where we differ")
+				continue
+			}
 			if !ok || name == "labels" {
 				continue
 			}

@@ -446,7 +446,8 @@ func parseStates(api []byte) (map[string]State, []string, error) {
 		var st State
 		for name, raw := range g {
 			switch name {
-			case "labels", "push_time_seconds", "push_failure_time_seconds":
+			case "labels", "push_time_seconds", "push_failure_time_seconds",
+				"last_push_by", "expire_after", "expires_at":
 				continue
 			case "last_push_successful":
 				if string(raw) != "true" {
