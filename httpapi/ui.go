@@ -159,6 +159,12 @@ func (a *API) linkPrefix() string {
 }
 
 func (a *API) renderUI(w http.ResponseWriter, page, title string, body any) {
+	a.renderUIStatus(w, http.StatusOK, page, title, body)
+}
+
+// renderUIStatus renders a page with the given status code (400 for a
+// metrics page whose selector does not parse).
+func (a *API) renderUIStatus(w http.ResponseWriter, code int, page, title string, body any) {
 	data := &uiPage{
 		Page: page, Title: title, Prefix: a.linkPrefix(), MetricsPath: a.opts.MetricsPath,
 		AdminAPI: a.opts.EnableAdminAPI, BuildInfo: a.opts.BuildInfo, Cluster: a.clusterStatus(),
@@ -176,5 +182,6 @@ func (a *API) renderUI(w http.ResponseWriter, page, title string, body any) {
 	h.Set("Content-Security-Policy", uiContentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }

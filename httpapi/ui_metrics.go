@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,13 +66,35 @@ type uiGroup struct {
 	// LastPush and LastFailure come from push_time_seconds and
 	// push_failure_time_seconds (zero when never).
 	LastPush, LastFailure time.Time
-	Families              []uiFamily
+	// PushedBy names who made the last successful push: the user and the
+	// client's address ("" when not recorded).
+	PushedBy string
+	// ExpiresAt is when the group expires (zero if never), ExpiresIn the
+	// time left as of rendering, ExpireAfter the group's expiry after a
+	// push.
+	ExpiresAt              time.Time
+	ExpiresIn, ExpireAfter string
+	Families               []uiFamily
 }
 
 type uiMetricsBody struct {
 	Groups     []uiGroup
 	Consistent bool
 	WipeURL    string
+	// Selector is the page's match[] selectors as typed (joined by ", "
+	// when the URL holds several); Selected is set when they apply, Total
+	// counts the groups before selection, SelectorError says why the
+	// selectors do not parse (the page shows no groups then).
+	Selector string
+	// Selectors are the selector box's inputs: one per match[] value, at
+	// least one.
+	Selectors     []string
+	Selected      bool
+	Total         int
+	SelectorError string
+	// DeleteMatchingURL is the admin delete of the selected groups (with
+	// dry_run=true first, by the page's script).
+	DeleteMatchingURL string
 	// Open expands the groups initially (when there are few).
 	Open bool
 }
@@ -89,8 +112,24 @@ func (a *API) metricsPage(w http.ResponseWriter, r *http.Request) {
 	body := &uiMetricsBody{
 		Consistent: a.opts.Store.Consistent(),
 		WipeURL:    a.linkPrefix() + "/api/v1/admin/wipe",
-		Open:       len(groups) <= uiOpenGroupsMax,
+		Total:      len(groups),
 	}
+	code := http.StatusOK
+	body.Selectors = []string{""}
+	if values := nonEmpty(r.URL.Query()[matchParam]); len(values) > 0 {
+		body.Selector, body.Selectors = strings.Join(values, ", "), values
+		_, cs, err := parseSelectors(values)
+		if err != nil {
+			body.SelectorError = err.Error()
+			code = http.StatusBadRequest
+			groups = nil
+		} else {
+			body.Selected = true
+			groups = matchingGroups(groups, cs)
+			body.DeleteMatchingURL = a.linkPrefix() + "/api/v1/admin/delete?" + url.Values{matchParam: values}.Encode()
+		}
+	}
+	body.Open = len(groups) <= uiOpenGroupsMax
 	for _, g := range groups {
 		body.Groups = append(body.Groups, a.uiGroup(g))
 	}
@@ -108,7 +147,19 @@ func (a *API) metricsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return len(li) < len(lj)
 	})
-	a.renderUI(w, "metrics", "Metrics", body)
+	a.renderUIStatus(w, code, "metrics", "Metrics", body)
+}
+
+// nonEmpty drops the empty values of the selector box (the page's form
+// sends match[]= when it is cleared).
+func nonEmpty(values []string) []string {
+	var out []string
+	for _, v := range values {
+		if strings.TrimSpace(v) != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (a *API) uiGroup(g *fsm.Group) uiGroup {
@@ -136,10 +187,30 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 	out.DeleteURL = del.String()
 	out.LastPush = pushTime(g.Families[fsm.PushTimeMetricName])
 	out.LastFailure = pushTime(g.Families[fsm.PushFailureTimeMetricName])
+	out.PushedBy = pushedByText(g.LastPushBy)
+	if after, at, ok := groupExpiry(g, a.opts.ExpireAfter); ok {
+		out.ExpiresAt, out.ExpireAfter = at, model.Duration(after).String()
+		out.ExpiresIn = "now"
+		if left := at.Sub(a.opts.Now()).Round(time.Second); left > 0 {
+			out.ExpiresIn = "in " + model.Duration(left).String()
+		}
+	}
 	for _, name := range g.SortedFamilyNames() {
 		out.Families = append(out.Families, uiFamilyOf(name, g.Families[name], g.Labels))
 	}
 	return out
+}
+
+// pushedByText renders who pushed as "user ci from 10.0.0.7:51234", or
+// only the address without basic auth.
+func pushedByText(by fsm.PushedBy) string {
+	switch {
+	case by.User != "" && by.RemoteAddr != "":
+		return "user " + by.User + " from " + by.RemoteAddr
+	case by.User != "":
+		return "user " + by.User
+	}
+	return by.RemoteAddr
 }
 
 // pushTime reads push_time_seconds or push_failure_time_seconds.

@@ -1,4 +1,5 @@
-// pushgateway-cluster UI: group filter, expand/collapse, delete buttons.
+// pushgateway-cluster UI: group filter, expand/collapse, delete buttons
+// (one group, the selected groups, all groups).
 // No dependencies; loaded with "defer" from the binary itself.
 (function () {
   "use strict";
@@ -51,7 +52,12 @@
       if (ok) shown++;
     });
     if (count) {
-      count.textContent = terms.length ? shown + " of " + groups.length + " groups" : groups.length + (groups.length === 1 ? " group" : " groups");
+      // With a server-side selector, the page holds the matching groups of
+      // data-total.
+      var total = count.getAttribute("data-total");
+      var all = total ? groups.length + " of " + total + (total === "1" ? " group" : " groups") + " match"
+        : groups.length + (groups.length === 1 ? " group" : " groups");
+      count.textContent = terms.length ? shown + " of " + groups.length + " shown groups" : all;
     }
     if (window.history && window.history.replaceState) {
       var url = new URL(window.location.href);
@@ -114,6 +120,38 @@
         "Delete ALL " + groups.length + " metric groups on every node? This cannot be undone.");
     });
   });
+
+  // ---- delete all groups matching the selector (admin API) ----
+  // A dry run first: the confirmation names how many groups the delete
+  // would remove now, which may differ from the page if pushes came since.
+  var delMatching = document.getElementById("delete-matching");
+  if (delMatching) {
+    delMatching.addEventListener("click", function () {
+      var url = delMatching.getAttribute("data-delete-matching-url");
+      var selector = delMatching.getAttribute("data-selector");
+      delMatching.disabled = true;
+      fetch(url + "&dry_run=true", { method: "POST", credentials: "same-origin" }).then(function (resp) {
+        return resp.text().then(function (text) {
+          delMatching.disabled = false;
+          if (!resp.ok) {
+            window.alert("dry run failed: " + resp.status + " " + resp.statusText + (text ? "\n" + text : ""));
+            return;
+          }
+          var n = JSON.parse(text).data.groups.length;
+          if (n === 0) {
+            window.alert("No group matches " + selector + " any more.");
+            window.location.reload();
+            return;
+          }
+          send(delMatching, "POST", url,
+            "Delete the " + n + (n === 1 ? " group" : " groups") + " matching " + selector + " on every node? This cannot be undone.");
+        });
+      }).catch(function (err) {
+        delMatching.disabled = false;
+        window.alert("dry run failed: " + err);
+      });
+    });
+  }
 
   // ---- times: local time and age as a tooltip ----
   function age(ms) {
