@@ -185,18 +185,7 @@ func (c *Command) Encode() ([]byte, error) {
 		b = protowire.AppendTag(b, cmdFieldSnapshot, protowire.BytesType)
 		b = protowire.AppendBytes(b, c.Snapshot)
 	}
-	if c.ExpireAfter.Set {
-		b = protowire.AppendTag(b, cmdFieldExpireAfter, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(c.ExpireAfter.After))
-	}
-	if c.PushedBy.User != "" {
-		b = protowire.AppendTag(b, cmdFieldPushedByUser, protowire.BytesType)
-		b = protowire.AppendString(b, c.PushedBy.User)
-	}
-	if c.PushedBy.RemoteAddr != "" {
-		b = protowire.AppendTag(b, cmdFieldPushedByAddr, protowire.BytesType)
-		b = protowire.AppendString(b, c.PushedBy.RemoteAddr)
-	}
+	b = appendGroupMeta(b, c.ExpireAfter, c.PushedBy, metaFields{cmdFieldExpireAfter, cmdFieldPushedByUser, cmdFieldPushedByAddr})
 	for _, sel := range c.Selectors {
 		b = protowire.AppendTag(b, cmdFieldSelector, protowire.BytesType)
 		b = protowire.AppendBytes(b, appendSelector(nil, sel))

@@ -36,22 +36,16 @@ func appendLabels(b []byte, field protowire.Number, labels map[string]string) []
 // decodeLabelSet reads a message of repeated LabelPair in field 1.
 func decodeLabelSet(b []byte) (map[string]string, error) {
 	labels := map[string]string{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num != 1 || typ != protowire.BytesType {
-			return nil, errors.New("bad field in label set")
-		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
+	err := eachRepeatedMessage(b, "label set", func(v []byte) error {
 		lp := &dto.LabelPair{}
 		if err := proto.Unmarshal(v, lp); err != nil {
-			return nil, err
+			return err
 		}
 		labels[lp.GetName()] = lp.GetValue()
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return labels, nil
 }
@@ -73,19 +67,7 @@ func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) 
 		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
 		b = protowire.AppendBytes(b, rec)
 	}
-	if g.Expiry.Set {
-		b = protowire.AppendTag(b, groupFieldExpireAfter, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(g.Expiry.After))
-	}
-	if g.LastPushBy.User != "" {
-		b = protowire.AppendTag(b, groupFieldPushedByUser, protowire.BytesType)
-		b = protowire.AppendString(b, g.LastPushBy.User)
-	}
-	if g.LastPushBy.RemoteAddr != "" {
-		b = protowire.AppendTag(b, groupFieldPushedByAddr, protowire.BytesType)
-		b = protowire.AppendString(b, g.LastPushBy.RemoteAddr)
-	}
-	return b, nil
+	return appendGroupMeta(b, g.Expiry, g.LastPushBy, metaFields{groupFieldExpireAfter, groupFieldPushedByUser, groupFieldPushedByAddr}), nil
 }
 
 func decodeGroup(b []byte) (*Group, error) {
@@ -194,24 +176,58 @@ func appendSelector(b []byte, sel Selector) []byte {
 // decodeSelector reads what appendSelector writes.
 func decodeSelector(b []byte) (Selector, error) {
 	var sel Selector
+	err := eachRepeatedMessage(b, "selector", func(v []byte) error {
+		m, err := decodeMatcher(v)
+		if err != nil {
+			return err
+		}
+		sel = append(sel, m)
+		return nil
+	})
+	return sel, err
+}
+
+// eachRepeatedMessage calls fn with each value of a message that holds
+// only a repeated message in field 1 (what names the message in errors).
+func eachRepeatedMessage(b []byte, what string, fn func([]byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num != 1 || typ != protowire.BytesType {
-			return nil, errors.New("bad field in selector")
+			return fmt.Errorf("bad field in %s", what)
 		}
 		b = b[n:]
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		m, err := decodeMatcher(v)
-		if err != nil {
-			return nil, err
+		if err := fn(v); err != nil {
+			return err
 		}
-		sel = append(sel, m)
 	}
-	return sel, nil
+	return nil
+}
+
+// metaFields are the field numbers of a group's expiry, pusher's user and
+// pusher's address in a command or a snapshot record.
+type metaFields struct{ expireAfter, user, addr protowire.Number }
+
+// appendGroupMeta appends what a group keeps beside its metrics, each field
+// only when set, so that records without it stay as older builds wrote them.
+func appendGroupMeta(b []byte, e Expiry, by PushedBy, f metaFields) []byte {
+	if e.Set {
+		b = protowire.AppendTag(b, f.expireAfter, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(e.After))
+	}
+	if by.User != "" {
+		b = protowire.AppendTag(b, f.user, protowire.BytesType)
+		b = protowire.AppendString(b, by.User)
+	}
+	if by.RemoteAddr != "" {
+		b = protowire.AppendTag(b, f.addr, protowire.BytesType)
+		b = protowire.AppendString(b, by.RemoteAddr)
+	}
+	return b
 }
 
 func decodeMatcher(b []byte) (Matcher, error) {
