@@ -145,7 +145,7 @@ func TestExpireAfterFlag(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	p.stop(t) // p.out may be read once the process has exited
-	if !strings.Contains(p.out.String(), "expired groups not pushed within --push.expire-after") {
+	if !strings.Contains(p.out.String(), "expired groups (their own expiry or --push.expire-after)") {
 		t.Fatalf("no log line about the expiry:\n%s", p.out)
 	}
 	out, err := exec.Command(binary, "--storage.path="+t.TempDir(), "--push.expire-after=-1s").CombinedOutput()
