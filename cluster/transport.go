@@ -12,10 +12,9 @@ var errRecovering = errors.New("this node is recovering its raft state from its 
 
 // raftTransport is raft's network transport with two changes.
 //
-// Replication is never pipelined: hashicorp/raft's pipeline can deadlock
-// when a follower rejects appends after a partition heals (replication to
-// it stalls and raft.Shutdown hangs; found by the chaos tests); plain
-// AppendEntries batches entries all the same.
+// Replication is pipelined through drainedPipeline (pipeline.go), which
+// avoids the deadlock of hashicorp/raft's pipeline when a follower rejects
+// an append.
 //
 // While recovering is set, the node takes no part in elections: it sends
 // no vote requests and answers the ones it gets (and leadership-transfer
@@ -70,9 +69,14 @@ func (t *raftTransport) Consumer() <-chan raft.RPC {
 	return t.NetworkTransport.Consumer()
 }
 
-// AppendEntriesPipeline implements raft.Transport: never pipelined.
-func (t *raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
-	return nil, raft.ErrPipelineReplicationNotSupported
+// AppendEntriesPipeline implements raft.Transport: raft's pipeline, whose
+// responses are drained as they come (drainedPipeline).
+func (t *raftTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return newDrainedPipeline(p), nil
 }
 
 // RequestVote implements raft.Transport.
