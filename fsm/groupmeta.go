@@ -35,6 +35,9 @@ type PushedBy struct {
 	RemoteAddr string
 }
 
+// hasMeta reports whether the group keeps an expiry or a pusher.
+func (g *Group) hasMeta() bool { return g.Expiry.Set || !g.LastPushBy.IsZero() }
+
 // IsZero reports whether nothing is known of who pushed.
 func (p PushedBy) IsZero() bool { return p.User == "" && p.RemoteAddr == "" }
 
@@ -61,12 +64,13 @@ func validateExpiry(e Expiry) error {
 }
 
 func validatePushedBy(p PushedBy) error {
-	for what, s := range map[string]string{"user": p.User, "remote address": p.RemoteAddr} {
-		if len(s) > maxPushedByBytes {
-			return fmt.Errorf("pushed-by %s longer than %d bytes", what, maxPushedByBytes)
+	// In a fixed order: the refusal's text is the same on every node.
+	for _, f := range [...]struct{ what, s string }{{"user", p.User}, {"remote address", p.RemoteAddr}} {
+		if len(f.s) > maxPushedByBytes {
+			return fmt.Errorf("pushed-by %s longer than %d bytes", f.what, maxPushedByBytes)
 		}
-		if !utf8.ValidString(s) {
-			return fmt.Errorf("pushed-by %s is not valid UTF-8", what)
+		if !utf8.ValidString(f.s) {
+			return fmt.Errorf("pushed-by %s is not valid UTF-8", f.what)
 		}
 	}
 	return nil
@@ -92,10 +96,25 @@ const (
 const SupportedFeatures = FeatureGroupMeta | FeatureDeleteMatching
 
 // Needs returns the features a cluster must support to apply the command.
+//
+// A restore or an import needs FeatureGroupMeta when one of its groups
+// carries an expiry or a pusher: older builds refuse such group records, so
+// they would refuse the command that the others apply.
 func (c *Command) Needs() Features {
 	var f Features
 	if c.ExpireAfter.Set || !c.PushedBy.IsZero() {
 		f |= FeatureGroupMeta
+	}
+	for _, g := range c.Import {
+		if g.hasMeta() {
+			f |= FeatureGroupMeta
+		}
+	}
+	if c.Op == OpRestore {
+		// A snapshot that does not read is refused by validation anyway.
+		if info, err := ValidateSnapshot(c.Snapshot); err == nil && info.GroupMeta {
+			f |= FeatureGroupMeta
+		}
 	}
 	if c.Op == OpDeleteMatching {
 		f |= FeatureDeleteMatching

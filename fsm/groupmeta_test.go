@@ -151,6 +151,25 @@ func TestCommandsSayWhichFeaturesTheyNeed(t *testing.T) {
 	if withBy.Needs() != FeatureGroupMeta || del.Needs() != FeatureDeleteMatching {
 		t.Fatalf("needs %v and %v", withBy.Needs(), del.Needs())
 	}
+	// A restore needs the feature when a group in its snapshot keeps a
+	// pusher or an expiry (older builds refuse such records), not otherwise.
+	snapshotOf := func(cmds ...*Command) []byte {
+		a := &applier{t: t, s: newTestFSM()}
+		for _, c := range cmds {
+			a.mustOK(c)
+		}
+		var buf bytes.Buffer
+		if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	if n := (&Command{Op: OpRestore, Snapshot: snapshotOf(plain)}).Needs(); n != 0 {
+		t.Fatalf("restore of plain groups needs %v", n)
+	}
+	if n := (&Command{Op: OpRestore, Snapshot: snapshotOf(plain, withBy)}).Needs(); n != FeatureGroupMeta {
+		t.Fatalf("restore of a group with its pusher needs %v", n)
+	}
 	if s := (FeatureGroupMeta | FeatureDeleteMatching).String(); s != "per-group expiry and who pushed, delete by selector" {
 		t.Fatalf("features named %q", s)
 	}

@@ -37,6 +37,9 @@ type SnapshotInfo struct {
 	AppliedIndex uint64
 	// Imported is its import record, if any.
 	Imported *ImportRecord
+	// GroupMeta is set when a group in it has its own expiry or a pusher
+	// recorded: builds without FeatureGroupMeta cannot read it.
+	GroupMeta bool
 }
 
 // ValidateSnapshot reads a whole snapshot as Restore would, without
@@ -56,5 +59,9 @@ func CheckSnapshot(r io.Reader) (SnapshotInfo, error) {
 	if n, _ := io.Copy(io.Discard, br); n > 0 {
 		return SnapshotInfo{}, fmt.Errorf("%w: %d bytes after the checksum", ErrCorruptSnapshot, n)
 	}
-	return SnapshotInfo{Groups: len(st.groups), AppliedIndex: st.applied, Imported: st.imported}, nil
+	info := SnapshotInfo{Groups: len(st.groups), AppliedIndex: st.applied, Imported: st.imported}
+	for _, g := range st.groups {
+		info.GroupMeta = info.GroupMeta || g.hasMeta()
+	}
+	return info, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"unicode/utf8"
 )
 
@@ -92,6 +93,11 @@ func compileMatcher(m Matcher) (compiledMatcher, error) {
 	switch m.Type {
 	case MatchEqual, MatchNotEqual:
 	case MatchRegexp, MatchNotRegexp:
+		// The value alone must be a regular expression: wrapped unchecked,
+		// "a)|(.*" would become one that matches everything.
+		if _, err := syntax.Parse(m.Value, syntax.Perl|syntax.DotNL); err != nil {
+			return cm, fmt.Errorf("matcher %s%s%q: %w", m.Name, m.Type, m.Value, err)
+		}
 		re, err := regexp.Compile("^(?s:" + m.Value + ")$")
 		if err != nil {
 			return cm, fmt.Errorf("matcher %s%s%q: %w", m.Name, m.Type, m.Value, err)

@@ -34,6 +34,7 @@ func TestSelectorsAreCheckedAsPrometheusChecksThem(t *testing.T) {
 		"not equal only":  {[]Selector{sel(Matcher{"job", MatchNotEqual, "x"})}, "must not match the empty string"},
 		"metric name":     {[]Selector{sel(Matcher{"__name__", MatchEqual, "up"})}, "metric name"},
 		"bad regexp":      {[]Selector{sel(Matcher{"job", MatchRegexp, "("})}, "missing closing )"},
+		"unbalanced":      {[]Selector{sel(Matcher{"job", MatchRegexp, "ci)|(.*"})}, "unexpected )"},
 		"bad type":        {[]Selector{sel(Matcher{"job", 9, "x"})}, "unknown match type"},
 		"no name":         {[]Selector{sel(Matcher{"", MatchEqual, "x"})}, "invalid label name"},
 		"long value":      {[]Selector{sel(Matcher{"job", MatchEqual, strings.Repeat("x", maxMatcherValueSize+1)})}, "longer than"},

@@ -139,6 +139,10 @@ func (a *API) apiDeleteMatching(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setIndexHeader(w, applied)
+	if applied.Err != nil {
+		a.respondError(w, http.StatusBadRequest, applied.Err)
+		return
+	}
 	a.logger.Info("deleted groups by selector", "selectors", r.URL.Query()[matchParam], "groups", len(matched),
 		"user", a.requestUser(r), "source", r.RemoteAddr, "index", applied.Index)
 	a.respond(w, res)

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -88,9 +89,9 @@ func (a *API) mayWrite(w http.ResponseWriter, r *http.Request, job string) bool 
 //	r.Put("/admin/delete", wrap("api/v1/admin/delete", a.adminOnly(a.apiDelete)))
 func (a *API) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	if a.opts.Authorization == nil {
-		return h
+		return refuseCrossSitePost(h)
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
+	return refuseCrossSitePost(func(w http.ResponseWriter, r *http.Request) {
 		rules := a.opts.Authorization.Rules()
 		user := a.requestUser(r)
 		if rules.IsAdmin(user) {
@@ -104,5 +105,22 @@ func (a *API) adminOnly(h http.HandlerFunc) http.HandlerFunc {
 			source = denialSource(false)
 		}
 		a.respondError(w, http.StatusForbidden, fmt.Errorf("user %q may not use the admin API %s", user, source))
+	})
+}
+
+// refuseCrossSitePost answers 403 to an admin POST sent by a web page of
+// another origin. /api/v1 allows every origin (Access-Control-Allow-Origin:
+// *, as upstream), and a POST without a body needs no preflight, so any page
+// a user of the network visits could otherwise delete by selector. Browsers
+// always send Origin with such a POST; curl and clients send none.
+func refuseCrossSitePost(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); r.Method == http.MethodPost && origin != "" {
+			if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+				http.Error(w, fmt.Sprintf("admin POST from a web page of another origin (%s) refused; use PUT, or send it without an Origin header", origin), http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r)
 	}
 }

@@ -111,6 +111,10 @@ func TestListingAndDeletingBySelector(t *testing.T) {
 			}
 		}
 	}
+	// A web page of another origin cannot POST it (no preflight guards a
+	// body-less POST); the same origin can.
+	g.expect("POST", "/api/v1/admin/delete"+q(`{job="backup"}`), "", 403, "another origin", "Origin", "http://evil.example")
+	g.expect("POST", "/api/v1/admin/delete"+q(`{job="none"}`), "", 200, "", "Origin", g.url)
 	g.expect("PUT", "/api/v1/admin/delete", "", 400, "no match[] selector")
 	g.expect("PUT", "/api/v1/admin/delete"+q(`{job="backup"}`)+"&dry_run=maybe", "", 400, "dry_run")
 	if g.pushed("/metrics") != before {

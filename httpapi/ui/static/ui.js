@@ -130,7 +130,7 @@
       var url = delMatching.getAttribute("data-delete-matching-url");
       var selector = delMatching.getAttribute("data-selector");
       delMatching.disabled = true;
-      fetch(url + "&dry_run=true", { method: "POST", credentials: "same-origin" }).then(function (resp) {
+      fetch(url + "&dry_run=true", { method: "PUT", credentials: "same-origin" }).then(function (resp) {
         return resp.text().then(function (text) {
           delMatching.disabled = false;
           if (!resp.ok) {
@@ -143,7 +143,7 @@
             window.location.reload();
             return;
           }
-          send(delMatching, "POST", url,
+          send(delMatching, "PUT", url,
             "Delete the " + n + (n === 1 ? " group" : " groups") + " matching " + selector + " on every node? This cannot be undone.");
         });
       }).catch(function (err) {
