@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 )
@@ -35,6 +36,20 @@ type PushedBy struct {
 	RemoteAddr string
 }
 
+// AddSaturating returns t + d in Unix nanoseconds, held at the ends of int64
+// instead of wrapping: a family time near the end (a crafted snapshot may
+// hold one) must not make a group expire at once.
+func AddSaturating(t int64, d time.Duration) int64 {
+	s := t + int64(d)
+	switch {
+	case d > 0 && s < t:
+		return math.MaxInt64
+	case d < 0 && s > t:
+		return math.MinInt64
+	}
+	return s
+}
+
 // hasMeta reports whether the group keeps an expiry or a pusher.
 func (g *Group) hasMeta() bool { return g.Expiry.Set || !g.LastPushBy.IsZero() }
 
@@ -47,7 +62,7 @@ func (g *Group) ExpiresAtUnixNano() (int64, bool) {
 	if !g.Expiry.Set || g.Expiry.After == 0 {
 		return 0, false
 	}
-	return g.LastPushUnixNano() + int64(g.Expiry.After), true
+	return AddSaturating(g.LastPushUnixNano(), g.Expiry.After), true
 }
 
 func validateExpiry(e Expiry) error {

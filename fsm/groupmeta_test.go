@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,21 @@ func TestCommandsSayWhichFeaturesTheyNeed(t *testing.T) {
 	}
 	if s := (FeatureGroupMeta | FeatureDeleteMatching).String(); s != "per-group expiry and who pushed, delete by selector" {
 		t.Fatalf("features named %q", s)
+	}
+}
+
+func TestExpiryDeadlineSaturates(t *testing.T) {
+	if got := AddSaturating(math.MaxInt64-5, time.Hour); got != math.MaxInt64 {
+		t.Fatalf("near the end: %d", got)
+	}
+	if got := AddSaturating(math.MinInt64+5, -time.Hour); got != math.MinInt64 {
+		t.Fatalf("near the start: %d", got)
+	}
+	if got := AddSaturating(10, 5); got != 15 {
+		t.Fatalf("plain sum: %d", got)
+	}
+	g := &Group{Families: map[string]*Family{"a": {TimeUnixNano: math.MaxInt64 - 1}}, Expiry: Expiry{Set: true, After: time.Hour}}
+	if g.expired(math.MaxInt64-1, 0) {
+		t.Fatal("a group pushed at the end of time expired at once")
 	}
 }

@@ -47,5 +47,5 @@ func groupExpiry(g *fsm.Group, flag time.Duration) (after time.Duration, at time
 	if after <= 0 {
 		return 0, time.Time{}, false
 	}
-	return after, time.Unix(0, g.LastPushUnixNano()+int64(after)), true
+	return after, time.Unix(0, fsm.AddSaturating(g.LastPushUnixNano(), after)), true
 }
