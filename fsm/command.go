@@ -211,17 +211,6 @@ func appendQuotas(b []byte, maxGroups, maxSeries uint64) []byte {
 type Stamp struct {
 	TimeUnixNano         int64
 	MaxGroups, MaxSeries uint64
-
-	// ExpireAfter (OpPut, OpPost) is the group's own expiry from the
-	// push's X-Pushgateway-Expire-After header; unset, the group follows
-	// --push.expire-after. A successful push stores it with the group.
-	ExpireAfter Expiry
-	// PushedBy (OpPut, OpPost) says who pushed; a successful push stores
-	// it with the group.
-	PushedBy PushedBy
-	// Selectors (OpDeleteMatching) are OR-ed: a group any of them matches
-	// is removed.
-	Selectors []Selector
 }
 
 // StampCommand returns the encoded command data with the stamp's time and
