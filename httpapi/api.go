@@ -90,10 +90,10 @@ type Options struct {
 	ExpireAfter time.Duration
 	// DisableConsistencyCheck is --push.disable-consistency-check.
 	DisableConsistencyCheck bool
-	// BasicAuthUsers reports that --web.config.file has basic_auth_users:
-	// only then is a request's basic-auth user name its authenticated user
-	// (requestUser).
-	BasicAuthUsers bool
+	// BasicAuthUsers reports whether --web.config.file has
+	// basic_auth_users at the time of a request: only then is a request's
+	// basic-auth user name its authenticated user (requestUser). Nil: never.
+	BasicAuthUsers func() bool
 	// Authorization, when set, holds the rules of
 	// --web.authorization-file: the jobs each user (requestUser) may push
 	// to and delete from, and who may use the admin API (adminOnly).

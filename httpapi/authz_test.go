@@ -29,7 +29,7 @@ func as(user string) []string {
 func withAuthz(h *authz.Holder) func(*httpapi.Options) {
 	return func(o *httpapi.Options) {
 		o.EnableAdminAPI = true
-		o.BasicAuthUsers = true
+		o.BasicAuthUsers = func() bool { return true }
 		o.Authorization = h
 	}
 }
@@ -139,7 +139,7 @@ func TestAuthorizationFollowsReload(t *testing.T) {
 }
 
 func TestNoAuthorizationFileChangesNothing(t *testing.T) {
-	g := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true; o.BasicAuthUsers = true })
+	g := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true; o.BasicAuthUsers = func() bool { return true } })
 	g.expect("PUT", "/metrics/job/nightly", "a 1\n", 200, "", as("anyone")...)
 	g.expect("DELETE", "/metrics/job/nightly", "", 202, "", as("anyone")...)
 	g.expect("PUT", "/api/v1/admin/wipe", "", 202, "", as("anyone")...)

@@ -165,7 +165,7 @@ func TestDeleteBySelectorNeedsTheAdminAPI(t *testing.T) {
 
 func TestWhoPushedNamesTheUserOnlyWhenBasicAuthIsConfigured(t *testing.T) {
 	for _, configured := range []bool{false, true} {
-		g := startGateway(t, func(o *httpapi.Options) { o.BasicAuthUsers = configured })
+		g := startGateway(t, func(o *httpapi.Options) { o.BasicAuthUsers = func() bool { return configured } })
 		g.expect("PUT", "/metrics/job/j", "a 1\n", 200, "", "Authorization", "Basic Y2k6c2VjcmV0") // ci:secret
 		by := g.apiGroups("")[0].LastPushBy
 		if want := map[bool]string{false: "", true: "ci"}[configured]; by["user"] != want || by["remote_addr"] == "" {

@@ -8,7 +8,7 @@ import "net/http"
 // configured users a client's Authorization header proves nothing, so its
 // name is not taken.
 func (a *API) requestUser(r *http.Request) string {
-	if !a.opts.BasicAuthUsers {
+	if a.opts.BasicAuthUsers == nil || !a.opts.BasicAuthUsers() {
 		return ""
 	}
 	user, _, _ := r.BasicAuth()

@@ -180,7 +180,7 @@ func run(args []string) error {
 		EnableAdminAPI:          *fl.web.enableAdminAPI,
 		DisableConsistencyCheck: *fl.push.unchecked,
 		EnableUTF8Names:         *fl.push.utf8Names,
-		BasicAuthUsers:          webConfig.BasicAuthUsers,
+		BasicAuthUsers:          newWebUsersWatch(*fl.web.toolkit.WebConfigFile, webConfig).BasicAuthUsers,
 		ExpireAfter:             *fl.push.expireAfter,
 		Authorization:           authorization,
 		MaxBodyBytes:            *fl.push.maxBodyBytes,
