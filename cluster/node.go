@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
@@ -29,7 +28,7 @@ type Node struct {
 	fsm       *raftFSM
 	mux       *muxListener
 	transport *raft.NetworkTransport
-	stores    *raftboltdb.BoltStore
+	stores    *walStore
 	snaps     *raft.FileSnapshotStore
 	dialer    *dialer
 	rpc       *rpcClient
@@ -187,8 +186,8 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	if err := os.MkdirAll(raftDir, 0o750); err != nil {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
-	if n.stores, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")}); err != nil {
-		return fmt.Errorf("open raft log store: %w", err)
+	if n.stores, err = openWAL(filepath.Join(raftDir, walSubdir), hlog.Named("wal")); err != nil {
+		return err
 	}
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog.Named("snapshots")); err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)

@@ -1,18 +1,14 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
@@ -71,19 +67,24 @@ func Recover(dataDir string, voters []Voter, newState func() *fsm.FSM, logger *s
 	}
 	name := strings.TrimSpace(string(b))
 	raftDir := filepath.Join(dataDir, raftSubdir)
-	dbPath := filepath.Join(raftDir, "raft.db")
-	if _, err := os.Stat(dbPath); err != nil {
-		return raft.Configuration{}, fmt.Errorf("%s holds no raft log: %w", dataDir, err)
+	walDir := filepath.Join(raftDir, walSubdir)
+	if !exists(walDir) && !exists(filepath.Join(raftDir, legacyLogFile)) {
+		return raft.Configuration{}, fmt.Errorf("%s holds no raft log", dataDir)
 	}
-	stores, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
-	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return raft.Configuration{}, fmt.Errorf("open raft log %s: it is locked; stop the node first", dbPath)
+	if err := finishMigration(raftDir); err != nil {
+		return raft.Configuration{}, err
+	}
+	if !exists(walDir) {
+		if err := migrateLegacyLog(raftDir, logger); err != nil {
+			return raft.Configuration{}, err
 		}
-		return raft.Configuration{}, fmt.Errorf("open raft log %s: %w", dbPath, err)
+	}
+	hlog := newHCLogger(logger)
+	stores, err := openWAL(walDir, hlog.Named("wal"))
+	if err != nil {
+		return raft.Configuration{}, fmt.Errorf("%w (stop the node first)", err)
 	}
 	defer stores.Close()
-	hlog := newHCLogger(logger)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog.Named("snapshots"))
 	if err != nil {
 		return raft.Configuration{}, fmt.Errorf("open snapshot store: %w", err)

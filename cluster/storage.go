@@ -20,7 +20,8 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Files under <storage.path>/raft besides raft.db and snapshots/.
+// Files under <storage.path>/raft besides the log store (logstore.go) and
+// snapshots/.
 const (
 	raftSubdir = "raft"
 	// recoveringMarker exists while a node whose storage was corrupt
@@ -74,18 +75,29 @@ type storageReport struct {
 	// problem is nil when the log and snapshots are intact.
 	problem *corruption
 	// stable holds the raft stable-store keys (term and vote) read from
-	// raft.db, when they could be read.
+	// the log store, when they could be read.
 	stable map[string][]byte
+	// legacy is set when the log store is an earlier build's raft.db.
+	legacy bool
 }
 
-// checkRaftStorage verifies the raft directory before raft opens it: bolt's
-// structure and size, a contiguous and decodable log whose command
+// checkRaftStorage verifies the raft directory before raft opens it: the
+// log store (the write-ahead log, or the raft.db of an earlier build that
+// is about to be migrated), a contiguous and decodable log whose command
 // checksums match, every snapshot's metadata and CRC, and that the log
 // continues the newest snapshot. Errors are conditions that are not
 // corruption (the store is locked by another process, permissions).
 func checkRaftStorage(dir string) (*storageReport, error) {
 	rep := &storageReport{}
-	first, last, problem, err := checkLogStore(filepath.Join(dir, "raft.db"), rep)
+	var first, last uint64
+	var problem *corruption
+	var err error
+	if legacy := filepath.Join(dir, legacyLogFile); exists(legacy) && !exists(filepath.Join(dir, walSubdir)) {
+		rep.legacy = true
+		first, last, problem, err = checkLogStore(legacy, rep)
+	} else {
+		first, last, problem, err = checkWAL(filepath.Join(dir, walSubdir), rep)
+	}
 	if err != nil || problem != nil {
 		rep.problem = problem
 		return rep, err
@@ -142,8 +154,11 @@ func guarded(f func(), onPanic func(any)) {
 	<-done
 }
 
+// openTimeout bounds the wait for another process's lock on a bolt file.
+const openTimeout = 2 * time.Second
+
 func openBoltReadOnly(path string) (*bbolt.DB, *corruption, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: openTimeout})
 	switch {
 	case err == nil:
 		return db, nil, nil
@@ -203,10 +218,7 @@ func walkBolt(path string, rep *storageReport) (first, last uint64, problem *cor
 			}
 			prev, last = idx, idx
 		}
-		for cerr := range tx.Check() {
-			problem = corrupt("bolt consistency check of %s: %v", path, cerr)
-			return nil
-		}
+		problem = firstBoltProblem(tx, path)
 		return nil
 	})
 	if walkErr != nil {
@@ -220,24 +232,30 @@ func readEntries(path string, first, last uint64) (*corruption, error) {
 	if last == 0 {
 		return nil, nil
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second}})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: openTimeout}})
 	if err != nil {
 		return corrupt("%s cannot be opened: %v", path, err), nil
 	}
 	defer store.Close()
+	return verifyEntries(store, path, first, last), nil
+}
+
+// verifyEntries reads entries first to last of store, checking each one's
+// index and command checksum; where names the store in the report.
+func verifyEntries(store raft.LogStore, where string, first, last uint64) *corruption {
 	var l raft.Log
 	for i := first; i <= last; i++ {
 		if err := store.GetLog(i, &l); err != nil {
-			return corrupt("raft log entry %d in %s cannot be read: %v", i, path, err), nil
+			return corrupt("raft log entry %d in %s cannot be read: %v", i, where, err)
 		}
 		if l.Index != i {
-			return corrupt("raft log entry stored under index %d in %s says it is %d", i, path, l.Index), nil
+			return corrupt("raft log entry stored under index %d in %s says it is %d", i, where, l.Index)
 		}
 		if err := verifyChecksum(&l); err != nil {
-			return corrupt("%v in %s", err, path), nil
+			return corrupt("%v in %s", err, where)
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // checkSnapshots opens every snapshot (raft verifies its CRC while
@@ -286,14 +304,15 @@ func checkSnapshots(dir string) (uint64, *corruption) {
 }
 
 // prepareRaftStorage runs before raft opens its stores. Intact storage is
-// left alone. Corrupt storage is moved to <storage.path>/quarantine/<time>,
+// left alone, but for an earlier build's raft.db, which is migrated to the
+// write-ahead log (logstore.go). Corrupt storage is moved to <storage.path>/quarantine/<time>,
 // replaced by an empty log that keeps this node's term and vote (from
-// raft.db or its mirror), and marked as recovering: the node then copies
+// the log store or its mirror), and marked as recovering: the node then copies
 // the state from the leader and neither votes nor stands for election
 // until it has caught up, because its vote must not help elect a leader
 // that lacks entries it had acknowledged. It returns whether the node is
 // recovering (now or still, after a restart during recovery), and the
-// stable-store values raft.db now holds (for the vote record's mirror).
+// stable-store values the log store now holds (for the vote record's mirror).
 func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][]byte, error) {
 	dir := filepath.Join(dataDir, raftSubdir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -301,21 +320,29 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 	}
 	_, markerErr := os.Stat(filepath.Join(dir, recoveringMarker))
 	recovering := markerErr == nil
+	if err := finishMigration(dir); err != nil {
+		return false, nil, err
+	}
 	rep, err := checkRaftStorage(dir)
 	if err != nil {
 		return false, nil, err
 	}
 	mirror := filepath.Join(dir, voteRecordFile)
 	if rep.problem == nil {
-		// raft.db is intact: it is the source of the vote record.
+		// The log store is intact: it is the source of the vote record.
 		if len(rep.stable) > 0 {
 			if err := writeVoteRecord(mirror, rep.stable); err != nil {
 				return false, nil, fmt.Errorf("write vote record: %w", err)
 			}
 		}
+		if rep.legacy {
+			if err := migrateLegacyLog(dir, logger); err != nil {
+				return false, nil, err
+			}
+		}
 		return recovering, rep.stable, nil
 	}
-	// The vote record is checksummed; raft.db is what failed.
+	// The vote record is checksummed; the log store is what failed.
 	stable, recErr := readVoteRecord(mirror)
 	if recErr != nil {
 		if stable = rep.stable; stable == nil {
@@ -334,7 +361,7 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return false, nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	if err := seedStableStore(filepath.Join(dir, "raft.db"), stable); err != nil {
+	if err := seedWAL(filepath.Join(dir, walSubdir), stable); err != nil {
 		return false, nil, err
 	}
 	if err := writeVoteRecord(mirror, stable); err != nil {
@@ -346,21 +373,6 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 	logger.Error("local raft storage is corrupt: moved it aside; this node recovers the state from its peers and neither votes nor stands for election until it has caught up",
 		"problem", rep.problem.reason, "moved_to", quarantine)
 	return true, stable, nil
-}
-
-// seedStableStore creates a raft.db holding only the stable-store keys.
-func seedStableStore(path string, stable map[string][]byte) error {
-	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
-	if err != nil {
-		return fmt.Errorf("create raft log store: %w", err)
-	}
-	for k, v := range stable {
-		if err := store.Set([]byte(k), v); err != nil {
-			store.Close()
-			return fmt.Errorf("restore %s into the new raft log store: %w", k, err)
-		}
-	}
-	return store.Close()
 }
 
 // writeFileSync writes data to path through a temporary file, fsynced and

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,9 @@ func corruptFollowerAndRestart(t *testing.T, needle string, damage func(t *testi
 		push(t, leader.Node, int64(i+100)*1e9, fmt.Sprintf("after_snapshot{i=\"%d\"} %d\n", i, i), map[string]string{"job": fmt.Sprintf("h%d", i)})
 	}
 	push(t, leader.Node, 200e9, fmt.Sprintf("needle{v=%q} 1\n", needle), map[string]string{"job": "needle"})
+	// The needle must not be in the last batch the follower wrote: a
+	// damaged last batch reads as a write torn by a crash (see checkWAL).
+	push(t, leader.Node, 201e9, "after_needle 1\n", map[string]string{"job": "after_needle"})
 	c.assertIdentical()
 	if err := victim.Shutdown(); err != nil {
 		t.Fatal(err)
@@ -72,8 +76,8 @@ func corruptFollowerAndRestart(t *testing.T, needle string, damage func(t *testi
 	if _, err := os.Stat(filepath.Join(victim.dir, "raft", recoveringMarker)); !os.IsNotExist(err) {
 		t.Fatalf("recovery marker still present: %v", err)
 	}
-	moved, err := filepath.Glob(filepath.Join(victim.dir, quarantineDir, "*", "raft", "raft.db"))
-	if err != nil || len(moved) != 1 {
+	moved, err := filepath.Glob(filepath.Join(victim.dir, quarantineDir, "*", "raft", walSubdir, "*.wal"))
+	if err != nil || len(moved) == 0 {
 		t.Fatalf("quarantined storage: %v %v", moved, err)
 	}
 	// A later restart finds intact storage and rejoins normally.
@@ -117,39 +121,55 @@ func TestCorruptSnapshotIsDetectedAndRecoveredFromPeers(t *testing.T) {
 
 func TestTruncatedRaftLogIsDetectedAndRecoveredFromPeers(t *testing.T) {
 	out := corruptFollowerAndRestart(t, "n2", func(t *testing.T, dir string) {
-		// Keep bolt's two meta pages and one more: the pages holding the
-		// log are gone.
-		if err := os.Truncate(filepath.Join(dir, "raft.db"), 3*4096); err != nil {
+		if err := os.Truncate(newestSegment(t, dir), 3*4096); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if !strings.Contains(out, "raft.db") {
-		t.Fatalf("log does not name raft.db:\n%s", out)
+	if !strings.Contains(out, "was truncated") {
+		t.Fatalf("log does not name the truncation:\n%s", out)
 	}
 }
 
 func TestFlippedByteInALogEntryIsDetectedAndRecoveredFromPeers(t *testing.T) {
 	needle := "needle-7f3a9c"
 	out := corruptFollowerAndRestart(t, needle, func(t *testing.T, dir string) {
-		path := filepath.Join(dir, "raft.db")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+		segments, _ := filepath.Glob(filepath.Join(dir, walSubdir, "*.wal"))
+		found := 0
+		for _, path := range segments {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := bytes.Count(b, []byte(needle))
+			if n == 0 {
+				continue
+			}
+			found += n
+			// Only the command's own checksum can tell that the value
+			// changed: raft-wal checks the CRC of the last batch only.
+			b = bytes.ReplaceAll(b, []byte(needle), []byte("needle-7f3a9d"))
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
-		n := bytes.Count(b, []byte(needle))
-		if n == 0 {
-			t.Fatal("the needle is not in raft.db")
-		}
-		// bolt has no checksum on data pages: only the command's own
-		// checksum can tell that the value changed.
-		b = bytes.ReplaceAll(b, []byte(needle), []byte("needle-7f3a9d"))
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
+		if found == 0 {
+			t.Fatalf("the needle is in none of %v", segments)
 		}
 	})
 	if !strings.Contains(out, "checksum mismatch") {
 		t.Fatalf("log does not name the checksum mismatch:\n%s", out)
 	}
+}
+
+// newestSegment returns the log segment written last under raftDir.
+func newestSegment(t *testing.T, raftDir string) string {
+	t.Helper()
+	segments, err := filepath.Glob(filepath.Join(raftDir, walSubdir, "*.wal"))
+	if err != nil || len(segments) == 0 {
+		t.Fatalf("no log segment under %s: %v", raftDir, err)
+	}
+	slices.Sort(segments) // named by their first index, zero-padded
+	return segments[len(segments)-1]
 }
 
 // TestLoneNodeWithCorruptStorageDoesNotStartEmpty: without peers there is
@@ -190,9 +210,9 @@ func TestLoneNodeWithCorruptStorageDoesNotStartEmpty(t *testing.T) {
 }
 
 // TestVoteRecordMissingAndRaftDBCorruptRefusesToStart: when neither
-// raft.db nor the vote record can say which term this node voted in, it
+// the log store nor the vote record can say which term this node voted in, it
 // must not rejoin with an empty log; it stops with instructions.
-func TestVoteRecordMissingAndRaftDBCorruptRefusesToStart(t *testing.T) {
+func TestVoteRecordMissingAndLogStoreCorruptRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
 	n, _ := startNode(t, dir)
 	push(t, n, 1e9, "a 1\n", map[string]string{"job": "a"})
@@ -202,7 +222,7 @@ func TestVoteRecordMissingAndRaftDBCorruptRefusesToStart(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "raft", voteRecordFile)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(filepath.Join(dir, "raft", "raft.db"), 4096); err != nil {
+	if err := os.Truncate(newestSegment(t, filepath.Join(dir, "raft")), 4096); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true, State: fsm.New(nil)})

@@ -25,7 +25,7 @@ const (
 	partitionLeader
 	partitionFollower
 	fullRestart
-	// damageFollower kills a follower with -9, truncates its raft.db and
+	// damageFollower kills a follower with -9, truncates its log segments and
 	// restarts it: it must detect the damage and recover from the others.
 	damageFollower
 	lastPart = damageFollower
@@ -262,11 +262,17 @@ func runNemesis(c *cluster, base time.Time, nm nemesis, rng *rand.Rand) faultRec
 			if err := n.kill9(); err != nil {
 				return err
 			}
-			// Bolt's two meta pages and one more survive: the log is gone.
-			if err := os.Truncate(filepath.Join(n.dir, "raft", "raft.db"), 3*4096); err != nil {
-				return err
+			// Every log segment loses all but its first 12 KiB.
+			segments, err := filepath.Glob(filepath.Join(n.dir, "raft", "wal", "*.wal"))
+			if err != nil || len(segments) == 0 {
+				return fmt.Errorf("no log segment of %s to damage: %v", n.name, err)
 			}
-			details = append(details, n.name+" killed, raft.db truncated to 12 KiB")
+			for _, seg := range segments {
+				if err := os.Truncate(seg, 3*4096); err != nil {
+					return err
+				}
+			}
+			details = append(details, fmt.Sprintf("%s killed, its %d log segments truncated to 12 KiB", n.name, len(segments)))
 			heals = append(heals, n.start)
 			afterRecovery = append(afterRecovery, func() error {
 				// The node takes writes as soon as it has the state; it

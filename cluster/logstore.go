@@ -1,0 +1,353 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/migrate"
+	"go.etcd.io/bbolt"
+)
+
+// The raft log and stable store live in <storage.path>/raft/wal, a
+// hashicorp/raft-wal directory: append-only segment files, one write and
+// one fsync per batch of entries, and a small bolt file (wal-meta.db) for
+// the segment list and raft's term and vote. Builds before it kept both in
+// raft/raft.db (raft-boltdb), which a node migrates on its first start.
+const (
+	walSubdir = "wal"
+	// legacyLogFile is the raft-boltdb file of earlier builds.
+	legacyLogFile = "raft.db"
+	// walSegmentSize is the size each segment file is preallocated to.
+	// Small enough that a new segment fits in a small free-space reserve
+	// (--storage.min-free-bytes, tested on 24 MiB volumes), large enough
+	// that a segment holds thousands of pushes; a segment shorter than
+	// this on disk was truncated (checkWAL).
+	walSegmentSize = 4 << 20
+)
+
+// walStore is raft-wal's log and stable store with a Close that also
+// closes its bolt file: raft-wal v0.4's Close leaves it open, locked
+// against the next open in this process.
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+// Close closes the log store and its metadata file.
+func (s *walStore) Close() error {
+	err := s.WAL.Close()
+	if merr := s.meta.Close(); err == nil {
+		err = merr
+	}
+	return err
+}
+
+// openWAL opens (creating if need be) the log store in dir.
+func openWAL(dir string, logger hclog.Logger) (*walStore, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create raft log directory: %w", err)
+	}
+	if err := walUnlocked(dir); err != nil {
+		return nil, err
+	}
+	return openWALUnchecked(dir, logger)
+}
+
+func openWALUnchecked(dir string, logger hclog.Logger) (*walStore, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithSegmentSize(walSegmentSize), wal.WithLogger(logger), wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log store %s: %w", dir, err)
+	}
+	return &walStore{WAL: w, meta: meta}, nil
+}
+
+// walUnlocked fails when another process holds the log store in dir:
+// raft-wal would wait for its lock forever.
+func walUnlocked(dir string) error {
+	meta := filepath.Join(dir, metadb.FileName)
+	if _, err := os.Stat(meta); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	db, problem, err := openBoltReadOnly(meta)
+	if err != nil {
+		return err
+	}
+	if problem != nil {
+		// Not a lock: raft-wal reports the damage itself.
+		return nil
+	}
+	return db.Close()
+}
+
+// The stable store's integer keys. raft-boltdb stores them big endian and
+// raft-wal little endian; the vote record and the values passed around
+// here are big endian (what earlier builds recorded), and storeStable
+// converts.
+var stableUintKeys = []string{"CurrentTerm", "LastVoteTerm"}
+
+// stableKeys are every key raft keeps in its stable store.
+var stableKeys = append([]string{"LastVoteCand"}, stableUintKeys...)
+
+// readStable returns the stable-store values of s (big endian integers);
+// keys raft never set are absent.
+func readStable(s raft.StableStore) (map[string][]byte, error) {
+	vals := map[string][]byte{}
+	for _, k := range stableKeys {
+		if isUintKey(k) {
+			v, err := s.GetUint64([]byte(k))
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", k, err)
+			}
+			if v != 0 {
+				vals[k] = binary.BigEndian.AppendUint64(nil, v)
+			}
+			continue
+		}
+		v, err := s.Get([]byte(k))
+		if err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("read %s: %w", k, err)
+		}
+		if len(v) > 0 {
+			vals[k] = append([]byte(nil), v...)
+		}
+	}
+	return vals, nil
+}
+
+// storeStable writes vals (as readStable returns them) into s.
+func storeStable(s raft.StableStore, vals map[string][]byte) error {
+	for k, v := range vals {
+		var err error
+		if isUintKey(k) && len(v) == 8 {
+			err = s.SetUint64([]byte(k), binary.BigEndian.Uint64(v))
+		} else {
+			err = s.Set([]byte(k), v)
+		}
+		if err != nil {
+			return fmt.Errorf("write %s into the raft stable store: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func isUintKey(k string) bool {
+	for _, u := range stableUintKeys {
+		if u == k {
+			return true
+		}
+	}
+	return false
+}
+
+// isNotFound reports raft-boltdb's and raft-wal's "no such key".
+func isNotFound(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "not found")
+}
+
+// seedWAL creates the log store in dir holding only the stable values.
+func seedWAL(dir string, stable map[string][]byte) error {
+	w, err := openWAL(dir, hclog.NewNullLogger())
+	if err != nil {
+		return err
+	}
+	if err := storeStable(w, stable); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// finishMigration removes a raft.db left beside a complete log store (a
+// migration that stopped after its rename), so that the check reads the
+// log store that raft will open.
+func finishMigration(raftDir string) error {
+	legacy := filepath.Join(raftDir, legacyLogFile)
+	if !exists(legacy) || !exists(filepath.Join(raftDir, walSubdir)) {
+		return nil
+	}
+	if err := os.Remove(legacy); err != nil {
+		return fmt.Errorf("remove the migrated %s: %w", legacy, err)
+	}
+	return syncDir(raftDir)
+}
+
+// migrateLegacyLog copies an intact raft.db (log entries and term and
+// vote) into a new log store, built aside and renamed into place, then
+// removes raft.db. A crash before the rename leaves raft.db alone (the
+// copy is redone); after it, finishMigration removes raft.db.
+func migrateLegacyLog(raftDir string, logger *slog.Logger) error {
+	legacy := filepath.Join(raftDir, legacyLogFile)
+	tmp := filepath.Join(raftDir, walSubdir+".migrating")
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove an unfinished migration: %w", err)
+	}
+	src, err := raftboltdb.New(raftboltdb.Options{Path: legacy, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: openTimeout}})
+	if err != nil {
+		return fmt.Errorf("open %s to migrate it: %w", legacy, err)
+	}
+	defer src.Close()
+	dst, err := openWAL(tmp, hclog.NewNullLogger())
+	if err != nil {
+		return err
+	}
+	stable, err := readStable(src)
+	if err == nil {
+		err = storeStable(dst, stable)
+	}
+	var first, last uint64
+	if err == nil {
+		if first, err = src.FirstIndex(); err == nil {
+			last, err = src.LastIndex()
+		}
+	}
+	if err == nil && last > 0 {
+		err = migrate.CopyLogs(context.Background(), dst, src, 4<<20, nil)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("migrate %s to the log store: %w", legacy, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(raftDir, walSubdir)); err != nil {
+		return fmt.Errorf("put the migrated log store in place: %w", err)
+	}
+	if err := syncDir(raftDir); err != nil {
+		return fmt.Errorf("sync %s: %w", raftDir, err)
+	}
+	logger.Info("migrated the raft log from raft.db (raft-boltdb) to the write-ahead log", "entries", entryCount(first, last), "path", filepath.Join(raftDir, walSubdir))
+	return finishMigration(raftDir)
+}
+
+func entryCount(first, last uint64) uint64 {
+	if last == 0 {
+		return 0
+	}
+	return last - first + 1
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// syncDir fsyncs a directory, making renames and removals in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkWAL verifies the log store in dir: wal-meta.db (bolt's own check),
+// every segment file at least as long as it was preallocated (shorter: it
+// was truncated), then every entry, read through raft-wal, decodable, at
+// its index and with its command checksum. It fills rep.stable.
+//
+// raft-wal checks the CRC of the last batch written and drops that batch
+// when it does not match (a write torn by a crash); damage inside earlier
+// batches is found by the command checksums.
+func checkWAL(dir string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
+	if !exists(dir) {
+		return 0, 0, nil, nil
+	}
+	segments, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("list log segments: %w", err)
+	}
+	meta := filepath.Join(dir, metadb.FileName)
+	if !exists(meta) {
+		if len(segments) > 0 {
+			return 0, 0, corrupt("%s holds log segments but no %s", dir, metadb.FileName), nil
+		}
+		return 0, 0, nil, nil // created, never written
+	}
+	guarded(func() { problem, err = checkBoltPages(meta) }, func(p any) {
+		problem = corrupt("reading %s failed: %v", meta, p)
+	})
+	if err != nil || problem != nil {
+		return 0, 0, problem, err
+	}
+	for _, seg := range segments {
+		info, err := os.Stat(seg)
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("check log segment: %w", err)
+		}
+		if info.Size() < walSegmentSize {
+			return 0, 0, corrupt("log segment %s is %d bytes long, shorter than the %d it was created with: the file was truncated", seg, info.Size(), walSegmentSize), nil
+		}
+	}
+	guarded(func() { first, last, problem, err = readWAL(dir, rep) }, func(p any) {
+		problem = corrupt("reading the log in %s failed: %v", dir, p)
+	})
+	return first, last, problem, err
+}
+
+// checkBoltPages runs bolt's consistency check (every page) on path.
+func checkBoltPages(path string) (*corruption, error) {
+	db, problem, err := openBoltReadOnly(path)
+	if db == nil {
+		return problem, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		problem = firstBoltProblem(tx, path)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	return problem, nil
+}
+
+// firstBoltProblem returns the first fault bolt's consistency check finds.
+func firstBoltProblem(tx *bbolt.Tx, path string) *corruption {
+	for cerr := range tx.Check() {
+		return corrupt("bolt consistency check of %s: %v", path, cerr)
+	}
+	return nil
+}
+
+// readWAL opens the log store in dir and verifies every entry.
+func readWAL(dir string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
+	w, err := openWALUnchecked(dir, hclog.NewNullLogger())
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return 0, 0, nil, err
+		}
+		return 0, 0, corrupt("%v", err), nil
+	}
+	defer w.Close()
+	if rep.stable, err = readStable(w); err != nil {
+		return 0, 0, corrupt("the term and vote in %s cannot be read: %v", dir, err), nil
+	}
+	if first, err = w.FirstIndex(); err == nil {
+		last, err = w.LastIndex()
+	}
+	if err != nil {
+		return 0, 0, corrupt("the raft log in %s cannot be read: %v", dir, err), nil
+	}
+	if first == 0 {
+		// Empty: raft-wal keeps reporting the last index of a log that was
+		// compacted away entirely (raft's recovery does that).
+		return 0, 0, nil, nil
+	}
+	return first, last, verifyEntries(w, dir, first, last), nil
+}
