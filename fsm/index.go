@@ -71,7 +71,8 @@ var separator = []byte{model.SeparatorByte}
 // seriesHash hashes a metric's family name and its (sorted) label pairs
 // with a fixed-seed hash, so every node computes the same value.
 func seriesHash(name string, m *dto.Metric) uint64 {
-	h := xxhash.New()
+	var h xxhash.Digest // on the stack: this runs for every stored series a push touches
+	h.Reset()
 	_, _ = h.WriteString(name)
 	_, _ = h.Write(separator)
 	for _, lp := range m.GetLabel() {
