@@ -45,8 +45,16 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
-// Close closes the log store and its metadata file.
+// Close waits for a segment change in progress, then closes the log store
+// and its metadata file. raft-wal moves to a new segment in the background
+// after a write fills one; closed before that, the full segment would stay
+// the tail and refuse every append (see repairSealedTail for a crash at
+// that moment).
 func (s *walStore) Close() error {
+	if last, err := s.LastIndex(); err == nil {
+		// A no-op delete past the end waits for the segment change.
+		_ = s.DeleteRange(last+1, last+1)
+	}
 	err := s.WAL.Close()
 	if merr := s.meta.Close(); err == nil {
 		err = merr
@@ -62,7 +70,38 @@ func openWAL(dir string, logger hclog.Logger) (*walStore, error) {
 	if err := walUnlocked(dir); err != nil {
 		return nil, err
 	}
+	if err := preallocateEmptySegments(dir); err != nil {
+		return nil, err
+	}
+	if err := repairSealedTail(dir, logger); err != nil {
+		return nil, err
+	}
 	return openWALUnchecked(dir, logger)
+}
+
+// copyLogStore creates a log store in dir holding src's entries and the
+// term and vote of stable, and closes it.
+func copyLogStore(dir string, src raft.LogStore, stable raft.StableStore) error {
+	dst, err := openWAL(dir, hclog.NewNullLogger())
+	if err != nil {
+		return err
+	}
+	vals, err := readStable(stable)
+	if err == nil {
+		err = storeStable(dst, vals)
+	}
+	var last uint64
+	if err == nil {
+		last, err = src.LastIndex()
+	}
+	if first, ferr := src.FirstIndex(); err == nil && ferr == nil && first > 0 && last > 0 {
+		// Batches well under a segment: a batch larger than a segment seals it.
+		err = migrate.CopyLogs(context.Background(), dst, src, 1<<20, nil)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func openWALUnchecked(dir string, logger hclog.Logger) (*walStore, error) {
@@ -109,7 +148,7 @@ func readStable(s raft.StableStore) (map[string][]byte, error) {
 	for _, k := range stableKeys {
 		if isUintKey(k) {
 			v, err := s.GetUint64([]byte(k))
-			if err != nil {
+			if err != nil && !isNotFound(err) { // raft-boltdb: a key raft never set
 				return nil, fmt.Errorf("read %s: %w", k, err)
 			}
 			if v != 0 {
@@ -171,10 +210,14 @@ func seedWAL(dir string, stable map[string][]byte) error {
 	return w.Close()
 }
 
-// finishMigration removes a raft.db left beside a complete log store (a
+// finishMigration puts back a log store a rebuild had moved aside
+// (resumeRebuild) and removes a raft.db left beside a complete log store (a
 // migration that stopped after its rename), so that the check reads the
 // log store that raft will open.
 func finishMigration(raftDir string) error {
+	if err := resumeRebuild(filepath.Join(raftDir, walSubdir)); err != nil {
+		return err
+	}
 	legacy := filepath.Join(raftDir, legacyLogFile)
 	if !exists(legacy) || !exists(filepath.Join(raftDir, walSubdir)) {
 		return nil
@@ -200,26 +243,9 @@ func migrateLegacyLog(raftDir string, logger *slog.Logger) error {
 		return fmt.Errorf("open %s to migrate it: %w", legacy, err)
 	}
 	defer src.Close()
-	dst, err := openWAL(tmp, hclog.NewNullLogger())
-	if err != nil {
-		return err
-	}
-	stable, err := readStable(src)
-	if err == nil {
-		err = storeStable(dst, stable)
-	}
-	var first, last uint64
-	if err == nil {
-		if first, err = src.FirstIndex(); err == nil {
-			last, err = src.LastIndex()
-		}
-	}
-	if err == nil && last > 0 {
-		err = migrate.CopyLogs(context.Background(), dst, src, 4<<20, nil)
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
+	first, _ := src.FirstIndex()
+	last, _ := src.LastIndex()
+	err = copyLogStore(tmp, src, src)
 	if err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("migrate %s to the log store: %w", legacy, err)
@@ -254,100 +280,4 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// checkWAL verifies the log store in dir: wal-meta.db (bolt's own check),
-// every segment file at least as long as it was preallocated (shorter: it
-// was truncated), then every entry, read through raft-wal, decodable, at
-// its index and with its command checksum. It fills rep.stable.
-//
-// raft-wal checks the CRC of the last batch written and drops that batch
-// when it does not match (a write torn by a crash); damage inside earlier
-// batches is found by the command checksums.
-func checkWAL(dir string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
-	if !exists(dir) {
-		return 0, 0, nil, nil
-	}
-	segments, err := filepath.Glob(filepath.Join(dir, "*.wal"))
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("list log segments: %w", err)
-	}
-	meta := filepath.Join(dir, metadb.FileName)
-	if !exists(meta) {
-		if len(segments) > 0 {
-			return 0, 0, corrupt("%s holds log segments but no %s", dir, metadb.FileName), nil
-		}
-		return 0, 0, nil, nil // created, never written
-	}
-	guarded(func() { problem, err = checkBoltPages(meta) }, func(p any) {
-		problem = corrupt("reading %s failed: %v", meta, p)
-	})
-	if err != nil || problem != nil {
-		return 0, 0, problem, err
-	}
-	for _, seg := range segments {
-		info, err := os.Stat(seg)
-		if err != nil {
-			return 0, 0, nil, fmt.Errorf("check log segment: %w", err)
-		}
-		if info.Size() < walSegmentSize {
-			return 0, 0, corrupt("log segment %s is %d bytes long, shorter than the %d it was created with: the file was truncated", seg, info.Size(), walSegmentSize), nil
-		}
-	}
-	guarded(func() { first, last, problem, err = readWAL(dir, rep) }, func(p any) {
-		problem = corrupt("reading the log in %s failed: %v", dir, p)
-	})
-	return first, last, problem, err
-}
-
-// checkBoltPages runs bolt's consistency check (every page) on path.
-func checkBoltPages(path string) (*corruption, error) {
-	db, problem, err := openBoltReadOnly(path)
-	if db == nil {
-		return problem, err
-	}
-	defer db.Close()
-	err = db.View(func(tx *bbolt.Tx) error {
-		problem = firstBoltProblem(tx, path)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("check %s: %w", path, err)
-	}
-	return problem, nil
-}
-
-// firstBoltProblem returns the first fault bolt's consistency check finds.
-func firstBoltProblem(tx *bbolt.Tx, path string) *corruption {
-	for cerr := range tx.Check() {
-		return corrupt("bolt consistency check of %s: %v", path, cerr)
-	}
-	return nil
-}
-
-// readWAL opens the log store in dir and verifies every entry.
-func readWAL(dir string, rep *storageReport) (first, last uint64, problem *corruption, err error) {
-	w, err := openWALUnchecked(dir, hclog.NewNullLogger())
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return 0, 0, nil, err
-		}
-		return 0, 0, corrupt("%v", err), nil
-	}
-	defer w.Close()
-	if rep.stable, err = readStable(w); err != nil {
-		return 0, 0, corrupt("the term and vote in %s cannot be read: %v", dir, err), nil
-	}
-	if first, err = w.FirstIndex(); err == nil {
-		last, err = w.LastIndex()
-	}
-	if err != nil {
-		return 0, 0, corrupt("the raft log in %s cannot be read: %v", dir, err), nil
-	}
-	if first == 0 {
-		// Empty: raft-wal keeps reporting the last index of a log that was
-		// compacted away entirely (raft's recovery does that).
-		return 0, 0, nil, nil
-	}
-	return first, last, verifyEntries(w, dir, first, last), nil
 }
