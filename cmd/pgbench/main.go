@@ -439,6 +439,16 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 			return nil, nil, errors.New("a gateway exited during the run")
 		}
 	}
+	// 7. crash and restart to ready (ours: they keep their state)
+	if target != targetUpstream {
+		f["disk.bytes"] = storageBytes(in)
+		d, err := restartAll(ctx, in, cfg.startTimeout)
+		if err != nil {
+			return nil, nil, fmt.Errorf("restart: %w", err)
+		}
+		f["restart.ready"] = d.Seconds()
+		logf("G=%d %s: kill -9 of every node and restart to ready: %v (storage of the largest node %.1f MiB)", G, target, d.Round(time.Millisecond), f["disk.bytes"]/(1<<20))
+	}
 	return f, notes, nil
 }
 

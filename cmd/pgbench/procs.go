@@ -32,6 +32,10 @@ type child struct {
 	name    string
 	logPath string
 	base    string // http://127.0.0.1:PORT
+	// what started it, to start it again (restart.go)
+	dir, bin string
+	port     int
+	args     []string
 }
 
 // exited reports whether the process is gone.
@@ -112,7 +116,7 @@ func (in *instance) stop() {
 // in dir.
 func startChild(name, dir, bin string, httpPort int, args []string) (*child, error) {
 	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +125,8 @@ func startChild(name, dir, bin string, httpPort int, args []string) (*child, err
 	if err != nil {
 		return nil, err
 	}
-	c := &child{Process: p, name: name, logPath: logPath, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
+	c := &child{Process: p, name: name, logPath: logPath, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		dir: dir, bin: bin, port: httpPort, args: args}
 	return c, nil
 }
 

@@ -129,6 +129,8 @@ func (c *config) rows() []row {
 		row{"soak.rss_max", "soak: RSS max (largest node)", unitBytes, betterLower},
 		row{"soak.errors", "soak: errors", unitCount, betterNone},
 		row{"mem.per_series", fmt.Sprintf("RSS per stored series (G×%d)", c.families+2), unitBytes, betterLower},
+		row{"disk.bytes", "storage on disk after the run (largest node: log, snapshots)", unitBytes, betterNone},
+		row{"restart.ready", "kill -9 of every node, restart to ready (ours; ours-3: the whole cluster)", unitSeconds, betterLower},
 	)
 	return rs
 }
@@ -334,6 +336,7 @@ func (r *report) workload() string {
 - Scrape: %d GETs of `+"`/metrics`"+` per format on one node, text (`+"`%s`"+`) and delimited protobuf, `+"`Accept-Encoding: identity`"+`, and text with `+"`Accept-Encoding: gzip`"+` (the compressed body read as it comes); one uncounted push to the same node before each scrape.
 - Convergence: %s.
 - Memory: VmRSS of /proc/PID/status right after the fill (ours-3: the node with the largest RSS); per stored series = (RSS after fill − RSS at start) / (groups × (M+2)), the +2 being push_time_seconds and push_failure_time_seconds.
+- Restart (ours only, last): the files under the largest node's --storage.path are summed (log segments count at their preallocated size), then every node is killed with SIGKILL and started again at once on its storage; the figure is the time until every node answers `+"`/-/ready`"+` with 200 (ours-3: the whole cluster).
 - The load generator (this tool) runs on the same machine and shares its CPUs with the gateways; so do the three nodes of ours-3.
 - Rounds: %d, the order of targets alternating on even rounds (upstream, ours-1, ours-3, then reversed); each figure is the median over the rounds (error counts are summed).`,
 		strings.Join(gs, ", "), groupDigits(float64(c.upstreamMaxGroups)), c.families, c.fillClients, c.fillTimeout,
