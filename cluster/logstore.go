@@ -167,6 +167,27 @@ func readStable(s raft.StableStore) (map[string][]byte, error) {
 	return vals, nil
 }
 
+// stableTerm is the current term in stable-store values as readStable
+// returns them (0 when unset).
+func stableTerm(vals map[string][]byte) uint64 {
+	if v := vals["CurrentTerm"]; len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// raiseStable writes vals into s when their term is above the one s holds.
+func raiseStable(s raft.StableStore, vals map[string][]byte) error {
+	cur, err := readStable(s)
+	if err != nil {
+		return err
+	}
+	if stableTerm(vals) <= stableTerm(cur) {
+		return nil
+	}
+	return storeStable(s, vals)
+}
+
 // storeStable writes vals (as readStable returns them) into s.
 func storeStable(s raft.StableStore, vals map[string][]byte) error {
 	for k, v := range vals {

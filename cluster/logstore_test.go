@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -155,5 +157,40 @@ func TestEmptyTailSegmentIsNotTakenForDamage(t *testing.T) {
 	}
 	if info, err := os.Stat(tail); err != nil || info.Size() < walSegmentSize {
 		t.Fatalf("the empty tail was not preallocated: %v %v", info.Size(), err)
+	}
+}
+
+// TestVoteRecordAheadOfTheLogStoreRaisesTheTerm: when the vote record holds
+// a higher term than an intact log store (the store was replaced or went
+// back in time), the node keeps the record's term and vote: a term never
+// goes down, so the node cannot vote twice in one.
+func TestVoteRecordAheadOfTheLogStoreRaisesTheTerm(t *testing.T) {
+	dir := t.TempDir()
+	n, _ := startNode(t, dir)
+	push(t, n, 1e9, "a 1\n", map[string]string{"job": "a"})
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	ahead := map[string][]byte{
+		"CurrentTerm":  binary.BigEndian.AppendUint64(nil, 50),
+		"LastVoteTerm": binary.BigEndian.AppendUint64(nil, 50),
+		"LastVoteCand": []byte("someone-else"),
+	}
+	if err := writeVoteRecord(filepath.Join(dir, "raft", voteRecordFile), ahead); err != nil {
+		t.Fatal(err)
+	}
+	n, state := startNode(t, dir)
+	defer n.Shutdown()
+	waitFor(t, "the node leads again", 20*time.Second, func() bool { return n.Ready() == nil })
+	term, err := n.stores.GetUint64([]byte("CurrentTerm"))
+	if err != nil || term <= 50 {
+		t.Fatalf("term after the restart: %d %v (want above the record's 50)", term, err)
+	}
+	if len(state.Groups()) != 1 {
+		t.Fatalf("groups after the restart: %d", len(state.Groups()))
+	}
+	rec, err := readVoteRecord(filepath.Join(dir, "raft", voteRecordFile))
+	if err != nil || stableTerm(rec) != term {
+		t.Fatalf("vote record term %d, store %d: %v", stableTerm(rec), term, err)
 	}
 }

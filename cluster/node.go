@@ -212,6 +212,9 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
+	if err := raiseStable(n.stores, stable); err != nil {
+		return fmt.Errorf("raise the raft term to the vote record's: %w", err)
+	}
 	mirrored := newMirroredStable(n.stores, filepath.Join(raftDir, voteRecordFile), stable)
 	trans := newRaftTransport(n.transport, &n.recovering, n.stop)
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, mirrored, n.snaps, trans); err != nil {

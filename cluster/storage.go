@@ -329,9 +329,17 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 	}
 	mirror := filepath.Join(dir, voteRecordFile)
 	if rep.problem == nil {
-		// The log store is intact: it is the source of the vote record.
-		if len(rep.stable) > 0 {
-			if err := writeVoteRecord(mirror, rep.stable); err != nil {
+		// The log store is intact: it is the source of the vote record,
+		// unless the record has the higher term (the store was replaced or
+		// went back in time): a term must never go down, or this node could
+		// vote twice in one; startRaft raises the store to the record.
+		stable := rep.stable
+		if rec, err := readVoteRecord(mirror); err == nil && stableTerm(rec) > stableTerm(stable) {
+			logger.Warn("the raft log store's term is behind this node's vote record; keeping the record's term and vote",
+				"store_term", stableTerm(stable), "record_term", stableTerm(rec))
+			stable = rec
+		} else if len(stable) > 0 {
+			if err := writeVoteRecord(mirror, stable); err != nil {
 				return false, nil, fmt.Errorf("write vote record: %w", err)
 			}
 		}
@@ -340,7 +348,7 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 				return false, nil, err
 			}
 		}
-		return recovering, rep.stable, nil
+		return recovering, stable, nil
 	}
 	// The vote record is checksummed; the log store is what failed.
 	stable, recErr := readVoteRecord(mirror)
