@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -37,29 +37,23 @@ const (
 	walSegmentSize = 4 << 20
 )
 
-// walStore is raft-wal's log and stable store with a Close that also
-// closes its bolt file: raft-wal v0.4's Close leaves it open, locked
-// against the next open in this process.
+// walStore is raft-wal's log and stable store with a Close that first
+// waits for a segment change in progress.
 type walStore struct {
 	*wal.WAL
-	meta *metadb.BoltMetaDB
 }
 
 // Close waits for a segment change in progress, then closes the log store
-// and its metadata file. raft-wal moves to a new segment in the background
-// after a write fills one; closed before that, the full segment would stay
-// the tail and refuse every append (see repairSealedTail for a crash at
-// that moment).
+// (raft-wal v0.4.2 closes its metadata file too). raft-wal moves to a new
+// segment in the background after a write fills one; closed before that,
+// the full segment would stay the tail and refuse every append (see
+// repairSealedTail for a crash at that moment).
 func (s *walStore) Close() error {
 	if last, err := s.LastIndex(); err == nil {
 		// A no-op delete past the end waits for the segment change.
 		_ = s.DeleteRange(last+1, last+1)
 	}
-	err := s.WAL.Close()
-	if merr := s.meta.Close(); err == nil {
-		err = merr
-	}
-	return err
+	return s.WAL.Close()
 }
 
 // openWAL opens (creating if need be) the log store in dir.
@@ -104,6 +98,9 @@ func copyLogStore(dir string, src raft.LogStore, stable raft.StableStore) error 
 	return err
 }
 
+// openWALUnchecked opens the log store in dir as it is. The metadata
+// store is ours so that a failed open can close it: raft-wal's Open leaves
+// it open, and locked against the next open in this process.
 func openWALUnchecked(dir string, logger hclog.Logger) (*walStore, error) {
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(dir, wal.WithSegmentSize(walSegmentSize), wal.WithLogger(logger), wal.WithMetaStore(meta))
@@ -111,7 +108,7 @@ func openWALUnchecked(dir string, logger hclog.Logger) (*walStore, error) {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log store %s: %w", dir, err)
 	}
-	return &walStore{WAL: w, meta: meta}, nil
+	return &walStore{WAL: w}, nil
 }
 
 // walUnlocked fails when another process holds the log store in dir:
@@ -204,19 +201,11 @@ func storeStable(s raft.StableStore, vals map[string][]byte) error {
 	return nil
 }
 
-func isUintKey(k string) bool {
-	for _, u := range stableUintKeys {
-		if u == k {
-			return true
-		}
-	}
-	return false
-}
+func isUintKey(k string) bool { return slices.Contains(stableUintKeys, k) }
 
-// isNotFound reports raft-boltdb's and raft-wal's "no such key".
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "not found")
-}
+// isNotFound reports raft-boltdb's "no such key" (raft-wal answers a key
+// it does not have with no value and no error).
+func isNotFound(err error) bool { return errors.Is(err, raftboltdb.ErrKeyNotFound) }
 
 // seedWAL creates the log store in dir holding only the stable values.
 func seedWAL(dir string, stable map[string][]byte) error {

@@ -53,7 +53,6 @@ func TestLogStoreTakesAppendsAfterAStopDuringRotation(t *testing.T) {
 		} else {
 			// raft-wal's own Close skips a pending rotation, as a crash would.
 			err = s.WAL.Close()
-			s.meta.Close()
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -404,12 +404,7 @@ func writeFileSync(path string, data []byte) error {
 		os.Remove(tmp.Name())
 		return werr
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, io.EOF) {
+	if err := syncDir(filepath.Dir(path)); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
