@@ -90,6 +90,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFamilies$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGroupingLabels$$' -fuzztime $(FUZZTIME) ./httpapi/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME) ./httpapi/
 	$(GO) test -run '^$$' -fuzz '^FuzzTextSeriesCount$$' -fuzztime $(FUZZTIME) ./httpapi/

@@ -250,14 +250,6 @@ var bytesFields = map[protowire.Number]struct {
 		c.Labels[lp.GetName()] = lp.GetValue()
 		return nil
 	}},
-	cmdFieldFamily: {"metric family", func(c *Command, v []byte) error {
-		mf := &dto.MetricFamily{}
-		if err := proto.Unmarshal(v, mf); err != nil {
-			return err
-		}
-		c.Families = append(c.Families, mf)
-		return nil
-	}},
 	cmdFieldExpire: {"expired group", func(c *Command, v []byte) error {
 		labels, err := decodeLabelSet(v)
 		if err == nil {
@@ -293,6 +285,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	c := &Command{Labels: map[string]string{}}
 	var version uint64
 	seenVersion := false
+	var rawFamilies [][]byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -334,6 +327,15 @@ func DecodeCommand(b []byte) (*Command, error) {
 			case cmdFieldExpireAfter:
 				c.ExpireAfter = Expiry{Set: true, After: time.Duration(v)}
 			}
+		case num == cmdFieldFamily && typ == protowire.BytesType:
+			// Decoded together after the loop, into shared slabs
+			// (familydecode.go).
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, protowire.ParseError(n))
+			}
+			b = b[n:]
+			rawFamilies = append(rawFamilies, v)
 		case typ == protowire.BytesType && bytesFields[num].set != nil:
 			f := bytesFields[num]
 			v, n := protowire.ConsumeBytes(b)
@@ -347,6 +349,14 @@ func DecodeCommand(b []byte) (*Command, error) {
 		default:
 			return nil, fmt.Errorf("%w: unknown field %d (wire type %d)", ErrMalformedCommand, num, typ)
 		}
+	}
+	if len(rawFamilies) > 0 {
+		// Sanitizing adds the grouping labels and an instance label.
+		fams, err := decodeFamilies(rawFamilies, familyDecoding{spareLabels: len(c.Labels) + 1})
+		if err != nil {
+			return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, err)
+		}
+		c.Families = fams
 	}
 	if !seenVersion {
 		return nil, fmt.Errorf("%w: no version", ErrMalformedCommand)

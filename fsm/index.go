@@ -84,11 +84,20 @@ func seriesHash(name string, m *dto.Metric) uint64 {
 	return h.Sum64()
 }
 
+// newNameEntry returns an empty entry with room for the families of the
+// given number of groups.
+func newNameEntry(groups int) *nameEntry {
+	return &nameEntry{
+		groups: make(map[string]*Family, groups), types: map[dto.MetricType]int{},
+		pendingRemove: map[string][]*dto.Metric{}, pendingAdd: make(map[string][]*dto.Metric, groups),
+	}
+}
+
 // add records family f of group key in the index.
 func (ix *index) add(key, name string, f *Family) {
 	e := ix.names[name]
 	if e == nil {
-		e = &nameEntry{groups: map[string]*Family{}, types: map[dto.MetricType]int{}, pendingRemove: map[string][]*dto.Metric{}, pendingAdd: map[string][]*dto.Metric{}}
+		e = newNameEntry(0)
 		ix.names[name] = e
 	}
 	e.groups[key] = f

@@ -97,12 +97,35 @@ func sortedNames(labels map[string]string) []string {
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
 // gauge of a group. A zero time gives the value 0, as upstream.
 func timestampFamily(name, help string, gp *groupingPairs, unixNano int64) *dto.MetricFamily {
-	mf := &dto.MetricFamily{
-		Name:   proto.String(name),
-		Help:   proto.String(help),
-		Type:   dto.MetricType_GAUGE.Enum(),
-		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(unixNano) / 1e9)}}},
-	}
-	sanitizeLabels(mf, gp)
-	return mf
+	// One allocation for the family, its metric and its value (every
+	// group stores two of these, and every push makes them anew), with the
+	// name, help and type strings shared: stored families are never
+	// modified.
+	r := &struct {
+		mf      dto.MetricFamily
+		m       dto.Metric
+		g       dto.Gauge
+		v       float64
+		metrics [1]*dto.Metric
+	}{}
+	r.v = float64(unixNano) / 1e9
+	r.g.Value = &r.v
+	r.m.Gauge = &r.g
+	r.m.Label = make([]*dto.LabelPair, 0, len(gp.names)+1)
+	r.metrics[0] = &r.m
+	r.mf.Name, r.mf.Help, r.mf.Type = timestampStrings[name], timestampStrings[help], &gaugeType
+	r.mf.Metric = r.metrics[:]
+	sanitizeLabels(&r.mf, gp)
+	return &r.mf
 }
+
+// gaugeType and timestampStrings are shared by every timestamp family.
+var (
+	gaugeType        = dto.MetricType_GAUGE
+	timestampStrings = map[string]*string{
+		PushTimeMetricName:        proto.String(PushTimeMetricName),
+		pushTimeMetricHelp:        proto.String(pushTimeMetricHelp),
+		PushFailureTimeMetricName: proto.String(PushFailureTimeMetricName),
+		pushFailureTimeMetricHelp: proto.String(pushFailureTimeMetricHelp),
+	}
+)

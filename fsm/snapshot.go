@@ -247,13 +247,22 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	if version != snapshotVersion && version != snapshotVersionV2 {
 		return nil, fmt.Errorf("%w: unsupported version %d (this build reads %d and %d)", ErrCorruptSnapshot, version, snapshotVersion, snapshotVersionV2)
 	}
-	groups := map[string]*Group{}
-	ix := newIndex()
-	var buf []byte
+	var all []*Group
+	batch := &recordBatch{bufs: make([][]byte, restoreBatch), first: 1}
+	flush := func() error {
+		gs, err := batch.decode()
+		if err != nil {
+			return err
+		}
+		all = append(all, gs...)
+		batch.first += batch.n
+		batch.n = 0
+		return nil
+	}
 	for {
 		n, err := binary.ReadUvarint(cr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(groups), err)
+			return nil, fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(all)+batch.n, err)
 		}
 		if n == 0 {
 			break
@@ -261,22 +270,27 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		if n > maxGroupRecord {
 			return nil, fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
 		}
-		if buf, err = cr.readRecord(buf, n); err != nil {
-			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+		i := batch.n
+		if batch.bufs[i], err = cr.readRecord(batch.bufs[i], n); err != nil {
+			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, batch.first+i, err)
 		}
-		g, err := decodeGroup(buf)
-		if err != nil {
-			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, len(groups)+1, err)
+		if batch.n++; batch.n == restoreBatch {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
-		if err := ValidateGroup(g); err != nil {
-			return nil, fmt.Errorf("%w: group record %d is not a valid group: %v", ErrCorruptSnapshot, len(groups)+1, err)
-		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	groups := make(map[string]*Group, len(all))
+	for _, g := range all {
 		if _, dup := groups[g.Key]; dup {
 			return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, errInconsistentRestore)
 		}
 		groups[g.Key] = g
-		ix.replaceGroup(nil, g)
 	}
+	ix := indexGroups(all)
 	count, err := binary.ReadUvarint(cr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)

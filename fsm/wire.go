@@ -8,6 +8,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -72,6 +73,10 @@ func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) 
 
 func decodeGroup(b []byte) (*Group, error) {
 	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
+	// The families' metric families are decoded together, into shared
+	// slabs (familydecode.go).
+	var fams []*Family
+	var rawMFs [][]byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -103,11 +108,12 @@ func decodeGroup(b []byte) (*Group, error) {
 			}
 			g.Labels[lp.GetName()] = lp.GetValue()
 		case groupFieldFamily:
-			f, err := decodeFamily(v)
+			f, raw, err := decodeFamilyRecord(v)
 			if err != nil {
 				return nil, err
 			}
-			g.Families[f.MF.GetName()] = f
+			fams = append(fams, f)
+			rawMFs = append(rawMFs, raw)
 		case groupFieldPushedByUser:
 			g.LastPushBy.User = string(v)
 		case groupFieldPushedByAddr:
@@ -116,44 +122,62 @@ func decodeGroup(b []byte) (*Group, error) {
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
 	}
+	if len(rawMFs) > 0 {
+		// Every stored metric carries the grouping labels, and an empty
+		// instance label unless the group has one: share them.
+		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
+		shared := gp.pairs
+		if _, ok := g.Labels[model.InstanceLabel]; !ok {
+			shared = append(shared, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")})
+		}
+		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: shared})
+		if err != nil {
+			return nil, fmt.Errorf("metric family: %w", err)
+		}
+		g.Families = make(map[string]*Family, len(fams))
+		for i, f := range fams {
+			f.MF = mfs[i]
+			g.Families[f.MF.GetName()] = f
+		}
+	}
 	g.Key = GroupingKey(g.Labels)
 	return g, nil
 }
 
-func decodeFamily(b []byte) (*Family, error) {
+// decodeFamilyRecord reads a family record: the family with its time, and
+// the raw metric family for decodeFamilies (a subslice of b).
+func decodeFamilyRecord(b []byte) (*Family, []byte, error) {
 	f := &Family{}
+	var raw []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, nil, protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case num == famFieldTime && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return nil, protowire.ParseError(n)
+				return nil, nil, protowire.ParseError(n)
 			}
 			b = b[n:]
 			f.TimeUnixNano = int64(v)
 		case num == famFieldMF && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil, protowire.ParseError(n)
+				return nil, nil, protowire.ParseError(n)
 			}
 			b = b[n:]
-			f.MF = &dto.MetricFamily{}
-			if err := proto.Unmarshal(v, f.MF); err != nil {
-				return nil, fmt.Errorf("metric family: %w", err)
-			}
+			raw = v
 		default:
-			return nil, fmt.Errorf("unknown field %d in family record", num)
+			return nil, nil, fmt.Errorf("unknown field %d in family record", num)
 		}
 	}
-	if f.MF == nil {
-		return nil, errors.New("family record without metric family")
+	if raw == nil {
+		return nil, nil, errors.New("family record without metric family")
 	}
-	return f, nil
+	return f, raw, nil
 }
 
 // appendSelector writes a selector as repeated matcher messages in field 1,

@@ -1,0 +1,425 @@
+package fsm
+
+import (
+	"math"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Decoding the metric families of one command or one snapshot group into
+// few allocations.
+//
+// proto.Unmarshal allocates every message, every optional scalar and every
+// string on its own: about nine objects for one gauge sample with one
+// label. Those objects are most of the stored state, the garbage
+// collector's marking work is proportional to them, and a restore decodes
+// all of them. The families a command carries (or a snapshot group holds)
+// live and die together, so decodeFamilies takes the common shape — name,
+// help, type, metrics with labels, a gauge, counter or untyped value and a
+// timestamp — into one slab per kind of object (all metrics of the command
+// in one []dto.Metric, all label pairs in one []dto.LabelPair, all strings
+// as substrings of one string). A family of any other shape (summaries,
+// histograms, exemplars, created timestamps, units, unknown fields, a field
+// repeated that proto would merge) is decoded by proto.Unmarshal, so the
+// result is always the message proto.Unmarshal would give (a fuzz test
+// compares the two).
+//
+// A slab stays alive while any family of it is stored: a POST that keeps
+// some families of an earlier push keeps that push's slabs. That is bounded
+// by one push per stored family.
+
+// metric family fields (io.prometheus.client), by number.
+const (
+	mfName   = 1
+	mfHelp   = 2
+	mfType   = 3
+	mfMetric = 4
+
+	metricLabel       = 1
+	metricGauge       = 2
+	metricCounter     = 3
+	metricUntyped     = 5
+	metricTimestampMs = 6
+
+	labelName  = 1
+	labelValue = 2
+
+	valueField = 1 // Gauge.value, Counter.value, Untyped.value
+
+	maxMetricType = uint64(dto.MetricType_GAUGE_HISTOGRAM)
+)
+
+// familyDecoding says how decodeFamilies may lay out the label pairs.
+type familyDecoding struct {
+	// shared are label pairs to use, by pointer, for every decoded label
+	// pair with the same name and value (a stored group's grouping labels:
+	// every metric carries them). Only for families that are stored as
+	// they are, never modified.
+	shared []*dto.LabelPair
+	// spareLabels is room left after every metric's labels, so that adding
+	// that many (sanitizing adds the grouping labels) does not allocate.
+	spareLabels int
+}
+
+// familyCounts is how many objects of each kind the fast families need.
+type familyCounts struct {
+	families, metrics, labels, gauges, counters, untypeds int
+	floats, timestamps, strings, types                    int
+	// labelSlots counts the label pointer slots: the labels not shared
+	// and the shared ones, with the spare room after each metric's.
+	labelSlots int
+	decoding   familyDecoding
+}
+
+// decodeFamilies decodes raw metric family messages (protobuf wire format,
+// as proto.Marshal writes them). raws[i] is read only during the call.
+func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, error) {
+	out := make([]*dto.MetricFamily, len(raws))
+	fast := make([]bool, len(raws))
+	c := familyCounts{decoding: how}
+	var text []byte
+	for i, raw := range raws {
+		before, beforeText := c, len(text)
+		var ok bool
+		text, ok = countFamily(raw, &c, text)
+		if !ok {
+			c, text = before, text[:beforeText]
+			mf := &dto.MetricFamily{}
+			if err := proto.Unmarshal(raw, mf); err != nil {
+				return nil, err
+			}
+			out[i] = mf
+			continue
+		}
+		fast[i] = true
+	}
+	if c.families == 0 {
+		return out, nil
+	}
+	s := newFamilySlabs(c, string(text))
+	for i, raw := range raws {
+		if fast[i] {
+			out[i] = s.family(raw)
+		}
+	}
+	return out, nil
+}
+
+// countFamily checks that raw is a family of the fast shape and adds what
+// it needs to c and its strings' bytes to text, in the order family()
+// reads them.
+func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
+	var seenName, seenHelp, seenType bool
+	ok := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool {
+		switch {
+		case num == mfName && typ == protowire.BytesType && !seenName:
+			seenName = true
+			c.strings++
+			text = append(text, v...)
+		case num == mfHelp && typ == protowire.BytesType && !seenHelp:
+			seenHelp = true
+			c.strings++
+			text = append(text, v...)
+		case num == mfType && typ == protowire.VarintType && !seenType && x <= maxMetricType:
+			seenType = true
+			c.types++
+		case num == mfMetric && typ == protowire.BytesType:
+			var ok bool
+			text, ok = countMetric(v, c, text)
+			return ok
+		default:
+			return false
+		}
+		return true
+	})
+	if ok {
+		c.families++
+	}
+	return text, ok
+}
+
+func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
+	var seenGauge, seenCounter, seenUntyped, seenTS bool
+	ok := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
+		switch {
+		case num == metricLabel && typ == protowire.BytesType:
+			var ok bool
+			text, ok = countLabel(v, c, text)
+			return ok
+		case num == metricGauge && typ == protowire.BytesType && !seenGauge:
+			seenGauge = true
+			c.gauges++
+			return countValue(v, c)
+		case num == metricCounter && typ == protowire.BytesType && !seenCounter:
+			seenCounter = true
+			c.counters++
+			return countValue(v, c)
+		case num == metricUntyped && typ == protowire.BytesType && !seenUntyped:
+			seenUntyped = true
+			c.untypeds++
+			return countValue(v, c)
+		case num == metricTimestampMs && typ == protowire.VarintType && !seenTS:
+			seenTS = true
+			c.timestamps++
+		default:
+			return false
+		}
+		return true
+	})
+	if ok {
+		c.metrics++
+		c.labelSlots += c.decoding.spareLabels
+	}
+	return text, ok
+}
+
+func countLabel(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
+	name, value, ok := labelFields(raw)
+	if !ok {
+		return text, false
+	}
+	c.labelSlots++
+	if c.decoding.sharedPair(name, value) != nil {
+		return text, true
+	}
+	c.labels++
+	if name != nil {
+		c.strings++
+		text = append(text, name...)
+	}
+	if value != nil {
+		c.strings++
+		text = append(text, value...)
+	}
+	return text, true
+}
+
+// labelFields returns the name and value of a LabelPair message (nil when
+// absent), or false if it is not of the fast shape.
+func labelFields(raw []byte) (name, value []byte, ok bool) {
+	ok = eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
+		switch {
+		case num == labelName && typ == protowire.BytesType && name == nil:
+			name = v
+		case num == labelValue && typ == protowire.BytesType && value == nil:
+			value = v
+		default:
+			return false
+		}
+		return true
+	})
+	return name, value, ok
+}
+
+// sharedPair returns the shared pair with this name and value, or nil.
+func (d familyDecoding) sharedPair(name, value []byte) *dto.LabelPair {
+	if name == nil || value == nil {
+		return nil
+	}
+	for _, lp := range d.shared {
+		if lp.GetName() == string(name) && lp.GetValue() == string(value) {
+			return lp
+		}
+	}
+	return nil
+}
+
+// countValue checks a Gauge, Counter or Untyped message holding at most its
+// value.
+func countValue(raw []byte, c *familyCounts) bool {
+	seen := false
+	return eachField(raw, func(num protowire.Number, typ protowire.Type, _ []byte, _ uint64) bool {
+		if num != valueField || typ != protowire.Fixed64Type || seen {
+			return false
+		}
+		seen = true
+		c.floats++
+		return true
+	})
+}
+
+// eachField calls f with every field of a message: its number, wire type
+// and, by type, its bytes (BytesType) or its value (VarintType,
+// Fixed64Type). It reports false if the message does not parse, has a
+// field of another wire type, or f returns false.
+func eachField(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			x, n = protowire.ConsumeFixed64(b)
+		default:
+			return false
+		}
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if !f(num, typ, v, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// familySlabs holds the objects of the fast families, handed out in the
+// order countFamily counted them.
+type familySlabs struct {
+	families   []dto.MetricFamily
+	metrics    []dto.Metric
+	labels     []dto.LabelPair
+	gauges     []dto.Gauge
+	counters   []dto.Counter
+	untypeds   []dto.Untyped
+	floats     []float64
+	timestamps []int64
+	strings    []string
+	types      []dto.MetricType
+	// metricPtrs and labelPtrs are the families' Metric and the metrics'
+	// Label slices, cut from one array each; nMetricPtrs and nLabelPtrs
+	// count the slots handed out.
+	metricPtrs              []*dto.Metric
+	labelPtrs               []*dto.LabelPair
+	nMetricPtrs, nLabelPtrs int
+	// text holds every string's bytes; strings are substrings of it.
+	text     string
+	decoding familyDecoding
+}
+
+func newFamilySlabs(c familyCounts, text string) *familySlabs {
+	return &familySlabs{
+		decoding:   c.decoding,
+		families:   make([]dto.MetricFamily, c.families),
+		metrics:    make([]dto.Metric, c.metrics),
+		metricPtrs: make([]*dto.Metric, c.metrics),
+		labels:     make([]dto.LabelPair, c.labels),
+		labelPtrs:  make([]*dto.LabelPair, c.labelSlots),
+		gauges:     make([]dto.Gauge, c.gauges),
+		counters:   make([]dto.Counter, c.counters),
+		untypeds:   make([]dto.Untyped, c.untypeds),
+		floats:     make([]float64, c.floats),
+		timestamps: make([]int64, c.timestamps),
+		strings:    make([]string, c.strings),
+		types:      make([]dto.MetricType, c.types),
+		text:       text,
+	}
+}
+
+// next returns the next element of *slab and moves past it. The counting
+// pass sized every slab, so running out is a bug: it panics.
+func next[T any](slab *[]T) *T {
+	p := &(*slab)[0]
+	*slab = (*slab)[1:]
+	return p
+}
+
+// str returns the next string slot holding the next len(v) bytes of text.
+func (s *familySlabs) str(v []byte) *string {
+	p := next(&s.strings)
+	*p = s.text[:len(v)]
+	s.text = s.text[len(v):]
+	return p
+}
+
+// family fills the next family from raw, which countFamily accepted.
+func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
+	mf := next(&s.families)
+	first := s.nMetricPtrs
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case mfName:
+			mf.Name = s.str(v)
+		case mfHelp:
+			mf.Help = s.str(v)
+		case mfType:
+			t := next(&s.types)
+			*t = dto.MetricType(x)
+			mf.Type = t
+		case mfMetric:
+			m := next(&s.metrics)
+			s.metricPtrs[s.nMetricPtrs] = m
+			s.nMetricPtrs++
+			s.metric(m, v)
+		}
+		return true
+	})
+	if s.nMetricPtrs > first {
+		// The capacity ends at the family's last metric: appending to
+		// mf.Metric never overwrites another family's.
+		mf.Metric = s.metricPtrs[first:s.nMetricPtrs:s.nMetricPtrs]
+	}
+	return mf
+}
+
+func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
+	first := s.nLabelPtrs
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case metricLabel:
+			s.labelPtrs[s.nLabelPtrs] = s.label(v)
+			s.nLabelPtrs++
+		case metricGauge:
+			g := next(&s.gauges)
+			g.Value = s.value(v)
+			m.Gauge = g
+		case metricCounter:
+			c := next(&s.counters)
+			c.Value = s.value(v)
+			m.Counter = c
+		case metricUntyped:
+			u := next(&s.untypeds)
+			u.Value = s.value(v)
+			m.Untyped = u
+		case metricTimestampMs:
+			t := next(&s.timestamps)
+			*t = int64(x)
+			m.TimestampMs = t
+		}
+		return true
+	})
+	end := s.nLabelPtrs
+	s.nLabelPtrs += s.decoding.spareLabels
+	if end > first || s.decoding.spareLabels > 0 {
+		m.Label = s.labelPtrs[first:end:s.nLabelPtrs]
+	}
+}
+
+// label returns the label pair raw holds: a shared one, or the next of the
+// slab.
+func (s *familySlabs) label(raw []byte) *dto.LabelPair {
+	name, value, _ := labelFields(raw)
+	if lp := s.decoding.sharedPair(name, value); lp != nil {
+		return lp
+	}
+	lp := next(&s.labels)
+	if name != nil {
+		lp.Name = s.str(name)
+	}
+	if value != nil {
+		lp.Value = s.str(value)
+	}
+	return lp
+}
+
+// value reads a Gauge, Counter or Untyped message holding at most its value.
+func (s *familySlabs) value(raw []byte) *float64 {
+	var p *float64
+	eachField(raw, func(_ protowire.Number, _ protowire.Type, _ []byte, x uint64) bool {
+		p = next(&s.floats)
+		*p = math.Float64frombits(x)
+		return true
+	})
+	return p
+}
