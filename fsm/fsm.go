@@ -165,9 +165,9 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	for _, mf := range cmd.Families {
 		pushed[mf.GetName()] = mf
 	}
-	pushed[PushTimeMetricName] = timestampFamily(PushTimeMetricName, pushTimeMetricHelp, gp, cmd.TimeUnixNano)
+	pushed[PushTimeMetricName] = timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano)
 	if _, ok := next.Families[PushFailureTimeMetricName]; !ok {
-		pushed[PushFailureTimeMetricName] = timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, gp, 0)
+		pushed[PushFailureTimeMetricName] = timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0)
 	}
 	for name, mf := range pushed {
 		next.Families[name] = &Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano}
@@ -223,12 +223,12 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 	}
 	gp := newGroupingPairs(next.Labels, names)
 	next.Families[PushFailureTimeMetricName] = &Family{
-		MF:           timestampFamily(PushFailureTimeMetricName, pushFailureTimeMetricHelp, gp, cmd.TimeUnixNano),
+		MF:           timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, cmd.TimeUnixNano),
 		TimeUnixNano: cmd.TimeUnixNano,
 	}
 	if _, ok := next.Families[PushTimeMetricName]; !ok {
 		next.Families[PushTimeMetricName] = &Family{
-			MF:           timestampFamily(PushTimeMetricName, pushTimeMetricHelp, gp, 0),
+			MF:           timestampFamily(pushTimeName, pushTimeHelp, gp, 0),
 			TimeUnixNano: cmd.TimeUnixNano,
 		}
 	}

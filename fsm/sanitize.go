@@ -45,6 +45,23 @@ func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs
 	return gp
 }
 
+// emptyInstance returns the shared instance="" pair, creating it once.
+func (gp *groupingPairs) emptyInstance() *dto.LabelPair {
+	if gp.instance == nil {
+		gp.instance = &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")}
+	}
+	return gp.instance
+}
+
+// stored returns the pairs every stored metric of the group carries: the
+// grouping labels, and instance="" unless instance is one of them.
+func (gp *groupingPairs) stored() []*dto.LabelPair {
+	if _, ok := slices.BinarySearch(gp.names, model.InstanceLabel); ok {
+		return gp.pairs
+	}
+	return append(gp.pairs[:len(gp.pairs):len(gp.pairs)], gp.emptyInstance())
+}
+
 // sanitizeLabels makes every metric of mf carry the grouping labels with the
 // grouping values (overriding pushed values of the same name), adds an empty
 // instance label where none is present and sorts the label pairs by name,
@@ -73,10 +90,7 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 			}
 		}
 		if !hasInstance {
-			if gp.instance == nil {
-				gp.instance = &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")}
-			}
-			m.Label = append(m.Label, gp.instance)
+			m.Label = append(m.Label, gp.emptyInstance())
 		}
 		sortLabelPairs(m.Label)
 	}
@@ -96,7 +110,7 @@ func sortedNames(labels map[string]string) []string {
 
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
 // gauge of a group. A zero time gives the value 0, as upstream.
-func timestampFamily(name, help string, gp *groupingPairs, unixNano int64) *dto.MetricFamily {
+func timestampFamily(name, help *string, gp *groupingPairs, unixNano int64) *dto.MetricFamily {
 	// One allocation for the family, its metric and its value (every
 	// group stores two of these, and every push makes them anew), with the
 	// name, help and type strings shared: stored families are never
@@ -113,19 +127,18 @@ func timestampFamily(name, help string, gp *groupingPairs, unixNano int64) *dto.
 	r.m.Gauge = &r.g
 	r.m.Label = make([]*dto.LabelPair, 0, len(gp.names)+1)
 	r.metrics[0] = &r.m
-	r.mf.Name, r.mf.Help, r.mf.Type = timestampStrings[name], timestampStrings[help], &gaugeType
+	r.mf.Name, r.mf.Help, r.mf.Type = name, help, &gaugeType
 	r.mf.Metric = r.metrics[:]
 	sanitizeLabels(&r.mf, gp)
 	return &r.mf
 }
 
-// gaugeType and timestampStrings are shared by every timestamp family.
+// gaugeType and the timestamp families' names and help are shared by every
+// timestamp family.
 var (
-	gaugeType        = dto.MetricType_GAUGE
-	timestampStrings = map[string]*string{
-		PushTimeMetricName:        proto.String(PushTimeMetricName),
-		pushTimeMetricHelp:        proto.String(pushTimeMetricHelp),
-		PushFailureTimeMetricName: proto.String(PushFailureTimeMetricName),
-		pushFailureTimeMetricHelp: proto.String(pushFailureTimeMetricHelp),
-	}
+	gaugeType           = dto.MetricType_GAUGE
+	pushTimeName        = proto.String(PushTimeMetricName)
+	pushTimeHelp        = proto.String(pushTimeMetricHelp)
+	pushFailureTimeName = proto.String(PushFailureTimeMetricName)
+	pushFailureTimeHelp = proto.String(pushFailureTimeMetricHelp)
 )

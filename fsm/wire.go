@@ -8,7 +8,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -72,7 +71,7 @@ func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) 
 }
 
 func decodeGroup(b []byte) (*Group, error) {
-	g := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
+	g := &Group{Labels: map[string]string{}}
 	// The families' metric families are decoded together, into shared
 	// slabs (familydecode.go).
 	var fams []*Family
@@ -122,19 +121,15 @@ func decodeGroup(b []byte) (*Group, error) {
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
 	}
+	g.Families = make(map[string]*Family, len(fams))
 	if len(rawMFs) > 0 {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
-		shared := gp.pairs
-		if _, ok := g.Labels[model.InstanceLabel]; !ok {
-			shared = append(shared, &dto.LabelPair{Name: proto.String(model.InstanceLabel), Value: proto.String("")})
-		}
-		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: shared})
+		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: gp.stored()})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
-		g.Families = make(map[string]*Family, len(fams))
 		for i, f := range fams {
 			f.MF = mfs[i]
 			g.Families[f.MF.GetName()] = f
