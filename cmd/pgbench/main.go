@@ -13,8 +13,11 @@
 // one push before every scrape), convergence (3-node cluster only: time from
 // the acknowledgement on one node until the others serve the value, and
 // until they have applied the write's log index), memory (RSS after the
-// fill) and, with --soak, a churn soak that deletes and re-pushes groups
-// with new series while sampling RSS (soak.go).
+// fill), a snapshot of the state and a kill -9 and restart of our targets
+// (restart.go); at the largest G, with --soak, a churn soak that deletes
+// and re-pushes groups with new series while sampling RSS (soak.go), and
+// with --profile-dir, heap and CPU profiles of our targets summarised in
+// the report (profiles.go).
 package main
 
 import (
@@ -50,10 +53,21 @@ type config struct {
 	convergenceTimeout     time.Duration
 	rounds                 int
 	outMD, outPNG          string
+	profileDir             string
 	startTimeout           time.Duration
 	requestTimeout         time.Duration
 	quick                  bool
 	args                   []string // the command line, for the report
+}
+
+// largest is the largest G of the run: where the soak and the profiles
+// happen.
+func (c *config) largest() int {
+	l := 0
+	for _, g := range c.sizes() {
+		l = max(l, g)
+	}
+	return l
 }
 
 // sizes are the group counts to run, in order.
@@ -94,7 +108,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.fillClients, "fill-clients", 16, "concurrent clients of the fill")
 	fs.StringVar(&methods, "method", "put", "push method(s) of the push phase: put, post or put,post")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "duration of each push phase")
-	fs.DurationVar(&cfg.soak, "soak", 0, "churn soak after the other phases: delete and re-push groups with new series for this long, sampling RSS (0: none)")
+	fs.DurationVar(&cfg.soak, "soak", 0, "churn soak at the largest G after the other phases: delete and re-push groups with new series for this long, sampling RSS (0: none)")
+	fs.StringVar(&cfg.profileDir, "profile-dir", "", "at the largest G, save a heap profile after the fill and a CPU profile of the push phase of each of our targets here and summarise them in the report (empty: none)")
 	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 120*time.Second, "stop the fill after this long and report the groups reached")
 	fs.IntVar(&cfg.scrapes, "scrapes", 20, "scrapes of /metrics per format")
 	fs.IntVar(&cfg.convergence, "convergence", 200, "convergence samples (ours-3)")
@@ -222,7 +237,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			for _, t := range order {
 				logf("G=%d %s (round %d/%d): starting", G, t, round+1, cfg.rounds)
-				f, notes, err := runOne(ctx, cfg, t, G, logf)
+				var profiled func(what, file, sampleIndex string)
+				if cfg.profileDir != "" && t != targetUpstream && G == cfg.largest() && round == 0 {
+					profiled = func(what, file, sampleIndex string) { rep.addProfile(G, t, what, file, sampleIndex) }
+				}
+				f, notes, err := runOne(ctx, cfg, t, G, profiled, logf)
 				if ctx.Err() != nil {
 					return fmt.Errorf("interrupted: %w", ctx.Err())
 				}
@@ -245,6 +264,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, rep.textTable(G))
 	}
 	rep.elapsed = time.Since(began)
+	rep.summarizeProfiles(ctx)
 	if cfg.outMD != "" {
 		if err := writeFile(cfg.outMD, []byte(rep.markdown())); err != nil {
 			return err
@@ -280,8 +300,10 @@ func firstLine(s string) string {
 }
 
 // runOne starts target fresh, runs every phase at G groups and stops it.
-// notes are remarks for the report (errors seen, a capped fill).
-func runOne(ctx context.Context, cfg *config, target string, G int, logf func(string, ...any)) (f figures, notes []string, err error) {
+// notes are remarks for the report (errors seen, a capped fill). With
+// profiled set, it takes the profiles (profiles.go) and passes each one
+// taken to it.
+func runOne(ctx context.Context, cfg *config, target string, G int, profiled func(what, file, sampleIndex string), logf func(string, ...any)) (f figures, notes []string, err error) {
 	in, err := startTarget(ctx, cfg, target)
 	if err != nil {
 		return nil, nil, err
@@ -345,14 +367,32 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 	f["mem.rss_start"] = startRSS[worst]
 	f["mem.rss"] = worstRSS
 	f["mem.per_series"] = (worstRSS - startRSS[worst]) / float64(reached*(cfg.families+2))
+	if profiled != nil {
+		file := cfg.profilePath(target, G, "heap")
+		if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {
+			return nil, nil, err
+		}
+		profiled("heap in use after the fill", file, "inuse_space")
+	}
 
 	// 2. push
 	for _, m := range cfg.methods {
 		method := strings.ToUpper(m)
-		for _, c := range cfg.clients {
+		for i, c := range cfg.clients {
+			var cpu <-chan error
+			cpuFile := cfg.profilePath(target, G, "cpu-push")
+			if profiled != nil && m == cfg.methods[0] && i == len(cfg.clients)-1 {
+				cpu = l.cpuProfile(ctx, l.nodes[0], cfg.duration, cpuFile)
+			}
 			pr, err := l.pushLoad(ctx, fr.groups, method, c)
 			if err != nil {
 				return nil, nil, fmt.Errorf("push %s c=%d: %w", method, c, err)
+			}
+			if cpu != nil {
+				if err := <-cpu; err != nil {
+					return nil, nil, err
+				}
+				profiled(fmt.Sprintf("CPU of the push phase (%s, %d clients)", method, c), cpuFile, "cpu")
 			}
 			k := pushKey(m, c)
 			f[k+".rate"] = float64(pr.ok) / pr.elapsed.Seconds()
@@ -408,7 +448,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 		}
 	}
 	// 6. churn soak
-	if cfg.soak > 0 {
+	if cfg.soak > 0 && G == cfg.largest() {
 		largest := func() (float64, error) {
 			var worst float64
 			for _, c := range in.nodes {
@@ -420,10 +460,19 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 			}
 			return worst, nil
 		}
+		anonStart, err := in.nodes[0].anonRSS()
+		if err != nil {
+			return nil, nil, fmt.Errorf("rss of %s: %w", in.nodes[0].name, err)
+		}
 		sr, err := l.soak(ctx, fr.groups, cfg.soak, largest)
 		if err != nil {
 			return nil, nil, fmt.Errorf("soak: %w", err)
 		}
+		anonEnd, err := in.nodes[0].anonRSS()
+		if err != nil {
+			return nil, nil, fmt.Errorf("rss of %s: %w", in.nodes[0].name, err)
+		}
+		f["soak.anon_start"], f["soak.anon_end"] = anonStart, anonEnd
 		f["soak.ops"] = float64(sr.ops)
 		f["soak.rate"] = float64(sr.ops) / sr.elapsed.Seconds()
 		f["soak.rss_start"], f["soak.rss_half"], f["soak.rss_end"], f["soak.rss_max"] = sr.rssStart, sr.rssHalf, sr.rssEnd, sr.rssMax
@@ -439,8 +488,15 @@ func runOne(ctx context.Context, cfg *config, target string, G int, logf func(st
 			return nil, nil, errors.New("a gateway exited during the run")
 		}
 	}
-	// 7. crash and restart to ready (ours: they keep their state)
+	// 7. a snapshot of the state, then a crash and restart to ready (ours:
+	// they keep their state)
 	if target != targetUpstream {
+		took, n, err := l.snapshot(ctx, l.nodes[0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+		f["snapshot.time"], f["snapshot.bytes"] = took.Seconds(), float64(n)
+		logf("G=%d %s: snapshot of the state: %v, %.1f MiB", G, target, took.Round(time.Millisecond), float64(n)/(1<<20))
 		f["disk.bytes"] = storageBytes(in)
 		d, err := restartAll(ctx, in, cfg.startTimeout)
 		if err != nil {

@@ -160,8 +160,11 @@ func TestParsing(t *testing.T) {
 	if _, err := parseFlags([]string{"--rounds=0"}, &bytes.Buffer{}); err == nil {
 		t.Error("--rounds=0 accepted")
 	}
-	if v, err := parseVmRSS([]byte("Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t   12345 kB\n")); err != nil || v != 12345*1024 {
-		t.Errorf("parseVmRSS: %v %v", v, err)
+	if v, err := parseStatusBytes([]byte("Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t   12345 kB\nRssAnon:\t  777 kB\n"), "VmRSS"); err != nil || v != 12345*1024 {
+		t.Errorf("parseStatusBytes VmRSS: %v %v", v, err)
+	}
+	if v, err := parseStatusBytes([]byte("Name:\tx\nVmRSS:\t   12345 kB\nRssAnon:\t  777 kB\n"), "RssAnon"); err != nil || v != 777*1024 {
+		t.Errorf("parseStatusBytes RssAnon: %v %v", v, err)
 	}
 	if m := cpuModel([]byte("processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t: x\n")); m != "Some CPU @ 2.0GHz" {
 		t.Errorf("cpuModel: %q", m)
@@ -245,12 +248,12 @@ func TestSmoke(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err = run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5", "--soak=600ms",
 		"--fill-timeout=10s", "--start-timeout=20s", "--request-timeout=10s",
-		"--targets=" + targets, "--binary=" + bin, "--out-md=" + md, "--out-png=" + pngPath}, &stdout, &stderr)
+		"--targets=" + targets, "--binary=" + bin, "--out-md=" + md, "--out-png=" + pngPath, "--profile-dir=" + filepath.Join(dir, "prof")}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50", "soak: RSS at end (largest node)", "scrape text with gzip, as Prometheus asks: p50"} {
+	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50", "soak: RSS at end (largest node)", "soak: anonymous RSS at end (first node)", "scrape text with gzip, as Prometheus asks: p50", "snapshot of the whole state: size"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}
@@ -280,6 +283,24 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "## G = 10 groups") || !strings.Contains(string(b), "](docs/bench.png)") {
 		t.Errorf("markdown:\n%s", b)
+	}
+	// Profiles of our targets, saved and summarised.
+	for _, target := range []string{"ours-1", "ours-3"} {
+		for _, p := range []struct{ file, title string }{
+			{target + "-G10-heap.pb.gz", "### G=10 " + target + ": heap in use after the fill"},
+			{target + "-G10-cpu-push.pb.gz", "### G=10 " + target + ": CPU of the push phase (PUT, 16 clients)"},
+		} {
+			if _, err := os.Stat(filepath.Join(dir, "prof", p.file)); err != nil {
+				t.Errorf("profile not saved: %v", err)
+			}
+			section, ok := strings.CutPrefix(string(b)[max(0, strings.Index(string(b), p.title)):], p.title)
+			if !ok || !strings.Contains(section[:min(len(section), 400)], "Showing nodes accounting for") {
+				t.Errorf("markdown lacks the summary %q:\n%s", p.title, b)
+			}
+		}
+	}
+	if strings.Contains(string(b), "upstream: heap") {
+		t.Errorf("upstream profiled:\n%s", b)
 	}
 	f, err := os.Open(pngPath)
 	if err != nil {

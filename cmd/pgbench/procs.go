@@ -56,36 +56,43 @@ func (c *child) logTail() string {
 
 // rss is the process' resident set size in bytes (VmRSS of /proc/PID/status).
 func (c *child) rss() (float64, error) {
-	return readRSS(c.Pid())
+	return readStatusBytes(c.Pid(), "VmRSS")
 }
 
-func readRSS(pid int) (float64, error) {
+// anonRSS is the anonymous part of the process' resident set in bytes
+// (RssAnon: heap and stacks, without pages of mapped files).
+func (c *child) anonRSS() (float64, error) {
+	return readStatusBytes(c.Pid(), "RssAnon")
+}
+
+func readStatusBytes(pid int, field string) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
-	return parseVmRSS(b)
+	return parseStatusBytes(b, field)
 }
 
-// parseVmRSS reads "VmRSS:   12345 kB" from /proc/PID/status.
-func parseVmRSS(status []byte) (float64, error) {
+// parseStatusBytes reads a line such as "VmRSS:   12345 kB" from
+// /proc/PID/status.
+func parseStatusBytes(status []byte, field string) (float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+			return 0, fmt.Errorf("unexpected %s line %q", field, sc.Text())
 		}
 		kb, err := strconv.ParseFloat(f[0], 64)
 		if err != nil {
-			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+			return 0, fmt.Errorf("unexpected %s line %q", field, sc.Text())
 		}
 		return kb * 1024, nil
 	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	return 0, fmt.Errorf("no %s in /proc/PID/status", field)
 }
 
 // instance is one running target: one or three processes, with a temp dir
@@ -187,6 +194,7 @@ func startTarget(ctx context.Context, cfg *config, name string) (in *instance, e
 				fmt.Sprintf("--raft.listen-address=127.0.0.1:%d", raft[i]),
 				fmt.Sprintf("--cluster.listen-address=127.0.0.1:%d", gossip[i]),
 				"--cluster.node-name=" + node,
+				"--web.enable-admin-api", // GET /api/v1/admin/snapshot
 			}
 			if n > 1 {
 				args = append(args, fmt.Sprintf("--cluster.bootstrap-expect=%d", n))

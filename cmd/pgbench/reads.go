@@ -50,7 +50,7 @@ func (l *loader) scrapePath(ctx context.Context, node, path, accept, encoding st
 		return 0, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET /metrics (%s): %d", accept, resp.StatusCode)
+		return 0, 0, fmt.Errorf("GET %s (%s): %d", path, accept, resp.StatusCode)
 	}
 	return d, int(n), nil
 }

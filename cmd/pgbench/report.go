@@ -127,8 +127,12 @@ func (c *config) rows() []row {
 		row{"soak.rss_half", "soak: RSS at half time (largest node)", unitBytes, betterNone},
 		row{"soak.rss_end", "soak: RSS at end (largest node)", unitBytes, betterLower},
 		row{"soak.rss_max", "soak: RSS max (largest node)", unitBytes, betterLower},
+		row{"soak.anon_start", "soak: anonymous RSS at start (first node; RssAnon: heap and stacks, not mapped files)", unitBytes, betterNone},
+		row{"soak.anon_end", "soak: anonymous RSS at end (first node)", unitBytes, betterLower},
 		row{"soak.errors", "soak: errors", unitCount, betterNone},
 		row{"mem.per_series", fmt.Sprintf("RSS per stored series (G×%d)", c.families+2), unitBytes, betterLower},
+		row{"snapshot.time", "snapshot of the whole state (GET /api/v1/admin/snapshot, the raft snapshot's encoding): time", unitSeconds, betterLower},
+		row{"snapshot.bytes", "snapshot of the whole state: size", unitBytes, betterNone},
 		row{"disk.bytes", "storage on disk after the run (largest node: log, snapshots)", unitBytes, betterNone},
 		row{"restart.ready", "kill -9 of every node, restart to ready (ours; ours-3: the whole cluster)", unitSeconds, betterLower},
 	)
@@ -176,6 +180,7 @@ type report struct {
 	env      environment
 	byG      map[int]map[string]figures // G → target → aggregated figures
 	notes    []string
+	profiles []profileSummary
 	failures []string
 	elapsed  time.Duration
 }
@@ -389,6 +394,7 @@ func (r *report) markdown() string {
 			b.WriteString(fn + "\n\n")
 		}
 	}
+	b.WriteString(r.profilesMarkdown())
 	if len(r.notes) > 0 {
 		b.WriteString("## Notes\n\n")
 		for _, n := range r.notes {

@@ -31,6 +31,13 @@ func restartAll(ctx context.Context, in *instance, timeout time.Duration) (time.
 	return time.Since(start), nil
 }
 
+// snapshot downloads a snapshot of the whole state from node (GET
+// /api/v1/admin/snapshot: the encoding raft persists, taken the same way)
+// and returns how long it took and its size.
+func (l *loader) snapshot(ctx context.Context, node string) (time.Duration, int, error) {
+	return l.scrapePath(ctx, node, "/api/v1/admin/snapshot", "*/*", "identity")
+}
+
 // storageBytes is the size of the files under a node's --storage.path
 // (log, snapshots, vote record), summed per node; it returns the largest.
 func storageBytes(in *instance) float64 {
