@@ -66,6 +66,37 @@ func BenchmarkFamiliesAfterPush(b *testing.B) {
 	}
 }
 
+// BenchmarkFamiliesAfterChurn measures the exposition of a store of G
+// groups after 100 groups were deleted and pushed again with series of a
+// new label value (churn: their metrics leave the order and come back
+// elsewhere), the work a scrape or the warmer does under the state
+// machine's lock while writes wait.
+func BenchmarkFamiliesAfterChurn(b *testing.B) {
+	for _, groups := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			a := fill(b, groups)
+			a.s.Families()
+			gen := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for k := 0; k < 100; k++ {
+					gen++
+					g := (gen * 7919) % groups
+					labels := []string{"job", "bench", "instance", fmt.Sprint(g)}
+					a.mustOK(pushCmd(b, OpDelete, int64(gen), "", labels...))
+					body := strings.ReplaceAll(tenGauges(gen), `kind="x"`, fmt.Sprintf(`gen="%d"`, gen))
+					a.mustOK(pushCmd(b, OpPut, int64(gen), body, labels...))
+				}
+				b.StartTimer()
+				if len(a.s.Families()) != 12 {
+					b.Fatal("unexpected family count")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkFill measures applying the benchmark push to 10,000 new groups
 // (a fill) and reports the live heap per stored group afterwards, which
 // sets the garbage collector's work per cycle.

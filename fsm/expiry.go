@@ -1,5 +1,10 @@
 package fsm
 
+import (
+	"slices"
+	"strings"
+)
+
 // Expiry (OpExpire): which groups are old enough, and their removal. A
 // group expires by its own expiry (X-Pushgateway-Expire-After of its last
 // push) or, without one, by --push.expire-after.
@@ -29,7 +34,7 @@ func (g *Group) expired(nowUnixNano, cutoffUnixNano int64) bool {
 		at, ok := g.ExpiresAtUnixNano()
 		return ok && at <= nowUnixNano
 	}
-	return g.LastPushUnixNano() < cutoffUnixNano
+	return cutoffUnixNano != 0 && g.LastPushUnixNano() < cutoffUnixNano
 }
 
 // ExpiryCandidates returns the grouping labels of the groups expired at
@@ -38,14 +43,24 @@ func (g *Group) expired(nowUnixNano, cutoffUnixNano int64) bool {
 // same cutoff and its clock as the command's time; Apply checks each
 // again.
 func (s *FSM) ExpiryCandidates(nowUnixNano, cutoffUnixNano int64, max int) []map[string]string {
-	var out []map[string]string
-	for _, g := range s.Groups() {
+	// The leader asks every second: one pass over the groups under the read
+	// lock, sorting only what expired, so neither the scan nor a sort of
+	// every group key holds writes back in a large store.
+	s.mu.RLock()
+	var expired []*Group
+	for _, g := range s.groups {
 		if g.expired(nowUnixNano, cutoffUnixNano) {
-			out = append(out, g.Labels)
-			if max > 0 && len(out) == max {
-				break
-			}
+			expired = append(expired, g)
 		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(expired, func(a, b *Group) int { return strings.Compare(a.Key, b.Key) })
+	if max > 0 && len(expired) > max {
+		expired = expired[:max]
+	}
+	var out []map[string]string
+	for _, g := range expired {
+		out = append(out, g.Labels)
 	}
 	return out
 }

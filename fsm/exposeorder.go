@@ -88,7 +88,7 @@ func sameLabels(a, b []*dto.Metric) bool {
 //   - Other removed metrics are found by binary search when they are few,
 //     then the list is compacted in one pass; many are filtered by key.
 //   - Added metrics are sorted among themselves, then merged into the
-//     list in one backward pass.
+//     list in one backward pass that finds their places by binary search.
 func (e *nameEntry) settle() {
 	for key, old := range e.pendingRemove {
 		added, ok := e.pendingAdd[key]
@@ -189,16 +189,18 @@ func (e *nameEntry) mergePending() {
 		e.sorted = added
 		return
 	}
-	// Merge from the back, in place: sorted grows by len(added).
-	i, j := len(e.sorted)-1, len(added)-1
+	// Merge from the back, in place: sorted grows by len(added). Each added
+	// metric finds its place among the originals not yet moved by binary
+	// search (after the equal ones), and the originals behind it move up
+	// in one copy: comparisons grow with the changes (k log n), not with
+	// the list, which is only moved.
+	hi := len(e.sorted)
 	e.sorted = slices.Grow(e.sorted, len(added))[:len(e.sorted)+len(added)]
-	for k := len(e.sorted) - 1; j >= 0; k-- {
-		if i >= 0 && compareExposed(added[j], e.sorted[i]) < 0 {
-			e.sorted[k] = e.sorted[i]
-			i--
-		} else {
-			e.sorted[k] = added[j]
-			j--
-		}
+	for j := len(added) - 1; j >= 0; j-- {
+		a := added[j]
+		p := sort.Search(hi, func(x int) bool { return compareExposed(a, e.sorted[x]) < 0 })
+		copy(e.sorted[p+j+1:], e.sorted[p:hi])
+		e.sorted[p+j] = a
+		hi = p
 	}
 }

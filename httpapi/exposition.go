@@ -45,7 +45,16 @@ func (a *API) exposition() http.Handler {
 	if notifier, ok := a.opts.Store.(interface{ OnChange(func()) }); ok {
 		// What a client gets that does not say what it accepts.
 		unasked := keyOf(expfmt.NegotiateAccept(http.Header{}, expfmt.DefaultAcceptedFormats()...))
-		w := newWarmer(warmDelay, warmMaxWait, warmIdle, warmBatch, func() { a.warmExposition(cache, unasked) })
+		w := newWarmer(warmDelay, warmMaxWait, warmIdle, warmBatch, func() bool {
+			// Not while the node catches up (a restart replaying its log):
+			// the exposition would be ordered and encoded for a state about
+			// to change, under the state machine's lock the replay needs.
+			if a.opts.Readiness != nil && a.opts.Readiness.Ready() != nil {
+				return false
+			}
+			a.warmExposition(cache, unasked)
+			return true
+		})
 		notifier.OnChange(w.kick)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

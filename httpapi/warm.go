@@ -17,7 +17,11 @@ import (
 // goes and right after it ends, while a trickle of writes is refreshed at
 // most every maxWait (a scrape encodes a few changes quickly itself).
 // Between two refreshes the warmer waits at least spacing times as long
-// as the last refresh took, which bounds its share of the CPU.
+// as the last refresh took, which bounds its share of the CPU. A refresh
+// may decline (report false: the node is still catching up with the log,
+// when ordering and encoding a state about to change would only hold the
+// replay back); the changes then stay pending and it is tried again after
+// delay.
 type warmer struct {
 	kicks   chan struct{}
 	changes atomic.Int64
@@ -26,10 +30,10 @@ type warmer struct {
 	delay, maxWait, idle time.Duration
 	batch                int64
 	spacing              int
-	refresh              func()
+	refresh              func() bool
 }
 
-func newWarmer(delay, maxWait, idle time.Duration, batch int64, refresh func()) *warmer {
+func newWarmer(delay, maxWait, idle time.Duration, batch int64, refresh func() bool) *warmer {
 	return &warmer{kicks: make(chan struct{}, 1), delay: delay, maxWait: maxWait, idle: idle, batch: batch, spacing: 4, refresh: refresh}
 }
 
@@ -66,8 +70,17 @@ func (w *warmer) run() {
 		}
 		w.changes.Store(0)
 		start := time.Now()
-		w.refresh()
-		took = time.Since(start)
+		if w.refresh() {
+			took = time.Since(start)
+		} else {
+			// Declined: the changes are still to be refreshed.
+			took = 0
+			w.changes.Add(1)
+			select {
+			case w.kicks <- struct{}{}:
+			default:
+			}
+		}
 		idle.Reset(w.idle)
 	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -32,11 +33,12 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // its idle time and that a later kick starts it again.
 func TestWarmerRunsWhileKickedAndStopsWhenIdle(t *testing.T) {
 	var refreshes, lastKick, afterLastKick atomic.Int64
-	w := newWarmer(20*time.Millisecond, 60*time.Millisecond, 100*time.Millisecond, 1_000_000, func() {
+	w := newWarmer(20*time.Millisecond, 60*time.Millisecond, 100*time.Millisecond, 1_000_000, func() bool {
 		refreshes.Add(1)
 		if k := lastKick.Load(); k != 0 && time.Now().UnixNano() > k {
 			afterLastKick.Add(1)
 		}
+		return true
 	})
 	for i := 0; i < 1000; i++ {
 		w.kick()
@@ -60,6 +62,81 @@ func TestWarmerRunsWhileKickedAndStopsWhenIdle(t *testing.T) {
 	lastKick.Store(time.Now().UnixNano())
 	waitUntil(t, "a refresh after the last kick", func() bool { return afterLastKick.Load() > 0 })
 	waitUntil(t, "the warmer to stop again", func() bool { return !w.running.Load() })
+}
+
+// TestWarmerRetriesADeclinedRefresh checks that a refresh that declines
+// (the node is catching up) is tried again without another kick until it
+// is done, and that the warmer then stops as usual.
+func TestWarmerRetriesADeclinedRefresh(t *testing.T) {
+	var tries, done atomic.Int64
+	var ready atomic.Bool
+	w := newWarmer(10*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond, 1_000_000, func() bool {
+		tries.Add(1)
+		if !ready.Load() {
+			return false
+		}
+		done.Add(1)
+		return true
+	})
+	w.kick()
+	waitUntil(t, "declined refreshes tried again", func() bool { return tries.Load() >= 3 })
+	if done.Load() != 0 {
+		t.Fatal("a refresh done while declining")
+	}
+	ready.Store(true)
+	waitUntil(t, "the refresh done once the node is ready", func() bool { return done.Load() == 1 })
+	waitUntil(t, "the warmer to stop", func() bool { return !w.running.Load() })
+	if n := done.Load(); n != 1 {
+		t.Fatalf("%d refreshes for one kick", n)
+	}
+}
+
+// TestExpositionIsNotWarmedWhileCatchingUp checks that changes applied
+// while the node is not ready (a restart replaying its log) are not
+// encoded in the background, and are once it is ready.
+func TestExpositionIsNotWarmedWhileCatchingUp(t *testing.T) {
+	state := fsm.New(nil)
+	readiness := &switchReadiness{}
+	readiness.catchingUp.Store(true)
+	a := New(Options{Store: state, Registry: prometheus.NewRegistry(), Readiness: readiness})
+	a.Handler()
+	unasked := keyOf(expfmt.NegotiateAccept(http.Header{}, expfmt.DefaultAcceptedFormats()...))
+	for i := 1; i <= 20; i++ {
+		mf := &dto.MetricFamily{Name: proto.String("m"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(i))}}}}
+		cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(i)}, Families: []*dto.MetricFamily{mf}, TimeUnixNano: int64(i) * 1e9}
+		if res := state.ApplyCommand(uint64(i), cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	encoded := func() int {
+		fc := a.renderCache.byKey(unasked)
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return len(fc.families)
+	}
+	// Every try of the warmer asks for readiness; after three declined
+	// tries nothing is encoded.
+	waitUntil(t, "the warmer to try three times", func() bool { return readiness.asked.Load() >= 3 })
+	if n := encoded(); n != 0 {
+		t.Fatalf("%d families encoded while catching up", n)
+	}
+	readiness.catchingUp.Store(false)
+	waitUntil(t, "the exposition warmed once ready", func() bool { return encoded() > 0 })
+}
+
+// switchReadiness is a Readiness whose answer the test sets; it counts
+// the questions.
+type switchReadiness struct {
+	catchingUp atomic.Bool
+	asked      atomic.Int64
+}
+
+func (r *switchReadiness) Ready() error {
+	r.asked.Add(1)
+	if r.catchingUp.Load() {
+		return errors.New("catching up with the raft log")
+	}
+	return nil
 }
 
 // TestPushesWarmTheExpositionBeforeAnyScrape checks that changes of the
