@@ -97,6 +97,21 @@ func BenchmarkFamiliesAfterChurn(b *testing.B) {
 	}
 }
 
+// BenchmarkFirstExposition measures ordering a whole store of 10,000
+// groups that was never exposed (after a fill), the work the first
+// exposition after a restart would do under the state machine's lock if
+// the restore did not do it first.
+func BenchmarkFirstExposition(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		a := fill(b, 10000)
+		b.StartTimer()
+		if len(a.s.Families()) != 12 {
+			b.Fatal("unexpected family count")
+		}
+	}
+}
+
 // BenchmarkFill measures applying the benchmark push to 10,000 new groups
 // (a fill) and reports the live heap per stored group afterwards, which
 // sets the garbage collector's work per cycle.

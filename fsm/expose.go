@@ -30,6 +30,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	if s.exposed != nil {
 		return s.exposed
 	}
+	s.ix.settleAll()
 	names := slices.Sorted(maps.Keys(s.ix.names))
 	out := make([]*dto.MetricFamily, 0, len(names))
 	for _, name := range names {

@@ -2,9 +2,12 @@ package fsm
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -44,6 +47,56 @@ func compareExposed(a, b sortedMetric) int {
 		return c
 	}
 	return strings.Compare(a.key, b.key)
+}
+
+// prefixedMetric is a metric being sorted, with the start of its order
+// (see compareLabels) at hand: its number of labels and the first 8 bytes
+// of its label values joined by zero bytes, big-endian and padded with
+// zeros. Without zero bytes in the values, two such prefixes that differ
+// order the metrics as compareLabels does (a value that ends meets a
+// separator or padding, below any byte of a longer one); a metric with a
+// zero byte in a value within reach gets no prefix (exact false) and is
+// always compared in full.
+type prefixedMetric struct {
+	labels int32
+	ord    int32 // position before sorting: equal metrics keep their order
+	prefix uint64
+	exact  bool
+	sm     sortedMetric
+}
+
+func newPrefixedMetric(sm sortedMetric, ord int) prefixedMetric {
+	p := prefixedMetric{labels: int32(len(sm.m.Label)), ord: int32(ord), sm: sm, exact: true}
+	n := 0
+	for i, lp := range sm.m.Label {
+		if i > 0 && n < 8 {
+			p.prefix, n = p.prefix<<8, n+1 // separator
+		}
+		v := lp.GetValue()
+		for j := 0; j < len(v) && n < 8; j++ {
+			if v[j] == 0 {
+				p.exact = false
+			}
+			p.prefix, n = p.prefix<<8|uint64(v[j]), n+1
+		}
+	}
+	p.prefix <<= 8 * (8 - n)
+	return p
+}
+
+// comparePrefixed is compareExposed, then the order before sorting (a
+// total order, so an unstable sort gives the stable result).
+func comparePrefixed(a, b prefixedMetric) int {
+	if a.labels != b.labels {
+		return cmp.Compare(a.labels, b.labels)
+	}
+	if a.prefix != b.prefix && a.exact && b.exact {
+		return cmp.Compare(a.prefix, b.prefix)
+	}
+	if c := compareExposed(a.sm, b.sm); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ord, b.ord)
 }
 
 // find returns the position of metric m of group key in sorted, or -1.
@@ -120,6 +173,46 @@ func (e *nameEntry) settle() {
 	}
 }
 
+// parallelSettle is the number of pending metrics from which settleAll
+// orders the names on every core.
+const parallelSettle = 20000
+
+// settleAll settles every name with pending changes, the names in
+// parallel when there are many changes (a restored or freshly filled
+// store: ordering a million metrics takes seconds of one core). Names are
+// independent and each settles to the same order however its changes are
+// batched, so the result is the one of settling them one by one.
+func (ix *index) settleAll() {
+	var entries []*nameEntry
+	pending := 0
+	for _, e := range ix.names {
+		if len(e.pendingAdd)+len(e.pendingRemove) == 0 {
+			continue
+		}
+		entries = append(entries, e)
+		for _, ms := range e.pendingAdd {
+			pending += len(ms)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(entries))
+	if pending < parallelSettle || workers < 2 {
+		for _, e := range entries {
+			e.settle()
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
+				entries[i].settle()
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // removePending takes the metrics of pendingRemove out of sorted.
 func (e *nameEntry) removePending() {
 	removed := 0
@@ -177,14 +270,23 @@ func (e *nameEntry) mergePending() {
 		n += len(ms)
 	}
 	sort.Strings(keys)
-	added := make([]sortedMetric, 0, n)
+	// Sorted with what decides most comparisons copied next to each metric
+	// (its number of labels and the first bytes of its first label value),
+	// so comparing two of them rarely reaches into the metrics themselves:
+	// ordering the million metrics of a restored store is bound by memory
+	// latency otherwise.
+	keyed := make([]prefixedMetric, 0, n)
 	for _, k := range keys {
 		for _, m := range e.pendingAdd[k] {
-			added = append(added, sortedMetric{m: m, key: k})
+			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: m, key: k}, len(keyed)))
 		}
 	}
 	clear(e.pendingAdd)
-	slices.SortStableFunc(added, compareExposed)
+	slices.SortFunc(keyed, comparePrefixed)
+	added := make([]sortedMetric, len(keyed))
+	for i := range keyed {
+		added[i] = keyed[i].sm
+	}
 	if len(e.sorted) == 0 {
 		e.sorted = added
 		return

@@ -83,3 +83,87 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 		t.Fatalf("only %d comparisons", compared)
 	}
 }
+
+// TestParallelSettleEqualsSequential orders a store large enough for
+// settleAll to work on every core (a first exposition and a restore) and
+// compares it with the same store ordered in small batches, one name after
+// the other: duplicate series and tied label values included.
+func TestParallelSettleEqualsSequential(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	lazy := &applier{t: t, s: newTestFSM()}
+	eager := &applier{t: t, s: newTestFSM()}
+	pending := 0
+	for g := 0; g < 9000; g++ {
+		c := &Command{Op: OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(r.Intn(3000))}, TimeUnixNano: int64(g+1) * 1e9, Unchecked: true}
+		if g%7 == 0 {
+			c.Labels["a"] = fmt.Sprint(r.Intn(3))
+		}
+		for _, name := range []string{"a", "b", "c"} {
+			mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
+			for m := r.Intn(3); m >= 0; m-- {
+				metric := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(r.Intn(1000)))}}
+				if r.Intn(2) == 0 {
+					metric.Label = append(metric.Label, lp("x", fmt.Sprint(r.Intn(3))))
+				}
+				mf.Metric = append(mf.Metric, metric)
+				pending++
+			}
+			c.Families = append(c.Families, mf)
+		}
+		b, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []*applier{lazy, eager} {
+			a.index++
+			a.s.Apply(a.index, b)
+		}
+		if g%50 == 0 {
+			eager.s.Families()
+		}
+	}
+	stored := 0
+	for _, mf := range lazy.s.Families() { // its first exposition
+		stored += len(mf.Metric)
+	}
+	if stored < parallelSettle {
+		t.Fatalf("only %d metrics stored (%d pushed): the parallel path is not taken", stored, pending)
+	}
+	restored := clone(t, lazy.s)
+	want := render(t, eager.s)
+	if got := render(t, lazy.s); got != want {
+		t.Fatal("the store ordered on every core at its first exposition differs from the one ordered in batches")
+	}
+	if got := render(t, restored); got != want {
+		t.Fatal("the restored store differs from the one ordered in batches")
+	}
+}
+
+// TestComparePrefixedAgreesWithCompareLabels checks the shortcut of the
+// sort: for label values of every kind (empty, equal starts, prefixes of
+// each other, separators' neighbours, zero bytes, multibyte), comparing by
+// prefix orders two metrics as compareLabels does.
+func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	parts := []string{"", "a", "ab", "abc", "abcdefgh", "abcdefghi", "b", "\x00", "a\x00", "\x01", "\xff", "é", "1", "10", "100000", "99999"}
+	metric := func() *dto.Metric {
+		m := &dto.Metric{}
+		for n := 1 + r.Intn(3); n > 0; n-- {
+			v := parts[r.Intn(len(parts))]
+			if r.Intn(3) == 0 {
+				v += parts[r.Intn(len(parts))]
+			}
+			m.Label = append(m.Label, lp(fmt.Sprint("l", n), v))
+		}
+		return m
+	}
+	sign := func(c int) int { return max(-1, min(1, c)) }
+	for i := 0; i < 200000; i++ {
+		a, b := metric(), metric()
+		pa := newPrefixedMetric(sortedMetric{m: a, key: "k"}, 0)
+		pb := newPrefixedMetric(sortedMetric{m: b, key: "k"}, 0)
+		if got, want := sign(comparePrefixed(pa, pb)), sign(compareLabels(a, b)); got != want {
+			t.Fatalf("%v vs %v: by prefix %d, by labels %d", a.Label, b.Label, got, want)
+		}
+	}
+}
