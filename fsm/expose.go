@@ -36,8 +36,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	for _, name := range names {
 		e := s.ix.names[name]
 		if e.merged == nil {
-			e.settle()
-			e.merged = s.mergeFamily(name, e)
+			e.merged = s.mergeFamily(name, e) // settled above
 		}
 		if len(e.merged.Metric) > 0 {
 			out = append(out, e.merged)

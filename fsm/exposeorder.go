@@ -69,7 +69,10 @@ func newPrefixedMetric(sm sortedMetric, ord int) prefixedMetric {
 	p := prefixedMetric{labels: int32(len(sm.m.Label)), ord: int32(ord), sm: sm, exact: true}
 	n := 0
 	for i, lp := range sm.m.Label {
-		if i > 0 && n < 8 {
+		if n == 8 {
+			break
+		}
+		if i > 0 {
 			p.prefix, n = p.prefix<<8, n+1 // separator
 		}
 		v := lp.GetValue()
@@ -271,7 +274,7 @@ func (e *nameEntry) mergePending() {
 	}
 	sort.Strings(keys)
 	// Sorted with what decides most comparisons copied next to each metric
-	// (its number of labels and the first bytes of its first label value),
+	// (its number of labels and the first bytes of its label values),
 	// so comparing two of them rarely reaches into the metrics themselves:
 	// ordering the million metrics of a restored store is bound by memory
 	// latency otherwise.

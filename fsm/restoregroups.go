@@ -78,9 +78,5 @@ func indexGroups(groups []*Group) *index {
 	for _, g := range groups {
 		ix.replaceGroup(nil, g)
 	}
-	// Order the exposition now, on every core, while nothing waits for
-	// the state machine: otherwise the first exposition after a restart
-	// would do it under the lock that writes need.
-	ix.settleAll()
 	return ix
 }

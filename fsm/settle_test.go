@@ -2,7 +2,10 @@ package fsm
 
 import (
 	"fmt"
+	"maps"
 	"math/rand"
+	"runtime"
+	"slices"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -71,6 +74,7 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 			continue
 		}
 		compared++
+		checkFullSortOrder(t, lazy.s)
 		got := render(t, lazy.s)
 		if want := render(t, clone(t, lazy.s)); got != want {
 			t.Fatalf("step %d: incremental exposition differs from a full sort\n--- incremental\n%s\n--- full sort\n%s", step, got, want)
@@ -89,6 +93,7 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 // compares it with the same store ordered in small batches, one name after
 // the other: duplicate series and tied label values included.
 func TestParallelSettleEqualsSequential(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // settleAll's workers, however many cores run the test
 	r := rand.New(rand.NewSource(11))
 	lazy := &applier{t: t, s: newTestFSM()}
 	eager := &applier{t: t, s: newTestFSM()}
@@ -136,6 +141,36 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 	}
 	if got := render(t, restored); got != want {
 		t.Fatal("the restored store differs from the one ordered in batches")
+	}
+	checkFullSortOrder(t, lazy.s)
+	checkFullSortOrder(t, restored)
+}
+
+// checkFullSortOrder compares every name's settled order with a stable
+// sort by compareExposed of all its stored metrics (groups in key order,
+// metrics in family order): an order made without the incremental
+// machinery, its batching, prefixes or workers.
+func checkFullSortOrder(t *testing.T, s *FSM) {
+	t.Helper()
+	s.Families()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for name, e := range s.ix.names {
+		var want []sortedMetric
+		for _, k := range slices.Sorted(maps.Keys(e.groups)) {
+			for _, m := range e.groups[k].MF.GetMetric() {
+				want = append(want, sortedMetric{m: m, key: k})
+			}
+		}
+		slices.SortStableFunc(want, compareExposed)
+		if len(want) != len(e.sorted) {
+			t.Fatalf("%s: %d metrics in order, %d stored", name, len(e.sorted), len(want))
+		}
+		for i := range want {
+			if want[i].m != e.sorted[i].m || want[i].key != e.sorted[i].key {
+				t.Fatalf("%s: position %d differs from a full sort", name, i)
+			}
+		}
 	}
 }
 

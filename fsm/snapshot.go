@@ -205,6 +205,10 @@ func (s *FSM) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	// Order the exposition now, on every core, while nothing waits for the
+	// state machine: otherwise the first exposition after a restart would
+	// do it under the lock that writes need.
+	st.ix.settleAll()
 	s.mu.Lock()
 	s.install(st)
 	s.applied = st.applied

@@ -21,7 +21,8 @@ import (
 // may decline (report false: the node is still catching up with the log,
 // when ordering and encoding a state about to change would only hold the
 // replay back); the changes then stay pending and it is tried again after
-// delay.
+// delay, for as long as it declines (a node that stays unready, cut off
+// from the others, asks 4 times a second whether it is ready).
 type warmer struct {
 	kicks   chan struct{}
 	changes atomic.Int64
