@@ -286,23 +286,15 @@ func (e *nameEntry) mergePending() {
 	}
 	clear(e.pendingAdd)
 	slices.SortFunc(keyed, comparePrefixed)
-	added := make([]sortedMetric, len(keyed))
-	for i := range keyed {
-		added[i] = keyed[i].sm
-	}
-	if len(e.sorted) == 0 {
-		e.sorted = added
-		return
-	}
-	// Merge from the back, in place: sorted grows by len(added). Each added
+	// Merge from the back, in place: sorted grows by len(keyed). Each added
 	// metric finds its place among the originals not yet moved by binary
 	// search (after the equal ones), and the originals behind it move up
 	// in one copy: comparisons grow with the changes (k log n), not with
-	// the list, which is only moved.
+	// the list, which is only moved. (An empty list just takes them.)
 	hi := len(e.sorted)
-	e.sorted = slices.Grow(e.sorted, len(added))[:len(e.sorted)+len(added)]
-	for j := len(added) - 1; j >= 0; j-- {
-		a := added[j]
+	e.sorted = slices.Grow(e.sorted, len(keyed))[:len(e.sorted)+len(keyed)]
+	for j := len(keyed) - 1; j >= 0; j-- {
+		a := keyed[j].sm
 		p := sort.Search(hi, func(x int) bool { return compareExposed(a, e.sorted[x]) < 0 })
 		copy(e.sorted[p+j+1:], e.sorted[p:hi])
 		e.sorted[p+j] = a

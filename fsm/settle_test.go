@@ -49,26 +49,12 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 				}
 				mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
 				for m := r.Intn(3); m >= 0; m-- {
-					metric := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(r.Intn(1000)))}}
-					if r.Intn(2) == 0 {
-						metric.Label = append(metric.Label, lp("x", fmt.Sprint(r.Intn(3))))
-					}
-					if r.Intn(4) == 0 {
-						metric.Label = append(metric.Label, lp("y", fmt.Sprint(r.Intn(2))))
-					}
-					mf.Metric = append(mf.Metric, metric)
+					mf.Metric = append(mf.Metric, randomGauge(r, true))
 				}
 				c.Families = append(c.Families, mf)
 			}
 		}
-		b, err := c.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range []*applier{lazy, eager} {
-			a.index++
-			a.s.Apply(a.index, b)
-		}
+		applyToAll(t, c, lazy, eager)
 		eager.s.Families()
 		if r.Intn(25) != 0 {
 			continue
@@ -106,23 +92,12 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 		for _, name := range []string{"a", "b", "c"} {
 			mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
 			for m := r.Intn(3); m >= 0; m-- {
-				metric := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(r.Intn(1000)))}}
-				if r.Intn(2) == 0 {
-					metric.Label = append(metric.Label, lp("x", fmt.Sprint(r.Intn(3))))
-				}
-				mf.Metric = append(mf.Metric, metric)
+				mf.Metric = append(mf.Metric, randomGauge(r, false))
 				pending++
 			}
 			c.Families = append(c.Families, mf)
 		}
-		b, err := c.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range []*applier{lazy, eager} {
-			a.index++
-			a.s.Apply(a.index, b)
-		}
+		applyToAll(t, c, lazy, eager)
 		if g%50 == 0 {
 			eager.s.Families()
 		}
@@ -200,5 +175,32 @@ func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
 		if got, want := sign(comparePrefixed(pa, pb)), sign(compareLabels(a, b)); got != want {
 			t.Fatalf("%v vs %v: by prefix %d, by labels %d", a.Label, b.Label, got, want)
 		}
+	}
+}
+
+// randomGauge is a gauge sample with, at random, a label x of three values
+// and (withY) a label y of two: label sets that tie across groups.
+func randomGauge(r *rand.Rand, withY bool) *dto.Metric {
+	m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(float64(r.Intn(1000)))}}
+	if r.Intn(2) == 0 {
+		m.Label = append(m.Label, lp("x", fmt.Sprint(r.Intn(3))))
+	}
+	if withY && r.Intn(4) == 0 {
+		m.Label = append(m.Label, lp("y", fmt.Sprint(r.Intn(2))))
+	}
+	return m
+}
+
+// applyToAll applies c, unchecked by the test, to every applier at its
+// next index.
+func applyToAll(t *testing.T, c *Command, all ...*applier) {
+	t.Helper()
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		a.index++
+		a.s.Apply(a.index, b)
 	}
 }
