@@ -14,9 +14,9 @@ import (
 // Reads that never go back in time: before a read of the pushed metrics,
 // a node learns the leader's commit index (a read index) and waits until
 // it has applied that far, as etcd and rqlite do for linearizable reads.
-// The leader confirms it still leads with one round of heartbeats
-// (VerifyLeader) per read index, and only hands out a commit index of its
-// own term, so every write acknowledged anywhere before the read began is
+// The leader confirms it still leads with one round of status requests to
+// the voters per read index (confirmLeadership), and only hands out a
+// commit index of its own term, so every write acknowledged anywhere before the read began is
 // included. Reads that arrive while a round is under way share the next
 // round: under load there is at most one round in flight per node.
 
@@ -194,7 +194,7 @@ func (n *Node) serveReadIndex(timeoutMs uint64) applyReply {
 // leaderReadIndex is the read index as the leader sees it: its commit
 // index, once that is of its own term (until the first entry of a new
 // term commits, the commit index may lag entries the previous leader
-// acknowledged), confirmed by a round of heartbeats to a quorum.
+// acknowledged), confirmed by a quorum of voters still in its term.
 func (n *Node) leaderReadIndex(deadline time.Time) (uint64, error) {
 	term := n.raft.CurrentTerm()
 	commit := n.raft.CommitIndex()
@@ -207,29 +207,82 @@ func (n *Node) leaderReadIndex(deadline time.Time) (uint64, error) {
 			return 0, errors.New("the leader has not committed an entry of its term yet")
 		}
 	}
-	if err := n.verifyLeader(deadline); err != nil {
+	if err := n.confirmLeadership(term, deadline); err != nil {
 		return 0, err
 	}
 	return n.lastCommandUpTo(commit)
 }
 
-// verifyLeader confirms leadership with a quorum, waiting at most until
-// the deadline (raft's VerifyLeader waits until leadership is lost).
-func (n *Node) verifyLeader(deadline time.Time) error {
-	f := n.raft.VerifyLeader()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("not confirmed as the leader: %w", err)
-		}
-		return nil
-	case <-t.C:
-		return errors.New("no quorum confirmed the leader in time")
+// confirmLeadership confirms, after it was called, that this node still
+// leads in term: a quorum of the voters, itself included, answers a status
+// request with that term. Terms never go down, so no later term can have
+// elected a leader (which needs a quorum of votes in that later term) before
+// the call: every write acknowledged before it is in this leader's log.
+//
+// Raft's VerifyLeader is not used: it counts the answer to any heartbeat or
+// append that arrives after it was called, also one sent long before (to a
+// follower that stopped since, or was SIGSTOPped and resumes), so it can
+// confirm a leader that a quorum has left. A status request is answered
+// only after it was sent.
+func (n *Node) confirmLeadership(term uint64, deadline time.Time) error {
+	if n.raft.State() != raft.Leader {
+		return errors.New("not the leader")
 	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("read the raft configuration: %w", err)
+	}
+	var others []raft.ServerAddress
+	voters, confirmed := 0, 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if s.ID == raft.ServerID(n.name) {
+			confirmed++
+		} else {
+			others = append(others, s.Address)
+		}
+	}
+	quorum := voters/2 + 1
+	if confirmed >= quorum {
+		return nil
+	}
+	type answer struct {
+		term uint64
+		err  error
+	}
+	answers := make(chan answer, len(others))
+	for _, addr := range others {
+		go func() {
+			b, err := n.rpc.call(string(addr), deadline, []byte{methodStatus})
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			st, err := decodeStatusReply(b)
+			answers <- answer{term: st.term, err: err}
+		}()
+	}
+	var last error
+	for range others {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			last = a.err
+		case a.term > term:
+			return fmt.Errorf("a voter is in term %d, later than this leader's %d", a.term, term)
+		case a.term == term:
+			if confirmed++; confirmed >= quorum {
+				return nil
+			}
+		}
+	}
+	if last != nil {
+		return fmt.Errorf("not confirmed as the leader by a quorum of %d voters: %w", quorum, last)
+	}
+	return fmt.Errorf("not confirmed as the leader by a quorum of %d voters", quorum)
 }
 
 // lastCommandUpTo returns the index of the last command entry at or

@@ -120,6 +120,9 @@ func haproxyConfig(t *testing.T, lab *netLab, bind string) string {
 			line = "    bind " + bind
 		case strings.HasPrefix(trimmed, "timeout server "):
 			line = "    timeout server 1200ms" // above the read timeout, below the scrape timeout
+		case strings.HasPrefix(trimmed, "default_backend "):
+			// The raft index each answer was served at, in the log.
+			line += "\n    capture response header X-Pushgateway-Raft-Index len 20"
 		case strings.HasPrefix(trimmed, "server "):
 			if servers {
 				continue
@@ -137,6 +140,16 @@ func haproxyConfig(t *testing.T, lab *netLab, bind string) string {
 		t.Fatal("no server lines in deploy/haproxy/haproxy.cfg")
 	}
 	return strings.Join(out, "\n")
+}
+
+// pushAttempt is one push of the end-to-end test's job.
+type pushAttempt struct {
+	sent    time.Time
+	took    time.Duration
+	node    string
+	value   int64
+	outcome string // ok, error or the status code
+	index   string // the raft index of the answer, when there was one
 }
 
 // promSample is one stored sample.
@@ -304,6 +317,7 @@ scrape_configs:
 	var acked atomic.Int64
 	var pushMu sync.Mutex
 	pushErrors := map[string]int{}
+	var attempts []pushAttempt // every push, for the failure output
 	stopPushing := make(chan struct{})
 	pusherDone := make(chan struct{})
 	go func() {
@@ -322,8 +336,9 @@ scrape_configs:
 			turn++
 			body := fmt.Sprintf("# TYPE e2e_pushed_total counter\ne2e_pushed_total %d\n", value)
 			req, _ := http.NewRequest("PUT", n.url()+"/metrics/job/e2e", strings.NewReader(body))
+			sent := time.Now()
 			resp, err := pc.Do(req)
-			outcome := "ok"
+			outcome, index := "ok", ""
 			switch {
 			case err != nil:
 				outcome = "error"
@@ -331,12 +346,16 @@ scrape_configs:
 				outcome = strconv.Itoa(resp.StatusCode)
 			}
 			if resp != nil {
+				index = resp.Header.Get("X-Pushgateway-Raft-Index")
 				resp.Body.Close()
 			}
+			pushMu.Lock()
+			attempts = append(attempts, pushAttempt{sent: sent, took: time.Since(sent), node: n.name(), value: value, outcome: outcome, index: index})
 			if outcome != "ok" {
-				pushMu.Lock()
 				pushErrors[n.name()+" "+outcome]++
-				pushMu.Unlock()
+			}
+			pushMu.Unlock()
+			if outcome != "ok" {
 				continue
 			}
 			acked.Store(value)
@@ -388,31 +407,32 @@ scrape_configs:
 
 	faults := []struct {
 		name string
-		do   func() (undo func())
+		do   func() (hit *labNode, undo func())
 	}{
-		{"a follower cut off for 10 s", func() func() {
+		{"a follower cut off for 10 s", func() (*labNode, func()) {
 			n := follower()
 			lab.cutOff(n.host, labRaftPort, labGossipPort)
-			return func() { lab.heal(n.host, labRaftPort, labGossipPort) }
+			return n, func() { lab.heal(n.host, labRaftPort, labGossipPort) }
 		}},
-		{"the leader cut off for 10 s", func() func() {
+		{"the leader cut off for 10 s", func() (*labNode, func()) {
 			n := leader()
 			lab.cutOff(n.host, labRaftPort, labGossipPort)
-			return func() { lab.heal(n.host, labRaftPort, labGossipPort) }
+			return n, func() { lab.heal(n.host, labRaftPort, labGossipPort) }
 		}},
-		{"a node SIGSTOPped for 10 s", func() func() {
+		{"a node SIGSTOPped for 10 s", func() (*labNode, func()) {
 			n := follower()
 			n.signal(syscall.SIGSTOP)
-			return func() { n.signal(syscall.SIGCONT) }
+			return n, func() { n.signal(syscall.SIGCONT) }
 		}},
-		{"a node killed -9 and restarted", func() func() {
+		{"a node killed -9 and restarted", func() (*labNode, func()) {
 			n := leader()
 			n.kill()
-			return func() { n.start() }
+			return n, func() { n.start() }
 		}},
 	}
 	for _, f := range faults {
-		undo := f.do()
+		hit, undo := f.do()
+		began := time.Since(start)
 		healed := false
 		heal := func() {
 			if !healed {
@@ -423,8 +443,10 @@ scrape_configs:
 		t.Cleanup(heal) // undone even when the test fails on the way
 		time.Sleep(10 * time.Second)
 		heal()
+		undone := time.Since(start)
 		settle(f.name)
-		t.Logf("%s: done at +%v, last acknowledged push %d", f.name, time.Since(start).Round(time.Second), acked.Load())
+		t.Logf("%s: %s from +%v to +%v, healthy again and done at +%v, last acknowledged push %d", f.name, hit.name(),
+			began.Round(time.Millisecond), undone.Round(time.Millisecond), time.Since(start).Round(time.Second), acked.Load())
 	}
 	stopPusher()
 	last := acked.Load()
@@ -445,6 +467,13 @@ scrape_configs:
 		if a[i].value < a[i-1].value {
 			backA++
 			t.Errorf("layout (a): value went back from %v (at +%v) to %v (at +%v)", a[i-1].value, since(a[i-1].at), a[i].value, since(a[i].at))
+			pushMu.Lock()
+			for _, p := range attempts {
+				if d := p.sent.Sub(start); d > since(a[i-1].at)-15*time.Second && d < since(a[i].at)+5*time.Second {
+					t.Logf("push %d to %s at +%v: %s after %v (index %s)", p.value, p.node, d.Round(time.Millisecond), p.outcome, p.took.Round(time.Millisecond), p.index)
+				}
+			}
+			pushMu.Unlock()
 		}
 		gap := a[i].at - a[i-1].at
 		maxGap = max(maxGap, gap)
