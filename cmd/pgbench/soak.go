@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,9 @@ import (
 // groups stays the same. The nodes' RSS is sampled throughout: memory must
 // not grow with churn. The first half warms up (the heap grows to its
 // steady size under the collector's pacing); the second half must be flat.
+// RSS follows the collector's pacing and what the runtime returns to the
+// system, so the first node's live heap (right after a forced collection)
+// is taken at the start, half time and the end too: what the store holds.
 
 // soakSamples is how many times the soak samples RSS.
 const soakSamples = 12
@@ -30,7 +35,10 @@ type soakResult struct {
 	rssStart, rssEnd float64 // the largest node's
 	rssHalf          float64 // halfway through: warmed up, so the second half shows a trend
 	rssMax           float64
-	elapsed          time.Duration
+	// liveStart, liveHalf and liveEnd are the first node's heap in use
+	// right after a collection.
+	liveStart, liveHalf, liveEnd float64
+	elapsed                      time.Duration
 }
 
 // churnBody is a push of M gauge families whose one series carries the
@@ -49,6 +57,9 @@ func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, rss fu
 	var res soakResult
 	var err error
 	if res.rssStart, err = rss(); err != nil {
+		return res, err
+	}
+	if res.liveStart, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
 		return res, err
 	}
 	res.rssMax = res.rssStart
@@ -104,6 +115,11 @@ sample:
 			res.rssMax = max(res.rssMax, r)
 			if k == soakSamples/2 {
 				res.rssHalf = r
+				if res.liveHalf, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
+					cancel()
+					wg.Wait()
+					return res, err
+				}
 			}
 		}
 	}
@@ -113,6 +129,37 @@ sample:
 		return res, err
 	}
 	res.rssMax = max(res.rssMax, res.rssEnd)
+	if res.liveEnd, err = l.liveHeap(context.WithoutCancel(ctx), l.nodes[0]); err != nil {
+		return res, err
+	}
 	res.errors, res.first = errs.n, errs.first
 	return res, nil
+}
+
+// heapAllocLine is the live heap in a heap profile's text form (debug=1
+// ends with the runtime's memory statistics).
+var heapAllocLine = regexp.MustCompile(`(?m)^# HeapAlloc = (\d+)$`)
+
+// liveHeap returns node's heap in use right after a collection: the heap
+// profile endpoint collects first with gc=1, and its text form ends with
+// the runtime's statistics.
+func (l *loader) liveHeap(ctx context.Context, node string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+"/debug/pprof/heap?gc=1&debug=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("live heap of %s: %w", node, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("live heap of %s: %w", node, err)
+	}
+	m := heapAllocLine.FindSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		return 0, fmt.Errorf("live heap of %s: %s, no HeapAlloc in %s", node, resp.Status, tail(string(body), 200))
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
 }
