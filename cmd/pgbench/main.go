@@ -109,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&methods, "method", "put", "push method(s) of the push phase: put, post or put,post")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "duration of each push phase")
 	fs.DurationVar(&cfg.soak, "soak", 0, "churn soak at the largest G after the other phases: delete and re-push groups with new series for this long, sampling RSS (0: none)")
-	fs.StringVar(&cfg.profileDir, "profile-dir", "", "at the largest G, save a heap profile after the fill and a CPU profile of the push phase of each of our targets here and summarise them in the report (empty: none)")
+	fs.StringVar(&cfg.profileDir, "profile-dir", "", "at the largest G, save a heap profile after the fill (and the soak) and a CPU profile of the push phase of each of our targets here and summarise them in the report (empty: none)")
 	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 120*time.Second, "stop the fill after this long and report the groups reached")
 	fs.IntVar(&cfg.scrapes, "scrapes", 20, "scrapes of /metrics per format")
 	fs.IntVar(&cfg.convergence, "convergence", 200, "convergence samples (ours-3)")

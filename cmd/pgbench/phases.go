@@ -196,6 +196,13 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f at half time → %.1f MiB (max %.1f), live heap %.1f → %.1f → %.1f MiB", G, target, sr.elapsed.Round(time.Second),
 			sr.ops, f["soak.rate"], sr.rssStart/(1<<20), sr.rssHalf/(1<<20), sr.rssEnd/(1<<20), sr.rssMax/(1<<20),
 			sr.liveStart/(1<<20), sr.liveHalf/(1<<20), sr.liveEnd/(1<<20))
+		if profiled != nil {
+			file := cfg.profilePath(target, G, "heap-soak")
+			if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {
+				return nil, nil, err
+			}
+			profiled("heap in use after the soak", file, "inuse_space")
+		}
 	}
 	for _, c := range in.nodes {
 		if c.exited() {

@@ -14,11 +14,11 @@ import (
 )
 
 // Profiles (--profile-dir=DIR): at the largest G, pgbench takes from each
-// of our targets (its first node) a heap profile right after the fill and a
-// CPU profile over the push phase with the most clients, through the
-// node's /debug/pprof, keeps the files under DIR and puts the top of each
-// (go tool pprof -top) in the report: where the memory and the time of the
-// largest store go.
+// of our targets (its first node) a heap profile right after the fill (and
+// after the soak, with --soak) and a CPU profile over the push phase with
+// the most clients, through the node's /debug/pprof, keeps the files under
+// DIR and puts the top of each (go tool pprof -top) in the report: where
+// the memory and the time of the largest store go.
 
 // profileTopNodes is how many functions a summary lists.
 const profileTopNodes = 12
@@ -125,7 +125,7 @@ func (r *report) profilesMarkdown() string {
 	}
 	var b strings.Builder
 	b.WriteString("## Profiles\n\n")
-	fmt.Fprintf(&b, "Taken with `--profile-dir` from the first node of each of our targets at the largest G: the heap in use right after the fill (`/debug/pprof/heap?gc=1`) and the CPU over the push phase with %d clients (`/debug/pprof/profile`); the top %d functions of each by `go tool pprof -top` (flat: in the function itself, cum: with what it calls).\n\n",
+	fmt.Fprintf(&b, "Taken with `--profile-dir` from the first node of each of our targets at the largest G: the heap in use right after the fill and after the soak (`/debug/pprof/heap?gc=1`) and the CPU over the push phase with %d clients (`/debug/pprof/profile`); the top %d functions of each by `go tool pprof -top` (flat: in the function itself, cum: with what it calls).\n\n",
 		r.cfg.clients[len(r.cfg.clients)-1], profileTopNodes)
 	for _, p := range r.profiles {
 		fmt.Fprintf(&b, "### %s\n\n`%s`\n\n```\n%s\n```\n\n", p.title, filepath.Base(p.file), p.top)
