@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tenGauges is a push of 10 gauge families, the benchmark workload.
@@ -64,6 +66,92 @@ func BenchmarkFamiliesAfterPush(b *testing.B) {
 			b.Fatal("unexpected family count")
 		}
 	}
+}
+
+// BenchmarkFamiliesAfterValuePushes measures the exposition of a store of
+// G groups after 100 of them were pushed again with new values only (the
+// usual push: every metric keeps its place in the order, found by binary
+// search), the work a scrape or the warmer does under the state machine's
+// lock while writes wait.
+func BenchmarkFamiliesAfterValuePushes(b *testing.B) {
+	for _, groups := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			a := fill(b, groups)
+			a.s.Families()
+			cmds := make([][]byte, 100)
+			gen := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for k := range cmds {
+					gen++
+					g := (gen * 7919) % groups
+					enc, err := pushCmd(b, OpPut, int64(gen), tenGauges(gen), "job", "bench", "instance", fmt.Sprint(g)).Encode()
+					if err != nil {
+						b.Fatal(err)
+					}
+					cmds[k] = enc
+				}
+				for _, enc := range cmds {
+					a.index++
+					if r := a.s.Apply(a.index, enc); r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+				b.StartTimer()
+				if len(a.s.Families()) != 12 {
+					b.Fatal("unexpected family count")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkApplyWhileExposing measures applying value-only pushes into a
+// store of 100,000 groups while another goroutine builds the exposition
+// again and again (a scrape or the warmer after every change): the p99 and
+// the maximum of one Apply show how long a write waits for the exposition.
+func BenchmarkApplyWhileExposing(b *testing.B) {
+	const groups = 100000
+	a := fill(b, groups)
+	a.s.Families()
+	cmds := make([][]byte, 1000)
+	for i := range cmds {
+		enc, err := pushCmd(b, OpPut, int64(i), tenGauges(i), "job", "bench", "instance", fmt.Sprint((i*7919)%groups)).Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[i] = enc
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				a.s.Families()
+			}
+		}
+	}()
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.index++
+		start := time.Now()
+		if r := a.s.Apply(a.index, cmds[i%len(cmds)]); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
 }
 
 // BenchmarkFamiliesAfterChurn measures the exposition of a store of G

@@ -29,8 +29,17 @@ type FSM struct {
 	imported *ImportRecord
 	// sortedKeys caches the group keys in order; nil when stale.
 	sortedKeys []string
-	// exposed caches the merged exposition; nil when stale.
-	exposed []*dto.MetricFamily
+	// exposed caches the merged exposition; nil when stale. exposeGen
+	// counts the times it went stale.
+	exposed   []*dto.MetricFamily
+	exposeGen uint64
+	// exposeMu is held by whoever builds the exposition (Families), before
+	// mu: only its holder orders the exposition (nameEntry.sorted), so the
+	// order stays still while the holder reads it without mu.
+	exposeMu sync.Mutex
+	// afterSettle, if set (by tests), runs in Families between ordering
+	// the changes and building the metric lists, without mu.
+	afterSettle func()
 	// onChange is called after every applied command and restore.
 	onChange []func()
 }
@@ -253,6 +262,7 @@ func (s *FSM) setGroup(key string, next *Group) {
 		s.sortedKeys = nil
 	}
 	s.exposed = nil
+	s.exposeGen++
 }
 
 // AppliedIndex returns the log index of the last applied command.

@@ -81,9 +81,15 @@ func (a *applier) mustFail(c *Command, wantSubstr string) {
 // render returns the text exposition of the pushed families.
 func render(t testing.TB, s *FSM) string {
 	t.Helper()
+	return renderFamilies(t, s.Families())
+}
+
+// renderFamilies encodes families in the text format.
+func renderFamilies(t testing.TB, fams []*dto.MetricFamily) string {
+	t.Helper()
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range s.Families() {
+	for _, mf := range fams {
 		if err := enc.Encode(mf); err != nil {
 			t.Fatalf("encode %s: %v", mf.GetName(), err)
 		}

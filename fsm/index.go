@@ -33,8 +33,9 @@ type nameEntry struct {
 	// from that group's family).
 	minKey string
 	// merged caches the exposition of this name across groups; nil when
-	// it must be rebuilt.
-	merged *dto.MetricFamily
+	// it must be rebuilt. version counts the changes to this name.
+	merged  *dto.MetricFamily
+	version uint64
 }
 
 // index holds what the incremental consistency check and the exposition
@@ -110,6 +111,7 @@ func (ix *index) add(key, name string, f *Family) {
 		ix.mixed[name] = struct{}{}
 	}
 	e.merged = nil
+	e.version++
 	for _, m := range f.MF.GetMetric() {
 		h := seriesHash(name, m)
 		if ix.series[h]++; ix.series[h] == 2 {
@@ -139,6 +141,7 @@ func (ix *index) remove(key, name string, f *Family) {
 		delete(ix.mixed, name)
 	}
 	e.merged = nil
+	e.version++
 	if len(e.groups) == 0 {
 		delete(ix.names, name)
 	}

@@ -230,6 +230,7 @@ type restoredState struct {
 func (s *FSM) install(st *restoredState) {
 	s.groups, s.ix, s.imported = st.groups, st.ix, st.imported
 	s.sortedKeys, s.exposed = nil, nil
+	s.exposeGen++
 	s.series = 0
 	for _, g := range s.groups {
 		s.series += g.seriesCount()
