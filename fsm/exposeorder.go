@@ -146,6 +146,11 @@ func sameLabels(a, b []*dto.Metric) bool {
 //   - Added metrics are sorted among themselves, then merged into the
 //     list in one backward pass that finds their places by binary search.
 func (e *nameEntry) settle() {
+	if len(e.pendingAdd)+len(e.pendingRemove) > shrinkPending {
+		// Emptied maps keep their size: after a fill or a restore that
+		// is a slot for every group, twice, for good.
+		defer func() { e.pendingAdd, e.pendingRemove = map[string][]*dto.Metric{}, map[string][]*dto.Metric{} }()
+	}
 	for key, old := range e.pendingRemove {
 		added, ok := e.pendingAdd[key]
 		if !ok || !sameLabels(old, added) {
@@ -176,6 +181,10 @@ func (e *nameEntry) settle() {
 	}
 }
 
+// shrinkPending is the number of pending groups from which settle replaces
+// the maps of pending changes once it emptied them.
+const shrinkPending = 1024
+
 // parallelSettle is the number of pending metrics from which settleAll
 // orders the names on every core.
 const parallelSettle = 20000
@@ -197,10 +206,16 @@ func (ix *index) settleAll() {
 			pending += len(ms)
 		}
 	}
+	forEachEntry(entries, pending >= parallelSettle, (*nameEntry).settle)
+}
+
+// forEachEntry calls f for every entry, on every core when parallel is set
+// (the entries are independent).
+func forEachEntry(entries []*nameEntry, parallel bool, f func(*nameEntry)) {
 	workers := min(runtime.GOMAXPROCS(0), len(entries))
-	if pending < parallelSettle || workers < 2 {
+	if !parallel || workers < 2 {
 		for _, e := range entries {
-			e.settle()
+			f(e)
 		}
 		return
 	}
@@ -209,7 +224,7 @@ func (ix *index) settleAll() {
 	for range workers {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
-				entries[i].settle()
+				f(entries[i])
 			}
 		})
 	}
@@ -273,11 +288,6 @@ func (e *nameEntry) mergePending() {
 		n += len(ms)
 	}
 	sort.Strings(keys)
-	// Sorted with what decides most comparisons copied next to each metric
-	// (its number of labels and the first bytes of its label values),
-	// so comparing two of them rarely reaches into the metrics themselves:
-	// ordering the million metrics of a restored store is bound by memory
-	// latency otherwise.
 	keyed := make([]prefixedMetric, 0, n)
 	for _, k := range keys {
 		for _, m := range e.pendingAdd[k] {
@@ -285,7 +295,7 @@ func (e *nameEntry) mergePending() {
 		}
 	}
 	clear(e.pendingAdd)
-	slices.SortFunc(keyed, comparePrefixed)
+	sortPrefixed(keyed)
 	// Merge from the back, in place: sorted grows by len(keyed). Each added
 	// metric finds its place among the originals not yet moved by binary
 	// search (after the equal ones), and the originals behind it move up
@@ -299,5 +309,32 @@ func (e *nameEntry) mergePending() {
 		copy(e.sorted[p+j+1:], e.sorted[p:hi])
 		e.sorted[p+j] = a
 		hi = p
+	}
+}
+
+// sortPrefixed sorts metrics into exposition order, those that compare
+// equal in the order they are given (by ord). What decides most
+// comparisons is copied next to each metric (its number of labels and the
+// first bytes of its label values), so comparing two of them rarely
+// reaches into the metrics themselves: ordering the million metrics of a
+// restored store is bound by memory latency otherwise.
+func sortPrefixed(keyed []prefixedMetric) {
+	slices.SortFunc(keyed, comparePrefixed)
+}
+
+// orderRestored orders the metrics of a restored name, given with their
+// group keys in increasing key order and each family's metrics in its
+// order, into an empty entry: the order settle gives the same metrics
+// pending (it sorts the pending keys and numbers the metrics alike),
+// without a map of pending changes in between.
+func (e *nameEntry) orderRestored(ms []sortedMetric) {
+	keyed := make([]prefixedMetric, len(ms))
+	for i, sm := range ms {
+		keyed[i] = newPrefixedMetric(sm, i)
+	}
+	sortPrefixed(keyed)
+	e.sorted = make([]sortedMetric, len(keyed))
+	for i, k := range keyed {
+		e.sorted[i] = k.sm
 	}
 }

@@ -90,19 +90,24 @@ func seriesHash(name string, m *dto.Metric) uint64 {
 func newNameEntry(groups int) *nameEntry {
 	return &nameEntry{
 		groups: make(map[string]*Family, groups), types: map[dto.MetricType]int{},
-		pendingRemove: map[string][]*dto.Metric{}, pendingAdd: make(map[string][]*dto.Metric, groups),
+		pendingRemove: map[string][]*dto.Metric{}, pendingAdd: map[string][]*dto.Metric{},
 	}
 }
 
 // add records family f of group key in the index.
 func (ix *index) add(key, name string, f *Family) {
+	ix.enter(key, name, f).pendingAdd[key] = f.MF.GetMetric()
+}
+
+// enter records family f of group key in the index but not in the
+// exposition order, and returns the entry of its name.
+func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	e := ix.names[name]
 	if e == nil {
 		e = newNameEntry(0)
 		ix.names[name] = e
 	}
 	e.groups[key] = f
-	e.pendingAdd[key] = f.MF.GetMetric()
 	if len(e.groups) == 1 || key < e.minKey {
 		e.minKey = key
 	}
@@ -118,6 +123,7 @@ func (ix *index) add(key, name string, f *Family) {
 			ix.dups[h] = dupSeries{name: name, metric: m}
 		}
 	}
+	return e
 }
 
 // remove forgets family f of group key.

@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -60,23 +62,64 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 	return g, nil
 }
 
-// indexGroups builds the index of restored groups, its maps sized for them.
+// indexGroups builds the index of restored groups, its maps sized for them,
+// and orders the exposition of every name, on every core. Groups in
+// increasing key order (as snapshots write them) go straight into each
+// name's order; others go through the pending changes, as Apply adds them,
+// and Restore settles them.
 func indexGroups(groups []*Group) *index {
-	perName := map[string]int{}
+	type restoring struct {
+		groups, metrics int
+		ms              []sortedMetric
+	}
+	perName := map[string]*restoring{}
 	series := 0
 	for _, g := range groups {
 		for name, f := range g.Families {
-			perName[name]++
+			r := perName[name]
+			if r == nil {
+				r = &restoring{}
+				perName[name] = r
+			}
+			r.groups++
+			r.metrics += len(f.MF.GetMetric())
 			series += len(f.MF.GetMetric())
 		}
 	}
 	ix := newIndex()
 	ix.series = make(map[uint64]int32, series)
-	for name, n := range perName {
-		ix.names[name] = newNameEntry(n)
+	for name, r := range perName {
+		ix.names[name] = newNameEntry(r.groups)
+		r.ms = make([]sortedMetric, 0, r.metrics)
+	}
+	inKeyOrder := true
+	for i := 1; i < len(groups) && inKeyOrder; i++ {
+		inKeyOrder = groups[i-1].Key < groups[i].Key
+	}
+	if !inKeyOrder {
+		for _, g := range groups {
+			ix.replaceGroup(nil, g)
+		}
+		return ix
 	}
 	for _, g := range groups {
-		ix.replaceGroup(nil, g)
+		for name, f := range g.Families {
+			ix.enter(g.Key, name, f)
+			r := perName[name]
+			for _, m := range f.MF.GetMetric() {
+				r.ms = append(r.ms, sortedMetric{m: m, key: g.Key})
+			}
+		}
 	}
+	names := slices.Collect(maps.Keys(perName))
+	entries := make([]*nameEntry, len(names))
+	for i, name := range names {
+		entries[i] = ix.names[name]
+	}
+	byEntry := make(map[*nameEntry][]sortedMetric, len(names))
+	for i, name := range names {
+		byEntry[entries[i]] = perName[name].ms
+	}
+	forEachEntry(entries, series >= parallelSettle, func(e *nameEntry) { e.orderRestored(byEntry[e]) })
 	return ix
 }

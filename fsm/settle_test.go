@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"math/rand"
@@ -85,17 +86,9 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 	eager := &applier{t: t, s: newTestFSM()}
 	pending := 0
 	for g := 0; g < 9000; g++ {
-		c := &Command{Op: OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(r.Intn(3000))}, TimeUnixNano: int64(g+1) * 1e9, Unchecked: true}
-		if g%7 == 0 {
-			c.Labels["a"] = fmt.Sprint(r.Intn(3))
-		}
-		for _, name := range []string{"a", "b", "c"} {
-			mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
-			for m := r.Intn(3); m >= 0; m-- {
-				mf.Metric = append(mf.Metric, randomGauge(r, false))
-				pending++
-			}
-			c.Families = append(c.Families, mf)
+		c := randomInstancePush(r, g, 7, false)
+		for _, mf := range c.Families {
+			pending += len(mf.Metric)
 		}
 		applyToAll(t, c, lazy, eager)
 		if g%50 == 0 {
@@ -119,6 +112,46 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 	}
 	checkFullSortOrder(t, lazy.s)
 	checkFullSortOrder(t, restored)
+}
+
+// TestRestoreInAnyGroupOrder restores the same store from a snapshot in
+// key order (as snapshots are written: each name's order is built straight
+// from the groups) and from one with its groups shuffled (through the
+// pending changes): both expose what the original does, in the order of a
+// full sort, large enough for the ordering to run on every core.
+func TestRestoreInAnyGroupOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	r := rand.New(rand.NewSource(13))
+	a := &applier{t: t, s: newTestFSM()}
+	for g := 0; g < 8000; g++ {
+		applyToAll(t, randomInstancePush(r, g, 5, true), a)
+	}
+	want := render(t, a.s)
+	sn := a.s.Snapshot()
+	shuffled := &Snapshot{groups: slices.Clone(sn.groups), applied: sn.applied}
+	r.Shuffle(len(shuffled.groups), func(i, j int) { shuffled.groups[i], shuffled.groups[j] = shuffled.groups[j], shuffled.groups[i] })
+	for _, tc := range []struct {
+		name string
+		sn   *Snapshot
+	}{{"in key order", sn}, {"shuffled", shuffled}} {
+		var buf bytes.Buffer
+		if _, err := tc.sn.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		s := newTestFSM()
+		if err := s.Restore(&buf); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		checkFullSortOrder(t, s)
+		if got := render(t, s); got != want {
+			t.Fatalf("%s: the restored store exposes something else", tc.name)
+		}
+		for name, e := range s.ix.names {
+			if len(e.pendingAdd)+len(e.pendingRemove) != 0 {
+				t.Fatalf("%s: %s has changes pending after the restore", tc.name, name)
+			}
+		}
+	}
 }
 
 // checkFullSortOrder compares every name's settled order with a stable
@@ -189,6 +222,25 @@ func randomGauge(r *rand.Rand, withY bool) *dto.Metric {
 		m.Label = append(m.Label, lp("y", fmt.Sprint(r.Intn(2))))
 	}
 	return m
+}
+
+// randomInstancePush is unchecked push number g into a large store: a
+// group of one of 3,000 instances, every aEvery-th with a grouping label a
+// of three values too, of families a, b and c with one to three random
+// gauges each (withY: see randomGauge).
+func randomInstancePush(r *rand.Rand, g, aEvery int, withY bool) *Command {
+	c := &Command{Op: OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(r.Intn(3000))}, TimeUnixNano: int64(g+1) * 1e9, Unchecked: true}
+	if g%aEvery == 0 {
+		c.Labels["a"] = fmt.Sprint(r.Intn(3))
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
+		for m := r.Intn(3); m >= 0; m-- {
+			mf.Metric = append(mf.Metric, randomGauge(r, withY))
+		}
+		c.Families = append(c.Families, mf)
+	}
+	return c
 }
 
 // applyToAll applies c, unchecked by the test, to every applier at its

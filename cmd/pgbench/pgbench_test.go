@@ -253,7 +253,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50", "soak: RSS at end (largest node)", "soak: anonymous RSS at end (first node)", "soak: live heap at end (first node)", "scrape text with gzip, as Prometheus asks: p50", "snapshot of the whole state: size"} {
+	for _, want := range []string{"== G = 10 groups", "ours-1", "ours-3", "convergence (3 nodes): p99", "convergence by applied index (3 nodes): p99", "push PUT, 16 clients: throughput", "scrape of a follower with read index (3 nodes): p99", "scrape of a follower stale (?stale) (3 nodes): p50", "soak: RSS at end (largest node)", "soak: anonymous RSS at end (first node)", "soak: live heap at end (first node)", "live heap per stored series", "scrape text with gzip, as Prometheus asks: p50", "snapshot of the whole state: size"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

@@ -79,6 +79,14 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 	f["mem.rss_start"] = startRSS[worst]
 	f["mem.rss"] = worstRSS
 	f["mem.per_series"] = (worstRSS - startRSS[worst]) / float64(reached*(cfg.families+2))
+	// RSS follows the collector's pacing; the live heap right after a
+	// collection is what the store holds.
+	if live, err := l.liveHeap(ctx, l.nodes[0]); err != nil {
+		notes = append(notes, fmt.Sprintf("live heap after the fill: %v", err))
+	} else {
+		f["mem.live"] = live
+		f["mem.live_per_series"] = live / float64(reached*(cfg.families+2))
+	}
 	if profiled != nil {
 		file := cfg.profilePath(target, G, "heap")
 		if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {

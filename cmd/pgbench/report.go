@@ -134,6 +134,8 @@ func (c *config) rows() []row {
 		row{"soak.live_end", "soak: live heap at end (first node)", unitBytes, betterLower},
 		row{"soak.errors", "soak: errors", unitCount, betterNone},
 		row{"mem.per_series", fmt.Sprintf("RSS per stored series (G×%d)", c.families+2), unitBytes, betterLower},
+		row{"mem.live", "live heap after fill (first node, right after a collection)", unitBytes, betterLower},
+		row{"mem.live_per_series", "live heap per stored series", unitBytes, betterLower},
 		row{"snapshot.time", "snapshot of the whole state (GET /api/v1/admin/snapshot, the raft snapshot's encoding): time", unitSeconds, betterLower},
 		row{"snapshot.bytes", "snapshot of the whole state: size", unitBytes, betterNone},
 		row{"disk.bytes", "storage on disk after the run (largest node: log, snapshots)", unitBytes, betterNone},
