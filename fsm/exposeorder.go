@@ -206,16 +206,17 @@ func (ix *index) settleAll() {
 			pending += len(ms)
 		}
 	}
-	forEachEntry(entries, pending >= parallelSettle, (*nameEntry).settle)
+	forEach(len(entries), pending >= parallelSettle, func(i int) { entries[i].settle() })
 }
 
-// forEachEntry calls f for every entry, on every core when parallel is set
-// (the entries are independent).
-func forEachEntry(entries []*nameEntry, parallel bool, f func(*nameEntry)) {
-	workers := min(runtime.GOMAXPROCS(0), len(entries))
+// forEach calls f for 0 to n-1, on every core when parallel is set (the
+// calls must be independent). httpapi has the same helper: fsm imports
+// nothing of ours.
+func forEach(n int, parallel bool, f func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
 	if !parallel || workers < 2 {
-		for _, e := range entries {
-			f(e)
+		for i := range n {
+			f(i)
 		}
 		return
 	}
@@ -223,8 +224,8 @@ func forEachEntry(entries []*nameEntry, parallel bool, f func(*nameEntry)) {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(entries)); i = next.Add(1) - 1 {
-				f(entries[i])
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				f(int(i))
 			}
 		})
 	}

@@ -69,6 +69,7 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 // and Restore settles them.
 func indexGroups(groups []*Group) *index {
 	type restoring struct {
+		e               *nameEntry
 		groups, metrics int
 		ms              []sortedMetric
 	}
@@ -89,8 +90,8 @@ func indexGroups(groups []*Group) *index {
 	ix := newIndex()
 	ix.series = make(map[uint64]int32, series)
 	for name, r := range perName {
-		ix.names[name] = newNameEntry(r.groups)
-		r.ms = make([]sortedMetric, 0, r.metrics)
+		r.e = newNameEntry(r.groups)
+		ix.names[name] = r.e
 	}
 	inKeyOrder := true
 	for i := 1; i < len(groups) && inKeyOrder; i++ {
@@ -102,6 +103,9 @@ func indexGroups(groups []*Group) *index {
 		}
 		return ix
 	}
+	for _, r := range perName {
+		r.ms = make([]sortedMetric, 0, r.metrics)
+	}
 	for _, g := range groups {
 		for name, f := range g.Families {
 			ix.enter(g.Key, name, f)
@@ -111,15 +115,7 @@ func indexGroups(groups []*Group) *index {
 			}
 		}
 	}
-	names := slices.Collect(maps.Keys(perName))
-	entries := make([]*nameEntry, len(names))
-	for i, name := range names {
-		entries[i] = ix.names[name]
-	}
-	byEntry := make(map[*nameEntry][]sortedMetric, len(names))
-	for i, name := range names {
-		byEntry[entries[i]] = perName[name].ms
-	}
-	forEachEntry(entries, series >= parallelSettle, func(e *nameEntry) { e.orderRestored(byEntry[e]) })
+	names := slices.Collect(maps.Values(perName))
+	forEach(len(names), series >= parallelSettle, func(i int) { names[i].e.orderRestored(names[i].ms) })
 	return ix
 }
