@@ -25,7 +25,7 @@ type nameEntry struct {
 	// to put in, by group key), so Apply stays O(1) per family and a
 	// scrape pays for what changed, not for a full sort. The family in
 	// groups[key] is either in sorted or in pendingAdd[key].
-	sorted        []sortedMetric
+	sorted        []orderedMetric
 	pendingRemove map[string][]*dto.Metric
 	pendingAdd    map[string][]*dto.Metric
 	// minKey is a lower bound of the keys in groups, and their minimum
