@@ -71,28 +71,16 @@ func BenchmarkFamiliesAfterPush(b *testing.B) {
 // BenchmarkFamiliesAfterValuePushes measures the exposition of a store of
 // G groups after 100 of them were pushed again with new values only (the
 // usual push: every metric keeps its place in the order, found by binary
-// search), the work a scrape or the warmer does under the state machine's
-// lock while writes wait.
+// search), the work a scrape or the warmer does after pushes.
 func BenchmarkFamiliesAfterValuePushes(b *testing.B) {
 	for _, groups := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
 			a := fill(b, groups)
 			a.s.Families()
-			cmds := make([][]byte, 100)
-			gen := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				for k := range cmds {
-					gen++
-					g := (gen * 7919) % groups
-					enc, err := pushCmd(b, OpPut, int64(gen), tenGauges(gen), "job", "bench", "instance", fmt.Sprint(g)).Encode()
-					if err != nil {
-						b.Fatal(err)
-					}
-					cmds[k] = enc
-				}
-				for _, enc := range cmds {
+				for _, enc := range valuePushes(b, i*100, 100, groups) {
 					a.index++
 					if r := a.s.Apply(a.index, enc); r.Err != nil {
 						b.Fatal(r.Err)
@@ -115,14 +103,7 @@ func BenchmarkApplyWhileExposing(b *testing.B) {
 	const groups = 100000
 	a := fill(b, groups)
 	a.s.Families()
-	cmds := make([][]byte, 1000)
-	for i := range cmds {
-		enc, err := pushCmd(b, OpPut, int64(i), tenGauges(i), "job", "bench", "instance", fmt.Sprint((i*7919)%groups)).Encode()
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmds[i] = enc
-	}
+	cmds := valuePushes(b, 0, 1000, groups)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -152,6 +133,22 @@ func BenchmarkApplyWhileExposing(b *testing.B) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
+}
+
+// valuePushes returns n encoded benchmark pushes, numbers first to
+// first+n-1, each of new values to an existing group of a store of the
+// given number of groups (spread over it by a prime stride).
+func valuePushes(b *testing.B, first, n, groups int) [][]byte {
+	cmds := make([][]byte, n)
+	for k := range cmds {
+		i := first + k + 1
+		enc, err := pushCmd(b, OpPut, int64(i), tenGauges(i), "job", "bench", "instance", fmt.Sprint((i*7919)%groups)).Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[k] = enc
+	}
+	return cmds
 }
 
 // BenchmarkFamiliesAfterChurn measures the exposition of a store of G

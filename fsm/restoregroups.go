@@ -115,7 +115,7 @@ func indexGroups(groups []*Group) *index {
 			}
 		}
 	}
-	names := slices.Collect(maps.Values(perName))
-	forEach(len(names), series >= parallelSettle, func(i int) { names[i].e.orderRestored(names[i].ms) })
+	byName := slices.Collect(maps.Values(perName))
+	forEach(len(byName), series >= parallelSettle, func(i int) { byName[i].e.orderRestored(byName[i].ms) })
 	return ix
 }

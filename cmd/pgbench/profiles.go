@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,23 +38,32 @@ func (c *config) profilePath(target string, G int, kind string) string {
 	return filepath.Join(c.profileDir, fmt.Sprintf("%s-G%d-%s.pb.gz", target, G, kind))
 }
 
-// fetchProfile saves GET base+path (a /debug/pprof endpoint) to file.
-func fetchProfile(ctx context.Context, client *http.Client, url, file string) error {
+// getPprof returns the body of GET url (a /debug/pprof endpoint).
+func getPprof(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("profile %s: %w", url, err)
+		return nil, fmt.Errorf("profile %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("profile %s: %w", url, err)
+		return nil, fmt.Errorf("profile %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: %s: %s", url, resp.Status, tail(string(body), 200))
+		return nil, fmt.Errorf("profile %s: %s: %s", url, resp.Status, tail(string(body), 200))
+	}
+	return body, nil
+}
+
+// fetchProfile saves GET url (a /debug/pprof endpoint) to file.
+func fetchProfile(ctx context.Context, client *http.Client, url, file string) error {
+	body, err := getPprof(ctx, client, url)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
@@ -64,6 +75,25 @@ func fetchProfile(ctx context.Context, client *http.Client, url, file string) er
 // in-use figures are current) to file.
 func (l *loader) heapProfile(ctx context.Context, node, file string) error {
 	return fetchProfile(ctx, l.client, node+"/debug/pprof/heap?gc=1", file)
+}
+
+// heapAllocLine is the live heap in a heap profile's text form (debug=1
+// ends with the runtime's memory statistics).
+var heapAllocLine = regexp.MustCompile(`(?m)^# HeapAlloc = (\d+)$`)
+
+// liveHeap returns node's heap in use right after a collection: the heap
+// profile endpoint collects first with gc=1, and its text form ends with
+// the runtime's statistics.
+func (l *loader) liveHeap(ctx context.Context, node string) (float64, error) {
+	body, err := getPprof(ctx, l.client, node+"/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, fmt.Errorf("live heap of %s: %w", node, err)
+	}
+	m := heapAllocLine.FindSubmatch(body)
+	if m == nil {
+		return 0, fmt.Errorf("live heap of %s: no HeapAlloc in %s", node, tail(string(body), 200))
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
 }
 
 // cpuProfile starts a CPU profile of node over d and returns a channel

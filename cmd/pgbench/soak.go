@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,32 +132,4 @@ sample:
 	}
 	res.errors, res.first = errs.n, errs.first
 	return res, nil
-}
-
-// heapAllocLine is the live heap in a heap profile's text form (debug=1
-// ends with the runtime's memory statistics).
-var heapAllocLine = regexp.MustCompile(`(?m)^# HeapAlloc = (\d+)$`)
-
-// liveHeap returns node's heap in use right after a collection: the heap
-// profile endpoint collects first with gc=1, and its text form ends with
-// the runtime's statistics.
-func (l *loader) liveHeap(ctx context.Context, node string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, node+"/debug/pprof/heap?gc=1&debug=1", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("live heap of %s: %w", node, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("live heap of %s: %w", node, err)
-	}
-	m := heapAllocLine.FindSubmatch(body)
-	if resp.StatusCode != http.StatusOK || m == nil {
-		return 0, fmt.Errorf("live heap of %s: %s, no HeapAlloc in %s", node, resp.Status, tail(string(body), 200))
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
 }
