@@ -1,13 +1,16 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,7 +91,7 @@ func (a *API) exposition() http.Handler {
 				}
 			}
 		} else {
-			var bodies [][]byte
+			var bodies [][][]byte
 			if bodies, err = fc.prepare(pushed); err == nil {
 				for _, b := range bodies {
 					cached = append(cached, part{plain: b})
@@ -151,11 +154,11 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	}
 }
 
-// part is one family of a scrape: its encoded bytes (plain) or, in a
-// compressed scrape, the compressed pieces of a pushed family
-// (gzipstream.go).
+// part is one family of a scrape: its encoded bytes (plain, in
+// consecutive pieces) or, in a compressed scrape, the compressed pieces of
+// a pushed family (gzipstream.go).
 type part struct {
-	plain  []byte
+	plain  [][]byte
 	pieces []deflated
 }
 
@@ -173,7 +176,7 @@ func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compresse
 		if err := enc.Encode(mf); err != nil {
 			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
 		}
-		parts = append(parts, part{plain: own.Bytes()[start:own.Len():own.Len()]})
+		parts = append(parts, part{plain: [][]byte{own.Bytes()[start:own.Len():own.Len()]}})
 		return nil
 	}
 	i, j := 0, 0
@@ -214,7 +217,9 @@ func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compresse
 		}
 		for _, p := range parts {
 			if p.pieces == nil {
-				run = append(run, p.plain...)
+				for _, b := range p.plain {
+					run = append(run, b...)
+				}
 				continue
 			}
 			if err := flush(); err != nil {
@@ -231,18 +236,39 @@ func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compresse
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
 	h.Set("Content-Type", string(format))
+	// Families come in many small pieces: they are gathered into large
+	// writes.
+	bw := sendBuffers.Get().(*bufio.Writer)
+	defer sendBuffers.Put(bw)
+	bw.Reset(w)
+	defer bw.Reset(nil)
+	var err error
 	if compressed {
 		h.Set("Content-Encoding", "gzip")
-		if err := writeGzip(w, pieces); err != nil {
-			// The client went away; nothing more to send.
-			a.logger.Debug("send metrics", "err", err)
-		}
-		return nil
+		err = writeGzip(bw, pieces)
+	} else {
+		err = writePlain(bw, parts)
 	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		// The client went away; nothing more to send.
+		a.logger.Debug("send metrics", "err", err)
+	}
+	return nil
+}
+
+// sendBuffers gather the pieces of an exposition into large writes.
+var sendBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 128<<10) }}
+
+// writePlain writes the pieces of parts to w.
+func writePlain(w io.Writer, parts []part) error {
 	for _, p := range parts {
-		if _, err := w.Write(p.plain); err != nil {
-			a.logger.Debug("send metrics", "err", err)
-			return nil
+		for _, b := range p.plain {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

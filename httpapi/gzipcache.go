@@ -1,109 +1,64 @@
 package httpapi
 
 import (
-	"hash/maphash"
-
 	dto "github.com/prometheus/client_model/go"
 )
 
 // Compressed scrapes. Prometheus always asks for gzip, and compressing a
 // large exposition on every scrape is most of what the scrape costs. So
-// every encoded family also keeps its bytes compressed, one DEFLATE piece
-// per block of metrics (gzipstream.go), and a scrape joins the pieces into
-// one gzip member; after a push only the blocks that changed are compressed
-// again.
-//
-// Blocks end where the content says (after a metric whose bytes hash to a
-// chosen value, about every gzipBlockMetrics metrics, or at gzipBlockMax
-// bytes), so a metric inserted or removed changes its own block and leaves
-// the others' boundaries, and their compressed bytes, as they were. A block
-// is found again by the hash of its bytes.
+// every segment of an encoded family (renderfamily.go) also keeps its bytes
+// compressed, as one DEFLATE piece (gzipstream.go), and a scrape joins the
+// pieces into one gzip member; after a push only the segments that changed
+// are compressed: a segment is shared by the versions of its family that
+// hold its metrics, and its piece with it.
 
-const (
-	// gzipBlockMetrics is the average number of metrics per block: a power
-	// of two.
-	gzipBlockMetrics = 128
-	// gzipBlockMax ends a block that grew this large without a natural end.
-	gzipBlockMax = 256 << 10
-	// parallelGzipBytes is the number of bytes to compress from which
-	// several families are compressed at once.
-	parallelGzipBytes = 1 << 20
-)
+// parallelGzipBytes is the number of bytes to compress from which several
+// families are compressed at once.
+const parallelGzipBytes = 1 << 20
 
-// blockSeed hashes block contents; any seed works, one per process.
-var blockSeed = maphash.MakeSeed()
-
-// gzipFamily is one encoded family as compressed pieces, and each piece by
-// the hash of the bytes it holds.
-type gzipFamily struct {
-	pieces []deflated
-	byHash map[uint64]deflated
-}
-
-// gzipped returns rf's bytes as compressed pieces, compressing the blocks
-// that the previous version's pieces (rf.prevGz) do not hold. The caller
-// holds the format cache's lock.
+// gzipped returns rf's bytes as compressed pieces: the head, every segment
+// (compressed once, kept with the segment) and the tail. The caller holds
+// the format cache's lock.
 func (rf *renderedFamily) gzipped() ([]deflated, error) {
 	if rf.gz != nil {
-		return rf.gz.pieces, nil
+		return rf.gz, nil
 	}
-	var prev map[uint64]deflated
-	if rf.prevGz != nil {
-		prev = rf.prevGz.byHash
+	gz := make([]deflated, 0, len(rf.segs)+2)
+	head, err := deflate(rf.head)
+	if err != nil {
+		return nil, err
 	}
-	blocks := rf.blocks()
-	gz := &gzipFamily{pieces: make([]deflated, 0, len(blocks)), byHash: make(map[uint64]deflated, len(blocks))}
-	for _, b := range blocks {
-		piece, ok := gz.byHash[b.hash]
-		if !ok {
-			if piece, ok = prev[b.hash]; !ok || piece.n != len(b.data) {
-				var err error
-				if piece, err = deflate(b.data); err != nil {
-					return nil, err
-				}
+	gz = append(gz, head)
+	for _, s := range rf.segs {
+		if s.gz == nil {
+			piece, err := deflate(s.data)
+			if err != nil {
+				return nil, err
 			}
-			gz.byHash[b.hash] = piece
+			s.gz = &piece
 		}
-		gz.pieces = append(gz.pieces, piece)
+		gz = append(gz, *s.gz)
 	}
-	rf.gz, rf.prevGz = gz, nil
-	return gz.pieces, nil
+	if len(rf.tail) > 0 {
+		tail, err := deflate(rf.tail)
+		if err != nil {
+			return nil, err
+		}
+		gz = append(gz, tail)
+	}
+	rf.gz = gz
+	return gz, nil
 }
 
-// block is a run of a family's bytes and a hash of them, made from the
-// hashes of its metrics (each metric's bytes are hashed once, for the
-// block's end and its identity).
-type block struct {
-	data []byte
-	hash uint64
-}
-
-// blocks cuts rf's bytes into blocks at metric boundaries: the family's
-// header goes with its first metrics.
-func (rf *renderedFamily) blocks() []block {
-	all := rf.bytes()
-	base := uint32(rf.start)
-	var out []block
-	from := uint32(rf.start)
-	h := maphash.Bytes(blockSeed, rf.buf[rf.start:rf.first])
-	for i, end := range rf.ends {
-		c := maphash.Bytes(blockSeed, rf.chunk(i))
-		h = (h ^ c) * 0x9e3779b97f4a7c15
-		if end-from >= gzipBlockMax || c%gzipBlockMetrics == gzipBlockMetrics-1 {
-			out = append(out, block{all[from-base : end-base], h})
-			from, h = end, 0
+// compressedBytes is how many bytes gzipped has to compress.
+func (rf *renderedFamily) compressedBytes() int {
+	n := len(rf.head) + len(rf.tail)
+	for _, s := range rf.segs {
+		if s.gz == nil {
+			n += len(s.data)
 		}
 	}
-	if tail := all[from-base:]; len(tail) > 0 || len(out) == 0 {
-		// After the last metric: the unit field of a delimited protobuf
-		// family.
-		last := rf.first
-		if len(rf.ends) > 0 {
-			last = rf.ends[len(rf.ends)-1]
-		}
-		out = append(out, block{tail, h ^ maphash.Bytes(blockSeed, rf.buf[last:])})
-	}
-	return out
+	return n
 }
 
 // prepareGzip brings the encoded families up to date with pushed, as
@@ -123,11 +78,11 @@ func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, er
 	for i, mf := range pushed {
 		rf := fc.families[mf.GetName()]
 		if rf.gz != nil {
-			out[i] = rf.gz.pieces
+			out[i] = rf.gz
 			continue
 		}
 		todo = append(todo, i)
-		work += len(rf.bytes())
+		work += rf.compressedBytes()
 	}
 	compress := func(k int) {
 		i := todo[k]

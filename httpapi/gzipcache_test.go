@@ -90,7 +90,7 @@ func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testin
 			if got := gunzip(t, first); !bytes.Equal(got, rf.bytes()) {
 				t.Fatal("the pieces do not decompress to the family's bytes")
 			}
-			if len(first) < 20000/gzipBlockMetrics/4 {
+			if len(first) < 20000/segmentMetrics/4 {
 				t.Fatalf("%d pieces for 20,000 metrics", len(first))
 			}
 

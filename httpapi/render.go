@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/binary"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -13,16 +12,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // renderCache keeps the encoded bytes of every pushed family, per
-// exposition format, and where inside them each metric's bytes are.
-// Stored metrics and merged families are immutable, so pointer identity
-// tells what is still valid: a scrape re-encodes only the metrics that
-// changed since the last one and copies the rest.
+// exposition format, in segments of metrics (renderfamily.go). Stored
+// metrics and merged families are immutable, so pointer identity tells
+// what is still valid: a scrape re-encodes only the segments holding
+// metrics that changed since the last one and shares the rest.
 type renderCache struct {
 	mu      sync.Mutex
 	formats map[cacheKey]*formatCache
@@ -48,34 +44,6 @@ type formatCache struct {
 	// nanoseconds; 0 if only the warmer did), lastGzipScrape when one
 	// asked for it compressed.
 	lastScrape, lastGzipScrape atomic.Int64
-}
-
-// renderedFamily is one family encoded in one format. The bytes of metric
-// i of from.Metric are buf[ends[i-1]:ends[i]] (buf[first:ends[0]] for the
-// first one): a new version of the family copies the bytes of the metrics
-// it shares with this one instead of encoding them again.
-type renderedFamily struct {
-	from  *dto.MetricFamily // the merged family these bytes were made from
-	buf   []byte
-	start int // the encoded family is buf[start:]
-	first uint32
-	ends  []uint32
-	// gz is the family compressed (gzipcache.go), nil until a compressed
-	// scrape asks; prevGz is the last compressed earlier version, whose
-	// members the compression reuses.
-	gz, prevGz *gzipFamily
-}
-
-// bytes returns the encoded family.
-func (rf *renderedFamily) bytes() []byte { return rf.buf[rf.start:] }
-
-// chunk returns the encoded metric i of rf.from.
-func (rf *renderedFamily) chunk(i int) []byte {
-	from := rf.first
-	if i > 0 {
-		from = rf.ends[i-1]
-	}
-	return rf.buf[from:rf.ends[i]]
 }
 
 func newRenderCache() *renderCache {
@@ -126,24 +94,24 @@ func cacheable(f expfmt.Format) bool {
 const parallelMetrics = 20000
 
 // prepare brings the encoded families up to date with pushed and returns
-// their bytes in the same order. Families that changed are encoded again
-// (their unchanged metrics copied), in parallel when there is much to
-// encode, as in the first scrape of a large store; families no longer
-// pushed are dropped.
-func (fc *formatCache) prepare(pushed []*dto.MetricFamily) ([][]byte, error) {
+// their bytes in the same order, each family as consecutive pieces.
+// Families that changed are encoded again (their unchanged segments
+// shared), in parallel when there is much to encode, as in the first
+// scrape of a large store; families no longer pushed are dropped.
+func (fc *formatCache) prepare(pushed []*dto.MetricFamily) ([][][]byte, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.prepareLocked(pushed)
 }
 
 // prepareLocked is prepare with fc.mu held.
-func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][]byte, error) {
-	out := make([][]byte, len(pushed))
+func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][][]byte, error) {
+	out := make([][][]byte, len(pushed))
 	var stale []int
 	work := 0
 	for i, mf := range pushed {
 		if rf := fc.families[mf.GetName()]; rf != nil && rf.from == mf {
-			out[i] = rf.bytes()
+			out[i] = rf.parts
 		} else {
 			stale = append(stale, i)
 			work += len(mf.Metric)
@@ -161,7 +129,7 @@ func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][]byte, erro
 			return nil, errs[k]
 		}
 		fc.families[pushed[i].GetName()] = rendered[k]
-		out[i] = rendered[k].bytes()
+		out[i] = rendered[k].parts
 	}
 	if len(fc.families) > len(pushed) {
 		names := make(map[string]bool, len(pushed))
@@ -175,90 +143,6 @@ func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][]byte, erro
 		}
 	}
 	return out, nil
-}
-
-// maxTieScan bounds the search for a metric among the previous version's
-// metrics that sort equal to it (same label values, other grouping key).
-const maxTieScan = 64
-
-// renderFamily encodes mf in format k, copying the bytes of every metric
-// that prev (an earlier version of the family, or nil) holds as well.
-//
-// Both versions list their metrics in exposition order (fsm.MetricLess,
-// ties broken by grouping key), and a metric that is in both keeps its
-// place relative to the others, so one forward walk over prev finds the
-// shared metrics. A metric is only ever reused by pointer identity, so a
-// metric the walk misses is encoded again, never encoded wrong.
-func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*renderedFamily, error) {
-	enc := newMetricEncoder(k, mf)
-	header, err := familyHeader(enc.typ, enc.scheme, mf)
-	if err != nil {
-		return nil, err
-	}
-	var old []*dto.Metric
-	size := len(header) + 64*len(mf.Metric)
-	if prev != nil {
-		// Room for what the previous version held, scaled to the number
-		// of metrics, with slack for longer values: growing the buffer
-		// would copy it.
-		old = prev.from.Metric
-		per := len(prev.bytes())/(len(old)+1) + 1
-		size = len(header) + per*(len(mf.Metric)+1) + len(prev.bytes())/16 + 256
-	}
-	// Delimited protobuf starts with the message length, known only at
-	// the end: leave room for it.
-	reserve := 0
-	if enc.typ == expfmt.TypeProtoDelim {
-		reserve = binary.MaxVarintLen64
-	}
-	buf := make([]byte, reserve, reserve+size)
-	buf = append(buf, header...)
-	next := &renderedFamily{from: mf, first: uint32(len(buf)), ends: make([]uint32, len(mf.Metric))}
-	if prev != nil {
-		next.prevGz = prev.gz
-		if next.prevGz == nil {
-			next.prevGz = prev.prevGz
-		}
-	}
-	j := 0
-	for i, m := range mf.Metric {
-		k := -1
-		if j < len(old) {
-			if old[j] == m {
-				k = j
-			} else {
-				for j < len(old) && fsm.MetricLess(old[j], m) {
-					j++
-				}
-				for x := j; x < len(old) && x < j+maxTieScan && !fsm.MetricLess(m, old[x]); x++ {
-					if old[x] == m {
-						k = x
-						break
-					}
-				}
-			}
-		}
-		if k >= 0 {
-			buf = append(buf, prev.chunk(k)...)
-			j = k + 1
-		} else if buf, err = enc.appendMetric(buf, m); err != nil {
-			return nil, err
-		}
-		next.ends[i] = uint32(len(buf))
-	}
-	if enc.typ == expfmt.TypeProtoDelim {
-		// A delimited message: its length, then the family's fields, the
-		// metrics (field 4) in order, then the unit (field 5).
-		if mf.Unit != nil {
-			buf = protowire.AppendTag(buf, 5, protowire.BytesType)
-			buf = protowire.AppendString(buf, mf.GetUnit())
-		}
-		length := protowire.AppendVarint(nil, uint64(len(buf)-reserve))
-		next.start = reserve - len(length)
-		copy(buf[next.start:], length)
-	}
-	next.buf = buf
-	return next, nil
 }
 
 // acceptsGzip reports whether the request accepts a gzip response body.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 
@@ -185,6 +186,103 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 		fresh := m == changed || m == added
 		if got := r2.chunk(i)[0] == 'X'; got == fresh {
 			t.Errorf("metric %d (fresh %v): chunk %q", i, fresh, r2.chunk(i))
+		}
+	}
+}
+
+// bytes returns the encoded family in one piece.
+func (rf *renderedFamily) bytes() []byte {
+	var b []byte
+	for _, p := range rf.parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// chunk returns the bytes of metric i of rf.from.
+func (rf *renderedFamily) chunk(i int) []byte {
+	k := sort.Search(len(rf.starts), func(k int) bool { return rf.starts[k] > i }) - 1
+	return rf.segs[k].chunk(i - rf.starts[k])
+}
+
+// TestRenderFamilySharesSegments changes a family of 5,000 metrics version
+// after version (metrics replaced, removed, added): every version's bytes
+// equal expfmt's, it is cut into the same segments as a fresh encoding of
+// it would be (so segments do not fragment with churn), and it shares every
+// segment of the previous version whose metrics it holds unchanged.
+func TestRenderFamilySharesSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
+		k := keyOf(f)
+		mf := gaugeFamily(5000, func(i int) float64 { return float64(i) })
+		prev, err := renderFamily(k, mf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(prev.segs) < 5000/segmentMetrics/4 {
+			t.Fatalf("%s: %d segments for 5,000 metrics", f, len(prev.segs))
+		}
+		for version := 0; version < 30; version++ {
+			ms := slices.Clone(mf.Metric)
+			changed := map[*dto.Metric]bool{}
+			ops := rng.IntN(4) + 1
+			for range ops {
+				i := rng.IntN(len(ms))
+				if rng.IntN(4) == 0 {
+					i = len(ms) - 1 // after the last metric
+				}
+				switch rng.IntN(3) {
+				case 0:
+					ms[i] = &dto.Metric{Label: ms[i].Label, Gauge: &dto.Gauge{Value: proto.Float64(rng.Float64())}}
+					changed[ms[i]] = true
+				case 1:
+					ms = slices.Delete(ms, i, i+1)
+				default:
+					m := &dto.Metric{
+						Label: []*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String(fmt.Sprintf("%s+%d", ms[i].Label[0].GetValue(), version))}, {Name: proto.String("job"), Value: proto.String("j")}},
+						Gauge: &dto.Gauge{Value: proto.Float64(1)},
+					}
+					ms = slices.Insert(ms, i+1, m)
+					changed[m] = true
+				}
+			}
+			mf = &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: ms}
+			next, err := renderFamily(k, mf, prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := expfmtFamily(t, f, mf); !bytes.Equal(next.bytes(), want) {
+				t.Fatalf("%s version %d: bytes differ from expfmt's", f, version)
+			}
+			fresh, err := renderFamily(k, mf, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(next.starts, fresh.starts) {
+				t.Fatalf("%s version %d: segments start at %v, a fresh encoding's at %v", f, version, next.starts, fresh.starts)
+			}
+			shared := map[*segment]bool{}
+			for _, s := range prev.segs {
+				shared[s] = true
+			}
+			reused := 0
+			for x, s := range next.segs {
+				if !shared[s] {
+					continue
+				}
+				reused++
+				for i := next.starts[x]; i < next.starts[x]+len(s.ends); i++ {
+					if changed[ms[i]] {
+						t.Fatalf("%s version %d: segment %d holds a changed metric but was shared", f, version, x)
+					}
+				}
+			}
+			// An operation changes the segment it falls in, and may join
+			// it with the next one or split it.
+			if reused < len(next.segs)-2*ops {
+				t.Fatalf("%s version %d: %d of %d segments shared after %d operations", f, version, reused, len(next.segs), ops)
+			}
+			prev = next
 		}
 	}
 }

@@ -1,0 +1,240 @@
+package httpapi
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// One family encoded in one format, in segments.
+//
+// A family's metrics are encoded into segments of about segmentMetrics
+// metrics each. A segment ends where its content says (after a metric whose
+// bytes hash to a chosen value, or at segmentMax bytes), so a metric
+// inserted, replaced or removed changes its own segment and leaves the
+// others' boundaries as they were. A new version of the family shares every
+// segment whose metrics it holds unchanged, in the same order, with the
+// version before: after a push to one group, the scrape encodes one segment
+// per changed family and copies nothing else. A segment is also the unit of
+// compression (gzipcache.go): it keeps its compressed bytes once a
+// compressed scrape asked for them.
+
+const (
+	// segmentMetrics is the average number of metrics per segment: a
+	// power of two.
+	segmentMetrics = 128
+	// segmentMax ends a segment that grew this large without a natural
+	// end.
+	segmentMax = 256 << 10
+)
+
+// blockSeed hashes metric bytes to find segment ends; any seed works, one
+// per process.
+var blockSeed = maphash.MakeSeed()
+
+// segment holds the encoded bytes of consecutive metrics of a family. It is
+// immutable once made, except gz, and shared by the versions of the family
+// that hold the same metrics.
+type segment struct {
+	data []byte
+	// ends[i] is the end of the bytes of the segment's metric i in data.
+	ends []uint32
+	// closed: the segment ended by the rule above, not at the family's
+	// last metric.
+	closed bool
+	// gz is data compressed, nil until a compressed scrape asks for it;
+	// set under the format cache's lock.
+	gz *deflated
+}
+
+// renderedFamily is one family encoded in one format: a head (the family's
+// header, in delimited protobuf preceded by the message length), segments
+// of metrics and a tail (the unit field of a delimited protobuf family).
+type renderedFamily struct {
+	from *dto.MetricFamily // the merged family these bytes were made from
+	head []byte
+	segs []*segment
+	// starts[k] is the index in from.Metric of segs[k]'s first metric.
+	starts []int
+	tail   []byte
+	// parts is the encoded family as consecutive pieces: head, the
+	// segments' data, tail.
+	parts [][]byte
+	// gz is the family compressed (gzipcache.go), nil until a compressed
+	// scrape asks.
+	gz []deflated
+}
+
+// maxTieScan bounds the search for a metric among the previous version's
+// metrics that sort equal to it (same label values, other grouping key).
+const maxTieScan = 64
+
+// renderFamily encodes mf in format k, sharing the segments of prev (an
+// earlier version of the family, or nil) that hold metrics of mf unchanged
+// and copying the bytes of every other metric prev holds as well.
+//
+// Both versions list their metrics in exposition order (fsm.MetricLess,
+// ties broken by grouping key), and a metric that is in both keeps its
+// place relative to the others, so one forward walk over prev finds the
+// shared metrics. A metric is only ever reused by pointer identity, so a
+// metric the walk misses is encoded again, never encoded wrong.
+func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*renderedFamily, error) {
+	enc := newMetricEncoder(k, mf)
+	header, err := familyHeader(enc.typ, enc.scheme, mf)
+	if err != nil {
+		return nil, err
+	}
+	next := &renderedFamily{from: mf}
+	var old []*dto.Metric
+	if prev != nil {
+		old = prev.from.Metric
+		next.segs = make([]*segment, 0, len(prev.segs)+2)
+		next.starts = make([]int, 0, len(prev.segs)+2)
+	}
+	var w segmentWriter
+	ps := 0 // the segment of prev holding old[j] or a later metric
+	j := 0
+	metrics := mf.Metric
+	for i := 0; i < len(metrics); {
+		m := metrics[i]
+		k := -1
+		if j < len(old) {
+			if old[j] == m {
+				k = j
+			} else {
+				for j < len(old) && fsm.MetricLess(old[j], m) {
+					j++
+				}
+				for x := j; x < len(old) && x < j+maxTieScan && !fsm.MetricLess(m, old[x]); x++ {
+					if old[x] == m {
+						k = x
+						break
+					}
+				}
+			}
+		}
+		if k < 0 {
+			w.begin(i)
+			start := len(w.data)
+			if w.data, err = enc.appendMetric(w.data, m); err != nil {
+				return nil, err
+			}
+			w.ended(start)
+		} else {
+			for prev.starts[ps]+len(prev.segs[ps].ends) <= k {
+				ps++
+			}
+			s := prev.segs[ps]
+			if n := len(s.ends); w.empty() && prev.starts[ps] == k && i+n <= len(metrics) &&
+				(s.closed || i+n == len(metrics)) && samePointers(metrics[i:i+n], old[k:k+n]) {
+				next.segs = append(next.segs, s)
+				next.starts = append(next.starts, i)
+				i += n
+				j = k + n
+				continue
+			}
+			w.begin(i)
+			start := len(w.data)
+			w.data = append(w.data, s.chunk(k-prev.starts[ps])...)
+			w.ended(start)
+			j = k + 1
+		}
+		if w.full() {
+			next.segs = append(next.segs, w.close(true))
+			next.starts = append(next.starts, w.first)
+		}
+		i++
+	}
+	if !w.empty() {
+		next.segs = append(next.segs, w.close(false))
+		next.starts = append(next.starts, w.first)
+	}
+	body := 0
+	for _, s := range next.segs {
+		body += len(s.data)
+	}
+	if enc.typ == expfmt.TypeProtoDelim {
+		// A delimited message: its length, then the family's fields, the
+		// metrics (field 4) in order, then the unit (field 5).
+		if mf.Unit != nil {
+			next.tail = protowire.AppendTag(nil, 5, protowire.BytesType)
+			next.tail = protowire.AppendString(next.tail, mf.GetUnit())
+		}
+		length := uint64(len(header) + body + len(next.tail))
+		next.head = append(binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(header)), length), header...)
+	} else {
+		next.head = header
+	}
+	next.parts = make([][]byte, 0, len(next.segs)+2)
+	next.parts = append(next.parts, next.head)
+	for _, s := range next.segs {
+		next.parts = append(next.parts, s.data)
+	}
+	if len(next.tail) > 0 {
+		next.parts = append(next.parts, next.tail)
+	}
+	return next, nil
+}
+
+// samePointers reports whether a and b (of the same length) hold the same
+// metrics.
+func samePointers(a, b []*dto.Metric) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// chunk returns the bytes of the segment's metric i.
+func (s *segment) chunk(i int) []byte {
+	var from uint32
+	if i > 0 {
+		from = s.ends[i-1]
+	}
+	return s.data[from:s.ends[i]]
+}
+
+// segmentWriter builds one segment at a time, reusing its buffers.
+type segmentWriter struct {
+	data []byte
+	ends []uint32
+	// first is the index in the family of the segment's first metric.
+	first int
+	// hash is that of the last metric's bytes.
+	hash uint64
+}
+
+func (w *segmentWriter) empty() bool { return len(w.ends) == 0 }
+
+// begin is called before metric i of the family is appended.
+func (w *segmentWriter) begin(i int) {
+	if w.empty() {
+		w.first = i
+	}
+}
+
+// ended records that the bytes of a metric, from start, were appended.
+func (w *segmentWriter) ended(start int) {
+	w.ends = append(w.ends, uint32(len(w.data)))
+	w.hash = maphash.Bytes(blockSeed, w.data[start:])
+}
+
+// full reports whether the segment ends after the last metric appended.
+func (w *segmentWriter) full() bool {
+	return len(w.data) >= segmentMax || w.hash%segmentMetrics == segmentMetrics-1
+}
+
+// close returns the segment built so far, its buffers copied, and starts
+// the next one.
+func (w *segmentWriter) close(closed bool) *segment {
+	s := &segment{data: append([]byte(nil), w.data...), ends: append([]uint32(nil), w.ends...), closed: closed}
+	w.data, w.ends = w.data[:0], w.ends[:0]
+	return s
+}
