@@ -61,6 +61,10 @@ type familyDecoding struct {
 	// spareLabels is room left after every metric's labels, so that adding
 	// that many (sanitizing adds the grouping labels) does not allocate.
 	spareLabels int
+	// intern takes family names, help texts, types and label pairs from
+	// the process's intern table (intern.go). Only for families whose
+	// messages are never modified.
+	intern bool
 }
 
 // familyCounts is how many objects of each kind the fast families need.
@@ -71,6 +75,10 @@ type familyCounts struct {
 	// and the shared ones, with the spare room after each metric's.
 	labelSlots int
 	decoding   familyDecoding
+	// interned are the interned strings and label pairs, in the order
+	// family() takes them.
+	internedStrs  []*string
+	internedPairs []*dto.LabelPair
 }
 
 // decodeFamilies decodes raw metric family messages (protobuf wire format,
@@ -116,15 +124,15 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		switch {
 		case num == mfName && typ == protowire.BytesType && !seenName:
 			seenName = true
-			c.strings++
-			text = append(text, v...)
+			text = c.countString(v, text)
 		case num == mfHelp && typ == protowire.BytesType && !seenHelp:
 			seenHelp = true
-			c.strings++
-			text = append(text, v...)
+			text = c.countString(v, text)
 		case num == mfType && typ == protowire.VarintType && !seenType && x <= maxMetricType:
 			seenType = true
-			c.types++
+			if !c.decoding.intern {
+				c.types++
+			}
 		case num == mfMetric && typ == protowire.BytesType:
 			var ok bool
 			text, ok = countMetric(v, c, text)
@@ -138,6 +146,16 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		c.families++
 	}
 	return text, ok
+}
+
+// countString counts a family's name or help text.
+func (c *familyCounts) countString(v []byte, text []byte) []byte {
+	if c.decoding.intern {
+		c.internedStrs = append(c.internedStrs, interned.str(v))
+		return text
+	}
+	c.strings++
+	return append(text, v...)
 }
 
 func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
@@ -182,6 +200,10 @@ func countLabel(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 	}
 	c.labelSlots++
 	if c.decoding.sharedPair(name, value) != nil {
+		return text, true
+	}
+	if c.decoding.intern && name != nil && value != nil {
+		c.internedPairs = append(c.internedPairs, interned.pair(name, value))
 		return text, true
 	}
 	c.labels++
@@ -296,6 +318,10 @@ type familySlabs struct {
 	// text holds every string's bytes; strings are substrings of it.
 	text     string
 	decoding familyDecoding
+	// internedStrs and internedPairs are what countFamily found in the
+	// intern table, in order.
+	internedStrs  []*string
+	internedPairs []*dto.LabelPair
 }
 
 func newFamilySlabs(c familyCounts, text string) *familySlabs {
@@ -314,6 +340,9 @@ func newFamilySlabs(c familyCounts, text string) *familySlabs {
 		strings:    make([]string, c.strings),
 		types:      make([]dto.MetricType, c.types),
 		text:       text,
+
+		internedStrs:  c.internedStrs,
+		internedPairs: c.internedPairs,
 	}
 }
 
@@ -333,6 +362,14 @@ func (s *familySlabs) str(v []byte) *string {
 	return p
 }
 
+// famStr returns the next name or help text: interned or from the slab.
+func (s *familySlabs) famStr(v []byte) *string {
+	if s.decoding.intern {
+		return *next(&s.internedStrs)
+	}
+	return s.str(v)
+}
+
 // family fills the next family from raw, which countFamily accepted.
 func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
 	mf := next(&s.families)
@@ -340,10 +377,14 @@ func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
 	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
 		switch num {
 		case mfName:
-			mf.Name = s.str(v)
+			mf.Name = s.famStr(v)
 		case mfHelp:
-			mf.Help = s.str(v)
+			mf.Help = s.famStr(v)
 		case mfType:
+			if s.decoding.intern {
+				mf.Type = &metricTypes[x]
+				break
+			}
 			t := next(&s.types)
 			*t = dto.MetricType(x)
 			mf.Type = t
@@ -396,12 +437,15 @@ func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
 	}
 }
 
-// label returns the label pair raw holds: a shared one, or the next of the
-// slab.
+// label returns the label pair raw holds: a shared one, an interned one,
+// or the next of the slab.
 func (s *familySlabs) label(raw []byte) *dto.LabelPair {
 	name, value, _ := labelFields(raw)
 	if lp := s.decoding.sharedPair(name, value); lp != nil {
 		return lp
+	}
+	if s.decoding.intern && name != nil && value != nil {
+		return *next(&s.internedPairs)
 	}
 	lp := next(&s.labels)
 	if name != nil {

@@ -70,10 +70,12 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 	for _, m := range mf.GetMetric() {
 		done := make([]bool, len(gp.names))
 		hasInstance := false
-		for _, lp := range m.GetLabel() {
+		for k, lp := range m.GetLabel() {
 			name := lp.GetName()
 			if i, ok := slices.BinarySearch(gp.names, name); ok && !done[i] {
-				lp.Value = gp.pairs[i].Value
+				// The pair is replaced, not changed: decoded pairs may be
+				// shared (intern.go).
+				m.Label[k] = gp.pairs[i]
 				done[i] = true
 			}
 			if name == model.InstanceLabel {
