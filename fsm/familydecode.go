@@ -87,6 +87,12 @@ func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, err
 	out := make([]*dto.MetricFamily, len(raws))
 	fast := make([]bool, len(raws))
 	c := familyCounts{decoding: how}
+	if how.intern {
+		// A name and a help text per family, a label or two per metric,
+		// usually.
+		c.internedStrs = make([]*string, 0, 2*len(raws))
+		c.internedPairs = make([]*dto.LabelPair, 0, 2*len(raws))
+	}
 	var text []byte
 	for i, raw := range raws {
 		before, beforeText := c, len(text)
