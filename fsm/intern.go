@@ -20,16 +20,20 @@ import (
 // changes no byte of any answer, only which pointers are equal.
 //
 // The table is bounded: it holds the values decoded since the last two
-// rotations, a rotation happening every internGeneration new values. A
-// value that keeps being decoded stays; one that is not is dropped from the
-// table (the groups holding it keep their copy), so label values unique to
-// one push (a timestamp, a path) cannot make it grow. Interned values are
+// rotations, a rotation happening after internGeneration new values or
+// internGenerationBytes of them. A value that keeps being decoded stays;
+// one that is not is dropped from the table (the groups holding it keep
+// their copy), so label values unique to one push (a timestamp, a path)
+// cannot make it grow, nor can large ones keep much memory alive. Interned values are
 // allocated on their own, not in a command's slab, so the table never keeps
 // a slab alive.
 
-// internGeneration is how many new values the table takes between two
-// rotations.
-const internGeneration = 1 << 16
+// internGeneration and internGenerationBytes bound the new values the
+// table takes between two rotations, by number and by bytes.
+const (
+	internGeneration      = 1 << 16
+	internGenerationBytes = 4 << 20
+)
 
 // interned is the process's intern table.
 var interned = newInternTable()
@@ -41,13 +45,22 @@ type internTable struct {
 	mu sync.Mutex
 	// pairs and strs are the current generation, oldPairs and oldStrs the
 	// one before; a value found in the old one moves to the current one.
-	pairs, oldPairs map[string]*dto.LabelPair
+	pairs, oldPairs map[string]*internedPair
 	strs, oldStrs   map[string]*string
-	added           int
+	// added and addedBytes count the values taken since the last
+	// rotation.
+	added, addedBytes int
+}
+
+// internedPair is a shared label pair, its strings and its key in the
+// table, in one allocation; the strings are parts of the key.
+type internedPair struct {
+	lp               dto.LabelPair
+	name, value, key string
 }
 
 func newInternTable() *internTable {
-	return &internTable{pairs: map[string]*dto.LabelPair{}, strs: map[string]*string{}}
+	return &internTable{pairs: map[string]*internedPair{}, strs: map[string]*string{}}
 }
 
 // pair returns the shared label pair with this name and value (both set).
@@ -59,28 +72,21 @@ func (t *internTable) pair(name, value []byte) *dto.LabelPair {
 	key = append(append(key, name...), value...)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if lp, ok := t.pairs[string(key)]; ok {
-		return lp
+	if p, ok := t.pairs[string(key)]; ok {
+		return &p.lp
 	}
-	lp, ok := t.oldPairs[string(key)]
+	p, ok := t.oldPairs[string(key)]
 	if !ok {
 		// One allocation for the pair and its string headers, one for the
 		// bytes.
 		k := string(key)
 		n := len(k) - len(name) - len(value)
-		p := &struct {
-			lp          dto.LabelPair
-			name, value string
-		}{name: k[n : n+len(name)], value: k[n+len(name):]}
+		p = &internedPair{name: k[n : n+len(name)], value: k[n+len(name):], key: k}
 		p.lp.Name, p.lp.Value = &p.name, &p.value
-		lp = &p.lp
-		t.rotate()
-		t.pairs[k] = lp
-		return lp
 	}
-	t.rotate()
-	t.pairs[string(key)] = lp
-	return lp
+	t.rotate(len(key))
+	t.pairs[p.key] = p
+	return &p.lp
 }
 
 // str returns the shared copy of a string.
@@ -95,21 +101,41 @@ func (t *internTable) str(v []byte) *string {
 		s := string(v)
 		p = &s
 	}
-	t.rotate()
+	t.rotate(len(v))
 	t.strs[*p] = p
 	return p
 }
 
-// rotate makes room for one more value: after internGeneration values the
-// current generation becomes the old one and the old one is dropped.
-func (t *internTable) rotate() {
+// rotate makes room for one more value of the given size: beyond
+// internGeneration values or internGenerationBytes the current generation
+// becomes the old one and the old one is dropped.
+func (t *internTable) rotate(size int) {
 	t.added++
-	if t.added <= internGeneration {
+	t.addedBytes += size
+	if t.added <= internGeneration && t.addedBytes <= internGenerationBytes {
 		return
 	}
-	t.oldPairs, t.pairs = t.pairs, make(map[string]*dto.LabelPair, len(t.pairs))
+	t.oldPairs, t.pairs = t.pairs, make(map[string]*internedPair, len(t.pairs))
 	t.oldStrs, t.strs = t.strs, make(map[string]*string, len(t.strs))
-	t.added = 1
+	t.added, t.addedBytes = 1, size
+}
+
+// bytes returns the size of the values in the table.
+func (t *internTable) bytes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, m := range []map[string]*internedPair{t.pairs, t.oldPairs} {
+		for k := range m {
+			n += len(k)
+		}
+	}
+	for _, m := range []map[string]*string{t.strs, t.oldStrs} {
+		for k := range m {
+			n += len(k)
+		}
+	}
+	return n
 }
 
 // size returns the number of values in the table.

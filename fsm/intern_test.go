@@ -57,6 +57,16 @@ func TestInternTableIsBounded(t *testing.T) {
 	if n := tab.size(); n > 2*internGeneration+1 {
 		t.Fatalf("%d values in the table after %d unique ones", n, 5*internGeneration)
 	}
+	// Large values: bounded by bytes as well.
+	big := make([]byte, 64<<10)
+	for i := range 400 {
+		copy(big, fmt.Sprint(i))
+		tab.str(big)
+		tab.pair([]byte("big"), big)
+	}
+	if n := tab.bytes(); n > 2*internGenerationBytes+2*len(big)+2*internGeneration*64 {
+		t.Fatalf("%d bytes in the table after 800 values of 64 KiB", n)
+	}
 }
 
 // TestSanitizingLeavesInternedPairsAlone: a pushed label named like a
