@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
@@ -89,6 +90,8 @@ type Config struct {
 	// LocalNetwork shortens raft's and memberlist's timers for a loopback
 	// network (tests, a cluster on one machine).
 	LocalNetwork bool
+	// tuneRaft, a test hook, changes raft's configuration last.
+	tuneRaft func(*raft.Config)
 	// GossipKeys turn on memberlist's encryption (--cluster.gossip-key-file):
 	// the first key encrypts, all of them decrypt (rotation). Each is 16,
 	// 24 or 32 bytes. Empty: gossip is not encrypted.

@@ -53,16 +53,19 @@ type Node struct {
 	removed   map[string]struct{}
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
-	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
-	probe     *memberProbe  // the members' clock offsets and storage flags (clock.go)
-	disk      *diskGuard    // free space of the storage path (diskspace.go)
-	features  featureGate   // what every member understands (features.go)
-	reads     *readRounds   // reads waiting for the next read index (readindex.go)
-	events    chan struct{} // wakes the bootstrapper
-	changes   chan struct{} // wakes the leader's reconciler
-	stop      chan struct{}
-	stopped   sync.Once
-	wg        sync.WaitGroup
+	// restoreTimeouts are raft's configured timeouts while a lone voter
+	// runs with shorter ones to elect itself at once (loneelection.go).
+	restoreTimeouts atomic.Pointer[raft.ReloadableConfig]
+	lastStamp       atomic.Int64  // the latest time this node stamped into a command as leader
+	probe           *memberProbe  // the members' clock offsets and storage flags (clock.go)
+	disk            *diskGuard    // free space of the storage path (diskspace.go)
+	features        featureGate   // what every member understands (features.go)
+	reads           *readRounds   // reads waiting for the next read index (readindex.go)
+	events          chan struct{} // wakes the bootstrapper
+	changes         chan struct{} // wakes the leader's reconciler
+	stop            chan struct{}
+	stopped         sync.Once
+	wg              sync.WaitGroup
 }
 
 // Start opens the stores under cfg.DataDir, starts raft and memberlist,
@@ -208,6 +211,9 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 		rc.ElectionTimeout = 200 * time.Millisecond
 		rc.LeaderLeaseTimeout = 100 * time.Millisecond
 	}
+	if n.cfg.tuneRaft != nil {
+		n.cfg.tuneRaft(rc)
+	}
 	n.contactTimeout = rc.HeartbeatTimeout
 	rc.LocalID = raft.ServerID(n.name)
 	rc.Logger = hlog
@@ -220,6 +226,7 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, mirrored, n.snaps, trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	n.electAloneAtOnce(rc.LeaderLeaseTimeout)
 	return nil
 }
 

@@ -1,0 +1,66 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
+)
+
+// TestLoneVoterElectsItselfAtOnce: a single-node cluster restarting does
+// not wait for a heartbeat timeout before it leads again. With a heartbeat
+// timeout of an hour it is ready again within the test's wait, and once it
+// leads its configured timeout is back.
+func TestLoneVoterElectsItselfAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	n, _ := startNode(t, dir)
+	if r := push(t, n, 1, "a 1\n", map[string]string{"job": "j"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	hour := func(rc *raft.Config) { rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour }
+	n2, err := Start(Config{DataDir: dir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true,
+		State: fsm.New(nil), WriteTimeout: 5 * time.Second, tuneRaft: hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Shutdown()
+	waitReady(t, n2) // an hour without the election at once
+	deadline := time.Now().Add(10 * time.Second)
+	for n2.raft.ReloadableConfig().HeartbeatTimeout != time.Hour {
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeat timeout %v after leading, want the configured hour", n2.raft.ReloadableConfig().HeartbeatTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n2.raft.State() != raft.Leader {
+		t.Fatalf("state %v", n2.raft.State())
+	}
+}
+
+// TestLoneVoter: only a configuration whose one voter is this node counts;
+// non-voters do not vote.
+func TestLoneVoter(t *testing.T) {
+	voter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Voter} }
+	nonvoter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Nonvoter} }
+	for _, c := range []struct {
+		servers []raft.Server
+		want    bool
+	}{
+		{[]raft.Server{voter("n1")}, true},
+		{[]raft.Server{voter("n1"), nonvoter("n2")}, true},
+		{[]raft.Server{voter("n1"), voter("n2")}, false},
+		{[]raft.Server{voter("n2")}, false},
+		{[]raft.Server{nonvoter("n1")}, false},
+		{nil, false},
+	} {
+		if got := loneVoter(raft.Configuration{Servers: c.servers}, "n1"); got != c.want {
+			t.Errorf("%v: %v, want %v", c.servers, got, c.want)
+		}
+	}
+}
