@@ -159,7 +159,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 
 	var next *Group
 	if prev == nil {
-		next = &Group{Key: key, Labels: cmd.Labels, Families: map[string]*Family{}}
+		next = &Group{Key: key, Labels: cmd.Labels, Families: make(map[string]*Family, len(cmd.Families)+2)}
 	} else {
 		next = prev.clone()
 		if cmd.Op == OpPut {
@@ -170,16 +170,20 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 			}
 		}
 	}
-	pushed := make(map[string]*dto.MetricFamily, len(cmd.Families)+2)
+	// The push's families in one allocation (a later family of the same
+	// name replaces an earlier one, as upstream).
+	stored := make([]Family, 0, len(cmd.Families)+2)
+	store := func(mf *dto.MetricFamily) {
+		stored = append(stored, Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano})
+		next.Families[mf.GetName()] = &stored[len(stored)-1]
+	}
+	_, hadFailure := next.Families[PushFailureTimeMetricName]
 	for _, mf := range cmd.Families {
-		pushed[mf.GetName()] = mf
+		store(mf)
 	}
-	pushed[PushTimeMetricName] = timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano)
-	if _, ok := next.Families[PushFailureTimeMetricName]; !ok {
-		pushed[PushFailureTimeMetricName] = timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0)
-	}
-	for name, mf := range pushed {
-		next.Families[name] = &Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano}
+	store(timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano))
+	if !hadFailure {
+		store(timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0))
 	}
 
 	if err := s.checkQuotas(prev, next, cmd); err != nil {
