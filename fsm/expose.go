@@ -64,12 +64,8 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	}
 
 	for _, m := range merges {
-		o := m.e.sorted // settled above; unchanged while exposeMu is held
-		ms := make([]*dto.Metric, len(o))
-		for j, sm := range o {
-			ms[j] = sm.m
-		}
-		out[m.i].Metric = ms
+		// Settled above; unchanged while exposeMu is held.
+		out[m.i].Metric = slices.Clone(m.e.metrics)
 	}
 
 	kept := make([]*dto.MetricFamily, 0, len(out))

@@ -199,6 +199,7 @@ func (e *nameEntry) settle() {
 		}
 		for i, p := range pos {
 			e.sorted[p].m = added[i]
+			e.metrics[p] = added[i]
 		}
 		delete(e.pendingRemove, key)
 		delete(e.pendingAdd, key)
@@ -293,10 +294,12 @@ func (e *nameEntry) removePending() {
 			if i+1 < len(pos) {
 				end = pos[i+1]
 			}
+			copy(e.metrics[w:], e.metrics[p+1:end])
 			w += copy(e.sorted[w:], e.sorted[p+1:end])
 		}
 		clear(e.sorted[w:])
-		e.sorted = e.sorted[:w]
+		clear(e.metrics[w:])
+		e.sorted, e.metrics = e.sorted[:w], e.metrics[:w]
 	} else {
 		kept := e.sorted[:0]
 		for _, sm := range e.sorted {
@@ -306,6 +309,11 @@ func (e *nameEntry) removePending() {
 		}
 		clear(e.sorted[len(kept):])
 		e.sorted = kept
+		for i, sm := range kept {
+			e.metrics[i] = sm.m
+		}
+		clear(e.metrics[len(kept):])
+		e.metrics = e.metrics[:len(kept)]
 	}
 	clear(e.pendingRemove)
 }
@@ -334,11 +342,14 @@ func (e *nameEntry) mergePending() {
 	// the list, which is only moved. (An empty list just takes them.)
 	hi := len(e.sorted)
 	e.sorted = slices.Grow(e.sorted, len(keyed))[:len(e.sorted)+len(keyed)]
+	e.metrics = slices.Grow(e.metrics, len(keyed))[:len(e.metrics)+len(keyed)]
 	for j := len(keyed) - 1; j >= 0; j-- {
 		a := keyed[j].orderedMetric
 		p := sort.Search(hi, func(x int) bool { return compareOrdered(a, e.sorted[x]) < 0 })
 		copy(e.sorted[p+j+1:], e.sorted[p:hi])
+		copy(e.metrics[p+j+1:], e.metrics[p:hi])
 		e.sorted[p+j] = a
+		e.metrics[p+j] = a.m
 		hi = p
 	}
 }
@@ -365,7 +376,9 @@ func (e *nameEntry) orderRestored(ms []sortedMetric) {
 	}
 	sortPrefixed(keyed)
 	e.sorted = make([]orderedMetric, len(keyed))
+	e.metrics = make([]*dto.Metric, len(keyed))
 	for i, k := range keyed {
 		e.sorted[i] = k.orderedMetric
+		e.metrics[i] = k.m
 	}
 }

@@ -25,7 +25,12 @@ type nameEntry struct {
 	// to put in, by group key), so Apply stays O(1) per family and a
 	// scrape pays for what changed, not for a full sort. The family in
 	// groups[key] is either in sorted or in pendingAdd[key].
-	sorted        []orderedMetric
+	sorted []orderedMetric
+	// metrics are sorted's metrics, in the same order, kept in step with
+	// it: the exposition copies them in one move (gathering them from
+	// sorted, a pointer every 48 bytes, took most of a scrape after a push
+	// at 100,000 groups).
+	metrics       []*dto.Metric
 	pendingRemove map[string][]*dto.Metric
 	pendingAdd    map[string][]*dto.Metric
 	// minKey is a lower bound of the keys in groups, and their minimum

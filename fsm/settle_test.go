@@ -157,7 +157,8 @@ func TestRestoreInAnyGroupOrder(t *testing.T) {
 // checkFullSortOrder compares every name's settled order with a stable
 // sort by compareExposed of all its stored metrics (groups in key order,
 // metrics in family order): an order made without the incremental
-// machinery, its batching, prefixes or workers.
+// machinery, its batching, prefixes or workers. The metrics kept beside
+// the order must be its metrics.
 func checkFullSortOrder(t *testing.T, s *FSM) {
 	t.Helper()
 	s.Families()
@@ -174,9 +175,15 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 		if len(want) != len(e.sorted) {
 			t.Fatalf("%s: %d metrics in order, %d stored", name, len(e.sorted), len(want))
 		}
+		if len(e.metrics) != len(e.sorted) {
+			t.Fatalf("%s: %d metrics beside an order of %d", name, len(e.metrics), len(e.sorted))
+		}
 		for i := range want {
 			if want[i].m != e.sorted[i].m || want[i].key != e.sorted[i].key {
 				t.Fatalf("%s: position %d differs from a full sort", name, i)
+			}
+			if e.metrics[i] != e.sorted[i].m {
+				t.Fatalf("%s: position %d of the metrics beside the order is another metric", name, i)
 			}
 		}
 	}
