@@ -56,8 +56,30 @@ func (a *applier) apply(c *Command) *Result {
 	if err != nil {
 		a.t.Fatalf("encode: %v", err)
 	}
+	return a.applyEncoded(b)
+}
+
+// applyEncoded applies an encoded command at the next log index.
+func (a *applier) applyEncoded(enc []byte) *Result {
 	a.index++
-	return a.s.Apply(a.index, b)
+	return a.s.Apply(a.index, enc)
+}
+
+// mustApplyEncoded is applyEncoded, failing on a rejection.
+func (a *applier) mustApplyEncoded(enc []byte) {
+	a.t.Helper()
+	if r := a.applyEncoded(enc); r.Err != nil {
+		a.t.Fatal(r.Err)
+	}
+}
+
+// exposeTwelve builds the exposition of a filled benchmark store: ten
+// gauge families and the two timestamp families.
+func exposeTwelve(tb testing.TB, s *FSM) {
+	tb.Helper()
+	if len(s.Families()) != 12 {
+		tb.Fatal("unexpected family count")
+	}
 }
 
 func (a *applier) mustOK(c *Command) {

@@ -259,7 +259,6 @@ func applyToAll(t *testing.T, c *Command, all ...*applier) {
 		t.Fatal(err)
 	}
 	for _, a := range all {
-		a.index++
-		a.s.Apply(a.index, b)
+		a.applyEncoded(b)
 	}
 }
