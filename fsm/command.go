@@ -352,7 +352,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 	}
 	if len(rawFamilies) > 0 {
 		// Sanitizing adds the grouping labels and an instance label.
-		fams, err := decodeFamilies(rawFamilies, familyDecoding{spareLabels: len(c.Labels) + 1, intern: true})
+		fams, err := decodeFamilies(rawFamilies, familyDecoding{spareLabels: len(c.Labels) + 1})
 		if err != nil {
 			return nil, fmt.Errorf("%w: metric family: %v", ErrMalformedCommand, err)
 		}

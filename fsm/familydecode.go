@@ -19,8 +19,12 @@ import (
 // live and die together, so decodeFamilies takes the common shape — name,
 // help, type, metrics with labels, a gauge, counter or untyped value and a
 // timestamp — into one slab per kind of object (all metrics of the command
-// in one []dto.Metric, all label pairs in one []dto.LabelPair, all strings
-// as substrings of one string). A family of any other shape (summaries,
+// in one []dto.Metric, all values in one []float64). Family names, help
+// texts, types and label pairs come from the process's intern table
+// (intern.go), so every decoded message is stored as it is and never
+// modified; only a label pair lacking its name or value (which proto tells
+// apart from an empty one) is decoded into a slab, its strings substrings
+// of one string. A family of any other shape (summaries,
 // histograms, exemplars, created timestamps, units, unknown fields, a field
 // repeated that proto would merge) is decoded by proto.Unmarshal, so the
 // result is always the message proto.Unmarshal would give (a fuzz test
@@ -61,16 +65,12 @@ type familyDecoding struct {
 	// spareLabels is room left after every metric's labels, so that adding
 	// that many (sanitizing adds the grouping labels) does not allocate.
 	spareLabels int
-	// intern takes family names, help texts, types and label pairs from
-	// the process's intern table (intern.go). Only for families whose
-	// messages are never modified.
-	intern bool
 }
 
 // familyCounts is how many objects of each kind the fast families need.
 type familyCounts struct {
 	families, metrics, labels, gauges, counters, untypeds int
-	floats, timestamps, strings, types                    int
+	floats, timestamps, strings                           int
 	// labelSlots counts the label pointer slots: the labels not shared
 	// and the shared ones, with the spare room after each metric's.
 	labelSlots int
@@ -86,12 +86,12 @@ type familyCounts struct {
 func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, error) {
 	out := make([]*dto.MetricFamily, len(raws))
 	fast := make([]bool, len(raws))
-	c := familyCounts{decoding: how}
-	if how.intern {
-		// A name and a help text per family, a label or two per metric,
-		// usually.
-		c.internedStrs = make([]*string, 0, 2*len(raws))
-		c.internedPairs = make([]*dto.LabelPair, 0, 2*len(raws))
+	// Interned values (intern.go): a name and a help text per family, a
+	// label or two per metric, usually.
+	c := familyCounts{
+		decoding:      how,
+		internedStrs:  make([]*string, 0, 2*len(raws)),
+		internedPairs: make([]*dto.LabelPair, 0, 2*len(raws)),
 	}
 	var text []byte
 	for i, raw := range raws {
@@ -130,15 +130,12 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		switch {
 		case num == mfName && typ == protowire.BytesType && !seenName:
 			seenName = true
-			text = c.countString(v, text)
+			c.internedStrs = append(c.internedStrs, interned.str(v))
 		case num == mfHelp && typ == protowire.BytesType && !seenHelp:
 			seenHelp = true
-			text = c.countString(v, text)
+			c.internedStrs = append(c.internedStrs, interned.str(v))
 		case num == mfType && typ == protowire.VarintType && !seenType && x <= maxMetricType:
 			seenType = true
-			if !c.decoding.intern {
-				c.types++
-			}
 		case num == mfMetric && typ == protowire.BytesType:
 			var ok bool
 			text, ok = countMetric(v, c, text)
@@ -152,16 +149,6 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		c.families++
 	}
 	return text, ok
-}
-
-// countString counts a family's name or help text.
-func (c *familyCounts) countString(v []byte, text []byte) []byte {
-	if c.decoding.intern {
-		c.internedStrs = append(c.internedStrs, interned.str(v))
-		return text
-	}
-	c.strings++
-	return append(text, v...)
 }
 
 func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
@@ -208,7 +195,7 @@ func countLabel(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 	if c.decoding.sharedPair(name, value) != nil {
 		return text, true
 	}
-	if c.decoding.intern && name != nil && value != nil {
+	if name != nil && value != nil {
 		c.internedPairs = append(c.internedPairs, interned.pair(name, value))
 		return text, true
 	}
@@ -314,7 +301,6 @@ type familySlabs struct {
 	floats     []float64
 	timestamps []int64
 	strings    []string
-	types      []dto.MetricType
 	// metricPtrs and labelPtrs are the families' Metric and the metrics'
 	// Label slices, cut from one array each; nMetricPtrs and nLabelPtrs
 	// count the slots handed out.
@@ -344,7 +330,6 @@ func newFamilySlabs(c familyCounts, text string) *familySlabs {
 		floats:     make([]float64, c.floats),
 		timestamps: make([]int64, c.timestamps),
 		strings:    make([]string, c.strings),
-		types:      make([]dto.MetricType, c.types),
 		text:       text,
 
 		internedStrs:  c.internedStrs,
@@ -368,13 +353,8 @@ func (s *familySlabs) str(v []byte) *string {
 	return p
 }
 
-// famStr returns the next name or help text: interned or from the slab.
-func (s *familySlabs) famStr(v []byte) *string {
-	if s.decoding.intern {
-		return *next(&s.internedStrs)
-	}
-	return s.str(v)
-}
+// famStr returns the next name or help text, interned.
+func (s *familySlabs) famStr() *string { return *next(&s.internedStrs) }
 
 // family fills the next family from raw, which countFamily accepted.
 func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
@@ -383,17 +363,11 @@ func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
 	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
 		switch num {
 		case mfName:
-			mf.Name = s.famStr(v)
+			mf.Name = s.famStr()
 		case mfHelp:
-			mf.Help = s.famStr(v)
+			mf.Help = s.famStr()
 		case mfType:
-			if s.decoding.intern {
-				mf.Type = &metricTypes[x]
-				break
-			}
-			t := next(&s.types)
-			*t = dto.MetricType(x)
-			mf.Type = t
+			mf.Type = &metricTypes[x]
 		case mfMetric:
 			m := next(&s.metrics)
 			s.metricPtrs[s.nMetricPtrs] = m
@@ -450,7 +424,7 @@ func (s *familySlabs) label(raw []byte) *dto.LabelPair {
 	if lp := s.decoding.sharedPair(name, value); lp != nil {
 		return lp
 	}
-	if s.decoding.intern && name != nil && value != nil {
+	if name != nil && value != nil {
 		return *next(&s.internedPairs)
 	}
 	lp := next(&s.labels)

@@ -63,7 +63,6 @@ func TestDecodeFamiliesEqualsProto(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			compareFamilyDecode(t, [][]byte{raw}, familyDecoding{})
 			compareFamilyDecode(t, [][]byte{raw}, testDecoding)
-			compareFamilyDecode(t, [][]byte{raw}, testInterning)
 		})
 	}
 	var valid [][]byte
@@ -74,7 +73,6 @@ func TestDecodeFamiliesEqualsProto(t *testing.T) {
 	}
 	compareFamilyDecode(t, valid, familyDecoding{})
 	compareFamilyDecode(t, valid, testDecoding)
-	compareFamilyDecode(t, valid, testInterning)
 }
 
 // testDecoding shares two label pairs (one of them in the seeds) and
@@ -87,9 +85,6 @@ var testDecoding = familyDecoding{
 	spareLabels: 2,
 }
 
-// testInterning is testDecoding with interning.
-var testInterning = familyDecoding{shared: testDecoding.shared, spareLabels: 2, intern: true}
-
 // FuzzDecodeFamilies: decodeFamilies on arbitrary bytes, as three families,
 // agrees with proto.Unmarshal on each (error or message).
 func FuzzDecodeFamilies(f *testing.F) {
@@ -100,7 +95,6 @@ func FuzzDecodeFamilies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		compareFamilyDecode(t, [][]byte{a, b, c}, familyDecoding{})
 		compareFamilyDecode(t, [][]byte{a, b, c}, testDecoding)
-		compareFamilyDecode(t, [][]byte{a, b, c}, testInterning)
 	})
 }
 
@@ -147,7 +141,7 @@ func TestDecodedFamiliesDoNotShareSlices(t *testing.T) {
 		}
 		raws = append(raws, b)
 	}
-	for _, how := range []familyDecoding{{}, testDecoding, testInterning} {
+	for _, how := range []familyDecoding{{}, testDecoding} {
 		checkNoSharedSlices(t, mfs, raws, how)
 	}
 }

@@ -20,7 +20,7 @@ func TestInterningSharesEqualValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mfs, err := decodeFamilies([][]byte{raw}, familyDecoding{intern: true})
+		mfs, err := decodeFamilies([][]byte{raw}, familyDecoding{})
 		if err != nil {
 			t.Fatal(err)
 		}

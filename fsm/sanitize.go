@@ -129,16 +129,15 @@ func timestampFamily(name, help *string, gp *groupingPairs, unixNano int64) *dto
 	r.m.Gauge = &r.g
 	r.m.Label = make([]*dto.LabelPair, 0, len(gp.names)+1)
 	r.metrics[0] = &r.m
-	r.mf.Name, r.mf.Help, r.mf.Type = name, help, &gaugeType
+	r.mf.Name, r.mf.Help, r.mf.Type = name, help, &metricTypes[dto.MetricType_GAUGE]
 	r.mf.Metric = r.metrics[:]
 	sanitizeLabels(&r.mf, gp)
 	return &r.mf
 }
 
-// gaugeType and the timestamp families' names and help are shared by every
-// timestamp family.
+// The timestamp families' names and help are shared by every timestamp
+// family (their type is metricTypes', intern.go).
 var (
-	gaugeType           = dto.MetricType_GAUGE
 	pushTimeName        = proto.String(PushTimeMetricName)
 	pushTimeHelp        = proto.String(pushTimeMetricHelp)
 	pushFailureTimeName = proto.String(PushFailureTimeMetricName)

@@ -126,7 +126,7 @@ func decodeGroup(b []byte) (*Group, error) {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
-		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: gp.stored(), intern: true})
+		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: gp.stored()})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
