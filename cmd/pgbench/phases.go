@@ -87,12 +87,21 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		f["mem.live"] = live
 		f["mem.live_per_series"] = live / float64(reached*(cfg.families+2))
 	}
-	if profiled != nil {
-		file := cfg.profilePath(target, G, "heap")
-		if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {
-			return nil, nil, err
+	// heapProfile saves the first node's heap profile (with --profile-dir)
+	// and lists it in the report.
+	heapProfile := func(kind, title string) error {
+		if profiled == nil {
+			return nil
 		}
-		profiled("heap in use after the fill", file, "inuse_space")
+		file := cfg.profilePath(target, G, kind)
+		if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {
+			return err
+		}
+		profiled(title, file, "inuse_space")
+		return nil
+	}
+	if err := heapProfile("heap", "heap in use after the fill"); err != nil {
+		return nil, nil, err
 	}
 
 	// 2. push
@@ -204,12 +213,8 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f at half time → %.1f MiB (max %.1f), live heap %.1f → %.1f → %.1f MiB", G, target, sr.elapsed.Round(time.Second),
 			sr.ops, f["soak.rate"], sr.rssStart/(1<<20), sr.rssHalf/(1<<20), sr.rssEnd/(1<<20), sr.rssMax/(1<<20),
 			sr.liveStart/(1<<20), sr.liveHalf/(1<<20), sr.liveEnd/(1<<20))
-		if profiled != nil {
-			file := cfg.profilePath(target, G, "heap-soak")
-			if err := l.heapProfile(ctx, l.nodes[0], file); err != nil {
-				return nil, nil, err
-			}
-			profiled("heap in use after the soak", file, "inuse_space")
+		if err := heapProfile("heap-soak", "heap in use after the soak"); err != nil {
+			return nil, nil, err
 		}
 	}
 	for _, c := range in.nodes {
