@@ -8,7 +8,7 @@
 #                            client use; SANs: localhost node1 node2 node3
 #                            pushgateway (the compose API alias),
 #                            127.0.0.1 ::1 and docker-compose.yml's
-#                            172.31.77.11-13, plus $EXTRA_SANS
+#                            10.213.77.11-13, plus $EXTRA_SANS
 #                            (e.g. EXTRA_SANS="DNS:pg1.example,IP:10.0.0.5")
 #   rogue-ca.crt rogue.crt rogue.key
 #                            another CA and a certificate it signed with the
@@ -32,7 +32,7 @@ umask 022
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-sans="DNS:localhost,DNS:node1,DNS:node2,DNS:node3,DNS:pushgateway,IP:127.0.0.1,IP:::1,IP:172.31.77.11,IP:172.31.77.12,IP:172.31.77.13"
+sans="DNS:localhost,DNS:node1,DNS:node2,DNS:node3,DNS:pushgateway,IP:127.0.0.1,IP:::1,IP:10.213.77.11,IP:10.213.77.12,IP:10.213.77.13"
 if [ -n "${EXTRA_SANS:-}" ]; then
   sans="$sans,$EXTRA_SANS"
 fi

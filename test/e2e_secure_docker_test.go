@@ -103,7 +103,7 @@ func TestE2ESecureComposeCluster(t *testing.T) {
 	stranger := func(name, tlsFile, keyFile string) {
 		out, err := exec.Command("docker", "run", "-d", "--name", name, "--network", network,
 			"-v", dir+":/certs:ro", "pushgateway-cluster:latest",
-			"--cluster.node-name="+name, "--cluster.peer=172.31.77.11:9094", "--cluster.peer=172.31.77.12:9094",
+			"--cluster.node-name="+name, "--cluster.peer=10.213.77.11:9094", "--cluster.peer=10.213.77.12:9094",
 			"--cluster.tls-config-file=/certs/"+tlsFile, "--cluster.gossip-key-file=/certs/"+keyFile,
 			"--web.config.file=/certs/web-config.yml").CombinedOutput()
 		if err != nil {

@@ -111,7 +111,7 @@ var (
 	DNSNames = []string{"localhost", "node1", "node2", "node3", "pushgateway"}
 	IPs      = []net.IP{
 		net.ParseIP("127.0.0.1"), net.ParseIP("::1"),
-		net.ParseIP("172.31.77.11"), net.ParseIP("172.31.77.12"), net.ParseIP("172.31.77.13"),
+		net.ParseIP("10.213.77.11"), net.ParseIP("10.213.77.12"), net.ParseIP("10.213.77.13"),
 	}
 )
 
