@@ -63,15 +63,20 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 }
 
 // indexGroups builds the index of restored groups, its maps sized for them,
-// and orders the exposition of every name, on every core. Groups in
-// increasing key order (as snapshots write them) go straight into each
-// name's order; others go through the pending changes, as Apply adds them,
-// and Restore settles them.
-func indexGroups(groups []*Group) *index {
+// and orders the exposition of every name, and returns it with the number
+// of series the groups hold. Groups in increasing key order (as snapshots
+// write them) are indexed name by name on every core, each name's families
+// straight into its order; only the series counts, one map for all names,
+// are entered on one core. Groups in any other order go through the
+// pending changes, as Apply adds them, and Restore settles them.
+func indexGroups(groups []*Group) (*index, int) {
 	type restoring struct {
-		e               *nameEntry
-		groups, metrics int
-		ms              []sortedMetric
+		e       *nameEntry
+		keys    []string
+		fams    []*Family
+		metrics int
+		ms      []sortedMetric
+		hashes  []uint64
 	}
 	perName := map[string]*restoring{}
 	series := 0
@@ -82,15 +87,18 @@ func indexGroups(groups []*Group) *index {
 				r = &restoring{}
 				perName[name] = r
 			}
-			r.groups++
+			r.keys = append(r.keys, g.Key)
+			r.fams = append(r.fams, f)
 			r.metrics += len(f.MF.GetMetric())
 			series += len(f.MF.GetMetric())
 		}
 	}
 	ix := newIndex()
 	ix.series = make(map[uint64]int32, series)
-	for name, r := range perName {
-		r.e = newNameEntry(r.groups)
+	names := slices.Sorted(maps.Keys(perName))
+	for _, name := range names {
+		r := perName[name]
+		r.e = newNameEntry(len(r.keys))
 		ix.names[name] = r.e
 	}
 	inKeyOrder := true
@@ -101,21 +109,41 @@ func indexGroups(groups []*Group) *index {
 		for _, g := range groups {
 			ix.replaceGroup(nil, g)
 		}
-		return ix
+		return ix, series
 	}
-	for _, r := range perName {
+	// What enter does for every family, name by name: the families of a
+	// name in key order, so the first is the smallest key.
+	forEach(len(names), series >= parallelSettle, func(i int) {
+		name := names[i]
+		r := perName[name]
+		e := r.e
+		e.minKey = r.keys[0]
 		r.ms = make([]sortedMetric, 0, r.metrics)
-	}
-	for _, g := range groups {
-		for name, f := range g.Families {
-			ix.enter(g.Key, name, f)
-			r := perName[name]
+		r.hashes = make([]uint64, 0, r.metrics)
+		for k, f := range r.fams {
+			key := r.keys[k]
+			e.groups[key] = f
+			e.types[f.MF.GetType()]++
 			for _, m := range f.MF.GetMetric() {
-				r.ms = append(r.ms, sortedMetric{m: m, key: g.Key})
+				r.ms = append(r.ms, sortedMetric{m: m, key: key})
+				r.hashes = append(r.hashes, seriesHash(name, m))
+			}
+		}
+		e.version = uint64(len(r.fams))
+		e.orderRestored(r.ms)
+	})
+	for _, name := range names {
+		r := perName[name]
+		if len(r.e.types) > 1 {
+			ix.mixed[name] = struct{}{}
+		}
+		for k, h := range r.hashes {
+			c := ix.series[h] + 1
+			ix.series[h] = c
+			if c == 2 {
+				ix.dups[h] = dupSeries{name: name, metric: r.ms[k].m}
 			}
 		}
 	}
-	byName := slices.Collect(maps.Values(perName))
-	forEach(len(byName), series >= parallelSettle, func(i int) { byName[i].e.orderRestored(byName[i].ms) })
-	return ix
+	return ix, series
 }

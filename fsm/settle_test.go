@@ -115,16 +115,36 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 }
 
 // TestRestoreInAnyGroupOrder restores the same store from a snapshot in
-// key order (as snapshots are written: each name's order is built straight
-// from the groups) and from one with its groups shuffled (through the
-// pending changes): both expose what the original does, in the order of a
-// full sort, large enough for the ordering to run on every core.
+// key order (as snapshots are written: each name's order and index entry
+// are built straight from the groups, name by name on every core) and from
+// one with its groups shuffled (through the pending changes, as Apply
+// adds them): both expose what the original does, in the order of a full
+// sort, and index it as the original's pushes did, duplicate series and
+// mixed types of unchecked pushes included; large enough for the work to
+// run on every core.
 func TestRestoreInAnyGroupOrder(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	r := rand.New(rand.NewSource(13))
 	a := &applier{t: t, s: newTestFSM()}
 	for g := 0; g < 8000; g++ {
 		applyToAll(t, randomInstancePush(r, g, 5, true), a)
+	}
+	for _, c := range []*Command{
+		// The same series from two groups, and a name of two types.
+		pushCmd(t, OpPut, t1, "dup{zone=\"b\"} 1\n", "job", "unchecked"),
+		pushCmd(t, OpPut, t1, "dup 2\n", "job", "unchecked", "zone", "b"),
+		pushCmd(t, OpPut, t1, "# TYPE mixed counter\nmixed 1\n", "job", "m1"),
+		pushCmd(t, OpPut, t1, "# TYPE mixed gauge\nmixed 1\n", "job", "m2"),
+	} {
+		c.Unchecked = true
+		a.mustOK(c)
+	}
+	if a.s.Consistent() {
+		t.Fatal("the unchecked pushes stored no inconsistency")
+	}
+	// The text format cannot hold a family of two types: compare the rest.
+	render := func(t *testing.T, s *FSM) string {
+		return renderFamilies(t, slices.DeleteFunc(slices.Clone(s.Families()), func(mf *dto.MetricFamily) bool { return mf.GetName() == "mixed" }))
 	}
 	want := render(t, a.s)
 	sn := a.s.Snapshot()
@@ -146,11 +166,48 @@ func TestRestoreInAnyGroupOrder(t *testing.T) {
 		if got := render(t, s); got != want {
 			t.Fatalf("%s: the restored store exposes something else", tc.name)
 		}
+		checkSameIndex(t, tc.name, s, a.s)
 		for name, e := range s.ix.names {
 			if len(e.pendingAdd)+len(e.pendingRemove) != 0 {
 				t.Fatalf("%s: %s has changes pending after the restore", tc.name, name)
 			}
 		}
+	}
+}
+
+// checkSameIndex compares what got's index holds with want's: per name
+// the groups, types and smallest key, and the series counts, duplicates,
+// mixed names and store errors.
+func checkSameIndex(t *testing.T, what string, got, want *FSM) {
+	t.Helper()
+	got.mu.RLock()
+	defer got.mu.RUnlock()
+	want.mu.RLock()
+	defer want.mu.RUnlock()
+	if got.series != want.series {
+		t.Fatalf("%s: %d series counted, want %d", what, got.series, want.series)
+	}
+	g, w := got.ix, want.ix
+	if !slices.Equal(slices.Sorted(maps.Keys(g.names)), slices.Sorted(maps.Keys(w.names))) {
+		t.Fatalf("%s: other names indexed", what)
+	}
+	for name, we := range w.names {
+		ge := g.names[name]
+		if !slices.Equal(slices.Sorted(maps.Keys(ge.groups)), slices.Sorted(maps.Keys(we.groups))) ||
+			!maps.Equal(ge.types, we.types) || ge.minKey != we.minKey {
+			t.Fatalf("%s: the entry of %s differs: types %v, smallest key %q; want %v, %q", what, name, ge.types, ge.minKey, we.types, we.minKey)
+		}
+	}
+	if !maps.Equal(g.series, w.series) {
+		t.Fatalf("%s: other series counts (%d hashes, want %d)", what, len(g.series), len(w.series))
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(g.dups)), slices.Sorted(maps.Keys(w.dups))) || !maps.Equal(g.mixed, w.mixed) {
+		t.Fatalf("%s: other inconsistencies: %d duplicates, %v mixed; want %d, %v", what, len(g.dups), g.mixed, len(w.dups), w.mixed)
+	}
+	// (Which of a duplicate's metrics an error names depends on the order
+	// the groups came in: only the number is compared.)
+	if ge, we := len(g.storeErrors()), len(w.storeErrors()); ge != we {
+		t.Fatalf("%s: %d store errors, want %d", what, ge, we)
 	}
 }
 

@@ -219,8 +219,10 @@ func (s *FSM) Restore(r io.Reader) error {
 
 // restoredState is a state read from a snapshot, not yet swapped in.
 type restoredState struct {
-	groups   map[string]*Group
-	ix       *index
+	groups map[string]*Group
+	ix     *index
+	// series is the number of metrics the groups hold.
+	series   int
 	applied  uint64
 	imported *ImportRecord
 }
@@ -231,10 +233,7 @@ func (s *FSM) install(st *restoredState) {
 	s.groups, s.ix, s.imported = st.groups, st.ix, st.imported
 	s.sortedKeys, s.exposed = nil, nil
 	s.exposeGen++
-	s.series = 0
-	for _, g := range s.groups {
-		s.series += g.seriesCount()
-	}
+	s.series = st.series
 }
 
 // readSnapshot reads and checks a whole snapshot. Errors wrap
@@ -295,7 +294,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		}
 		groups[g.Key] = g
 	}
-	ix := indexGroups(all)
+	ix, series := indexGroups(all)
 	count, err := binary.ReadUvarint(cr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
@@ -332,7 +331,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	if count != uint64(len(groups)) {
 		return nil, fmt.Errorf("%w: trailer says %d groups, read %d", ErrCorruptSnapshot, count, len(groups))
 	}
-	return &restoredState{groups: groups, ix: ix, applied: applied, imported: imported}, nil
+	return &restoredState{groups: groups, ix: ix, series: series, applied: applied, imported: imported}, nil
 }
 
 func decodeImportRecord(b []byte) (*ImportRecord, error) {
