@@ -43,13 +43,15 @@ func (s *FSM) check(prev, next *Group) []error {
 			errs = append(errs, fmt.Errorf("gathered metric family %s has type %s but should have %s", name, typ, r.Type))
 			continue
 		}
-		if liveTyp, ok := s.ix.liveType(name, next.Key); ok && liveTyp != typ {
+		liveTyp, live := s.ix.liveType(name, next.Key)
+		if live && liveTyp != typ {
 			for _, m := range mf.GetMetric() {
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, m, liveTyp))
 			}
 			continue
 		}
-		if !s.nameExistsOutside(name, next.Key) {
+		if _, reserved := s.reserved[name]; !reserved && !live {
+			// A name new to the gateway: its suffixes must not clash.
 			exists := func(n string) (dto.MetricType, bool) {
 				if t, ok := addedTypes[n]; ok {
 					return t, true
@@ -93,16 +95,6 @@ func (s *FSM) check(prev, next *Group) []error {
 		}
 	}
 	return errs
-}
-
-// nameExistsOutside reports whether a family of this name is exposed by the
-// gateway itself or stored in a group other than key.
-func (s *FSM) nameExistsOutside(name, key string) bool {
-	if _, ok := s.reserved[name]; ok {
-		return true
-	}
-	_, ok := s.ix.liveType(name, key)
-	return ok
 }
 
 // suffixCollision reports a clash of a new family name with the suffixes

@@ -226,21 +226,29 @@ func (ix *index) replaceGroup(old, new *Group) {
 }
 
 // liveType returns a type of the stored families named name, ignoring the
-// one held by group skipKey, and whether there is any.
+// one held by group skipKey, and whether there is any. Group skipKey holds
+// at most one family of the name, so only a type held once can vanish by
+// skipping it: the group's family is looked up (in a map of every group
+// holding the name) only then.
 func (ix *index) liveType(name, skipKey string) (dto.MetricType, bool) {
 	e := ix.names[name]
 	if e == nil {
 		return 0, false
 	}
-	skipType, skipping := dto.MetricType(0), false
-	if f, ok := e.groups[skipKey]; ok {
-		skipType, skipping = f.MF.GetType(), true
-	}
 	var best dto.MetricType
-	found := false
+	found, looked := false, false
+	skipType, skipping := dto.MetricType(0), false
 	for t, n := range e.types {
-		if skipping && t == skipType {
-			n--
+		if n == 1 {
+			if !looked {
+				if f, ok := e.groups[skipKey]; ok {
+					skipType, skipping = f.MF.GetType(), true
+				}
+				looked = true
+			}
+			if skipping && t == skipType {
+				n--
+			}
 		}
 		if n > 0 && (!found || t < best) {
 			best, found = t, true
