@@ -114,6 +114,7 @@ func Start(cfg Config) (*Node, error) {
 		dialer: d, removed: map[string]struct{}{}, rpc: newRPCClient(d), joined: make(chan struct{}), events: make(chan struct{}, 1), changes: make(chan struct{}, 1), stop: make(chan struct{}),
 		probe: &memberProbe{}, reads: newReadRounds(),
 	}
+	n.fsm.logger = n.logger
 	n.disk = &diskGuard{n: n, path: cfg.DataDir, reserve: cfg.MinFreeBytes}
 	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
 	if err != nil {
