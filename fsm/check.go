@@ -39,7 +39,8 @@ func (s *FSM) check(prev, next *Group) []error {
 	for _, name := range added {
 		mf := next.Families[name].MF
 		typ := mf.GetType()
-		if r, ok := s.reserved[name]; ok && r.Type != typ {
+		r, reserved := s.reserved[name]
+		if reserved && r.Type != typ {
 			errs = append(errs, fmt.Errorf("gathered metric family %s has type %s but should have %s", name, typ, r.Type))
 			continue
 		}
@@ -50,7 +51,7 @@ func (s *FSM) check(prev, next *Group) []error {
 			}
 			continue
 		}
-		if _, reserved := s.reserved[name]; !reserved && !live {
+		if !reserved && !live {
 			// A name new to the gateway: its suffixes must not clash.
 			exists := func(n string) (dto.MetricType, bool) {
 				if t, ok := addedTypes[n]; ok {

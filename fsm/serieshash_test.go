@@ -14,7 +14,7 @@ import (
 // and label pairs, each followed by the separator byte, written piece by
 // piece into a digest: the value every node and every version computes,
 // which orders the store errors. Label sets longer than the stack buffer
-// are covered too.
+// are covered too, and a short one is hashed without allocating.
 func TestSeriesHashIsTheHashOfItsBytes(t *testing.T) {
 	sep := []byte{model.SeparatorByte}
 	digest := func(name string, m *dto.Metric) uint64 {
@@ -51,5 +51,8 @@ func TestSeriesHashIsTheHashOfItsBytes(t *testing.T) {
 	}
 	if len(seen) != len(cases) {
 		t.Errorf("%d distinct hashes of %d different series", len(seen), len(cases))
+	}
+	if n := testing.AllocsPerRun(100, func() { seriesHash(cases[2].name, cases[2].m) }); n != 0 {
+		t.Errorf("hashing a short series allocates %v times, want 0", n)
 	}
 }
