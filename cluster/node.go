@@ -224,7 +224,10 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	}
 	mirrored := newMirroredStable(n.stores, filepath.Join(raftDir, voteRecordFile), stable)
 	trans := newRaftTransport(n.transport, &n.recovering, n.stop)
-	if n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, mirrored, n.snaps, trans); err != nil {
+	n.fsm.starting.Store(true)
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.stores, mirrored, n.snaps, trans)
+	n.fsm.starting.Store(false)
+	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.electAloneAtOnce(rc.LeaderLeaseTimeout)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +22,9 @@ type raftFSM struct {
 	metrics atomic.Pointer[nodeMetrics]
 	// logger, if set, reports each restore from a snapshot.
 	logger *slog.Logger
+	// starting is set while the node starts raft: a restore then is the
+	// node's own snapshot, before it serves.
+	starting atomic.Bool
 
 	mu      sync.Mutex
 	applied uint64
@@ -99,27 +101,14 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{snap: r.state.Snapshot()}, nil
 }
 
-// restoreGCPercent is the garbage collector's target while a snapshot is
-// restored (see Restore).
-const restoreGCPercent = 400
-
-// Restore implements raft.FSM.
-//
-// A restore builds the whole state at once: at 100,000 groups the heap
-// grows from nothing to 700 MB of objects that all stay, and with the
-// default GOGC of 100 the collector marks everything built so far at every
-// doubling, a third of the restore's time. While the state is restored the
-// collector's target is raised to restoreGCPercent (never lowered), and set
-// back afterwards; the garbage of a restore is small (its buffers are
-// reused), so the heap peaks at what it holds when the restore ends either
-// way, and a GOMEMLIMIT still bounds it.
+// Restore implements raft.FSM. A restore while the node starts (before it
+// serves) runs with the collector's target raised (restoregc.go); a
+// snapshot sent by the leader to a serving node does not.
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	start := time.Now()
-	if before := debug.SetGCPercent(restoreGCPercent); before < 0 || before > restoreGCPercent {
-		debug.SetGCPercent(before)
-	} else {
-		defer debug.SetGCPercent(before)
+	if r.starting.Load() {
+		defer raiseGCForRestore()()
 	}
 	if err := r.state.Restore(rc); err != nil {
 		return fmt.Errorf("restore state from snapshot: %w", err)
