@@ -92,6 +92,8 @@ type Config struct {
 	LocalNetwork bool
 	// tuneRaft, a test hook, changes raft's configuration last.
 	tuneRaft func(*raft.Config)
+	// snapshotFloor, a test hook, replaces minSnapshotThreshold when set.
+	snapshotFloor uint64
 	// GossipKeys turn on memberlist's encryption (--cluster.gossip-key-file):
 	// the first key encrypts, all of them decrypt (rotation). Each is 16,
 	// 24 or 32 bytes. Empty: gossip is not encrypted.

@@ -28,7 +28,7 @@ func (n *Node) electAloneAtOnce(leaderLease time.Duration) {
 	if quick.HeartbeatTimeout >= normal.HeartbeatTimeout {
 		return
 	}
-	if err := n.raft.ReloadConfig(quick); err != nil {
+	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = quick.HeartbeatTimeout }); err != nil {
 		n.logger.Warn("could not start the election of a lone voter at once", "err", err)
 		return
 	}
@@ -43,7 +43,7 @@ func (n *Node) restoreTimeoutsAsLeader() {
 	if normal == nil || n.raft.State() != raft.Leader {
 		return
 	}
-	if err := n.raft.ReloadConfig(*normal); err != nil {
+	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = normal.HeartbeatTimeout }); err != nil {
 		n.logger.Warn("could not restore raft's timeouts", "err", err)
 		return
 	}

@@ -56,16 +56,19 @@ type Node struct {
 	// restoreTimeouts are raft's configured timeouts while a lone voter
 	// runs with shorter ones to elect itself at once (loneelection.go).
 	restoreTimeouts atomic.Pointer[raft.ReloadableConfig]
-	lastStamp       atomic.Int64  // the latest time this node stamped into a command as leader
-	probe           *memberProbe  // the members' clock offsets and storage flags (clock.go)
-	disk            *diskGuard    // free space of the storage path (diskspace.go)
-	features        featureGate   // what every member understands (features.go)
-	reads           *readRounds   // reads waiting for the next read index (readindex.go)
-	events          chan struct{} // wakes the bootstrapper
-	changes         chan struct{} // wakes the leader's reconciler
-	stop            chan struct{}
-	stopped         sync.Once
-	wg              sync.WaitGroup
+	// reloadMu serializes changes of raft's reloadable configuration
+	// (reloadRaft).
+	reloadMu  sync.Mutex
+	lastStamp atomic.Int64  // the latest time this node stamped into a command as leader
+	probe     *memberProbe  // the members' clock offsets and storage flags (clock.go)
+	disk      *diskGuard    // free space of the storage path (diskspace.go)
+	features  featureGate   // what every member understands (features.go)
+	reads     *readRounds   // reads waiting for the next read index (readindex.go)
+	events    chan struct{} // wakes the bootstrapper
+	changes   chan struct{} // wakes the leader's reconciler
+	stop      chan struct{}
+	stopped   sync.Once
+	wg        sync.WaitGroup
 }
 
 // Start opens the stores under cfg.DataDir, starts raft and memberlist,
@@ -133,7 +136,8 @@ func Start(cfg Config) (*Node, error) {
 	n.metrics = newNodeMetrics(n, cfg.Registerer)
 	n.fsm.metrics.Store(n.metrics)
 
-	n.wg.Add(7)
+	n.wg.Add(8)
+	go n.runSnapshotCadence()
 	go n.runReadRounds()
 	go n.runMemberProbe()
 	go n.serveCommands()
@@ -152,19 +156,6 @@ func Start(cfg Config) (*Node, error) {
 	}
 	return n, nil
 }
-
-// Snapshot cadence. raft checks every snapshotInterval (staggered up to
-// twice that) whether snapshotThreshold entries arrived since the last
-// snapshot, and then snapshots and compacts the log. raft's defaults (2
-// minutes, 8,192) let the log grow by minutes of writes between snapshots:
-// under 2,000 writes/s, raft.db grew by 140 MB a minute and the node's RSS
-// with it (the log store is memory-mapped). Checking every 10 s bounds the
-// log to about a threshold plus 20 s of writes; a snapshot copies group
-// pointers and is streamed to disk while writes go on.
-const (
-	snapshotInterval  = 10 * time.Second
-	snapshotThreshold = 32768
-)
 
 // startRaft opens the stores and starts raft; stable holds the stable-store
 // values found in raft.db (see prepareRaftStorage).
@@ -206,7 +197,8 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	rc.CommitTimeout = 2 * time.Millisecond
 	// Larger batches: concurrent writes share one log append and fsync.
 	rc.MaxAppendEntries = 256
-	rc.SnapshotInterval, rc.SnapshotThreshold = snapshotInterval, snapshotThreshold
+	// See snapshotcadence.go: both follow the store once the node is ready.
+	rc.SnapshotInterval, rc.SnapshotThreshold = snapshotCheckInterval, maxSnapshotThreshold
 	if n.cfg.LocalNetwork {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond

@@ -31,12 +31,12 @@ func startNodeClock(t *testing.T, dir string, now func() time.Time) (*Node, *fsm
 }
 
 // startNodeWith starts a lone node "n1" on loopback with cfg's storage,
-// write timeout and clock.
+// write timeout, clock and snapshot floor.
 func startNodeWith(t *testing.T, cfg Config) (*Node, *fsm.FSM) {
 	t.Helper()
 	state := fsm.New(nil)
 	n, err := Start(Config{DataDir: cfg.DataDir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true,
-		State: state, WriteTimeout: cfg.WriteTimeout, Now: cfg.Now})
+		State: state, WriteTimeout: cfg.WriteTimeout, Now: cfg.Now, snapshotFloor: cfg.snapshotFloor})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,9 @@ type raftFSM struct {
 	// starting is set while the node starts raft: a restore then is the
 	// node's own snapshot, before it serves.
 	starting atomic.Bool
+	// lastPersist is how long the last snapshot took to write (nanoseconds;
+	// 0 before the first).
+	lastPersist atomic.Int64
 
 	mu      sync.Mutex
 	applied uint64
@@ -98,7 +101,7 @@ func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {
 
 // Snapshot implements raft.FSM. It only captures group pointers.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: r.state.Snapshot()}, nil
+	return &fsmSnapshot{snap: r.state.Snapshot(), took: &r.lastPersist}, nil
 }
 
 // Restore implements raft.FSM. A restore while the node starts (before it
@@ -113,23 +116,36 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	if err := r.state.Restore(rc); err != nil {
 		return fmt.Errorf("restore state from snapshot: %w", err)
 	}
+	took := time.Since(start)
 	if r.logger != nil {
 		r.logger.Info("restored the state from a snapshot", "groups", r.state.Len(), "series", r.state.Series(),
-			"applied_index", r.state.AppliedIndex(), "took", time.Since(start).Round(time.Millisecond))
+			"applied_index", r.state.AppliedIndex(), "took", took.Round(time.Millisecond))
 	}
+	// Reading a snapshot takes about as long as writing it: the estimate
+	// of the snapshot cadence until this node writes one.
+	r.lastPersist.CompareAndSwap(0, int64(took))
 	r.advance(r.state.AppliedIndex())
 	return nil
 }
 
-type fsmSnapshot struct{ snap *fsm.Snapshot }
+type fsmSnapshot struct {
+	snap *fsm.Snapshot
+	// took receives how long a successful Persist took.
+	took *atomic.Int64
+}
 
 // Persist implements raft.FSMSnapshot.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
 	if _, err := s.snap.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	s.took.Store(int64(time.Since(start)))
+	return nil
 }
 
 // Release implements raft.FSMSnapshot.
