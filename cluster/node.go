@@ -198,7 +198,7 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	// Larger batches: concurrent writes share one log append and fsync.
 	rc.MaxAppendEntries = 256
 	// See snapshotcadence.go: both follow the store once the node is ready.
-	rc.SnapshotInterval, rc.SnapshotThreshold = snapshotCheckInterval, maxSnapshotThreshold
+	rc.SnapshotInterval, rc.SnapshotThreshold = snapshotCheckInterval, startSnapshotThreshold
 	if n.cfg.LocalNetwork {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond

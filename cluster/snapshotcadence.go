@@ -42,6 +42,12 @@ const (
 	minSnapshotThreshold     = 4096
 	maxSnapshotThreshold     = 32768
 	snapshotPerGroup         = 2
+	// startSnapshotThreshold holds snapshots off until the node is ready:
+	// a restart's replay may be longer than maxSnapshotThreshold (writes
+	// overshoot it), and a snapshot of a large store written meanwhile
+	// competes with the replay for the CPU. It still bounds the log of a
+	// node that takes long to be ready.
+	startSnapshotThreshold = 4 * maxSnapshotThreshold
 )
 
 // snapshotCheckEvery is the interval of raft's snapshot checks after a
@@ -58,9 +64,8 @@ func snapshotThreshold(groups int, floor uint64) uint64 {
 }
 
 // runSnapshotCadence keeps raft's snapshot threshold and check interval in
-// step with the store once the node is ready (during the replay of a
-// restart the configured maximum threshold stands: a snapshot then would
-// compete with the replay for the CPU). raft starts checking every second:
+// step with the store once the node is ready (until then
+// startSnapshotThreshold stands). raft starts checking every second:
 // it takes a new interval only after the wait under way, so starting with
 // a long one would leave a small store unchecked for up to twice that.
 func (n *Node) runSnapshotCadence() {
