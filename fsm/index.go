@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	dto "github.com/prometheus/client_model/go"
@@ -49,7 +50,7 @@ type index struct {
 	names map[string]*nameEntry
 	// series counts stored metrics by the hash of name and label pairs.
 	series map[uint64]int32
-	// dups holds one of the metrics of every series stored more than once,
+	// dups holds the family name of every series stored more than once,
 	// and mixed the names stored with more than one type: the store
 	// inconsistencies that upstream's full gather would report. They arise
 	// from unchecked pushes and from the failure record of a rejected push
@@ -58,10 +59,9 @@ type index struct {
 	mixed map[string]struct{}
 }
 
-// dupSeries is a series stored more than once.
+// dupSeries is a series stored more than once: its family name.
 type dupSeries struct {
-	name   string
-	metric *dto.Metric
+	name string
 }
 
 func newIndex() *index {
@@ -126,7 +126,7 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	for _, m := range f.MF.GetMetric() {
 		h := seriesHash(name, m)
 		if ix.series[h]++; ix.series[h] == 2 {
-			ix.dups[h] = dupSeries{name: name, metric: m}
+			ix.dups[h] = dupSeries{name: name}
 		}
 	}
 	return e
@@ -170,12 +170,43 @@ func (ix *index) remove(key, name string, f *Family) {
 }
 
 // storeErrors describes the inconsistencies already in the store, in the
-// wording of a full gather, in a deterministic order.
+// wording of a full gather, in a deterministic order. A duplicate series is
+// named by its second metric in group key order: a function of the state,
+// the same on every node whatever order its groups were stored in.
 func (ix *index) storeErrors() []error {
 	var errs []error
 	hashes := make([]uint64, 0, len(ix.dups))
-	for h := range ix.dups {
+	named := map[string]map[uint64]*dto.Metric{}
+	for h, d := range ix.dups {
 		hashes = append(hashes, h)
+		if named[d.name] == nil {
+			named[d.name] = map[uint64]*dto.Metric{}
+		}
+		named[d.name][h] = nil
+	}
+	type stored struct {
+		key string
+		m   *dto.Metric
+	}
+	for name, metrics := range named {
+		// One pass over the name's families (an inconsistent store is
+		// rare, and upstream gathers everything for every push).
+		found := make(map[uint64][]stored, len(metrics))
+		for k, f := range ix.names[name].groups {
+			for _, m := range f.MF.GetMetric() {
+				h := seriesHash(name, m)
+				if _, dup := metrics[h]; dup {
+					found[h] = append(found[h], stored{k, m})
+				}
+			}
+		}
+		for h, ms := range found {
+			// By key; a group's own metrics stay in their order.
+			slices.SortStableFunc(ms, func(a, b stored) int { return strings.Compare(a.key, b.key) })
+			if len(ms) > 1 {
+				metrics[h] = ms[1].m
+			}
+		}
 	}
 	sort.Slice(hashes, func(i, j int) bool {
 		a, b := ix.dups[hashes[i]], ix.dups[hashes[j]]
@@ -187,7 +218,7 @@ func (ix *index) storeErrors() []error {
 	for _, h := range hashes {
 		d := ix.dups[h]
 		for n := int32(1); n < ix.series[h]; n++ {
-			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, d.metric))
+			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, named[d.name][h]))
 		}
 	}
 	names := slices.Sorted(maps.Keys(ix.mixed))

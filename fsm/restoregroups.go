@@ -137,11 +137,11 @@ func indexGroups(groups []*Group) (*index, int) {
 		if len(r.e.types) > 1 {
 			ix.mixed[name] = struct{}{}
 		}
-		for k, h := range r.hashes {
+		for _, h := range r.hashes {
 			c := ix.series[h] + 1
 			ix.series[h] = c
 			if c == 2 {
-				ix.dups[h] = dupSeries{name: name, metric: r.ms[k].m}
+				ix.dups[h] = dupSeries{name: name}
 			}
 		}
 	}
