@@ -63,6 +63,13 @@ type gossip struct {
 	mu      sync.Mutex
 	meta    nodeMeta
 	members map[string]*memberInfo
+
+	// updateMu serializes memberlist.UpdateNode, which is not safe to call
+	// from two goroutines at once (readiness announcing the state while
+	// a shutdown announces leaving raced in it), and left records that
+	// memberlist was stopped, after which nothing is announced.
+	updateMu sync.Mutex
+	left     bool
 }
 
 func startGossip(n *Node, hasState bool) (*gossip, error) {
@@ -247,18 +254,30 @@ func (g *gossip) setHasState() {
 	changed := !g.meta.HasState
 	g.meta.HasState = true
 	g.mu.Unlock()
-	if changed {
-		if err := g.ml.UpdateNode(5 * time.Second); err != nil {
-			g.n.logger.Warn("announce cluster membership via gossip", "err", err)
-		}
+	if !changed {
+		return
+	}
+	g.updateMu.Lock()
+	defer g.updateMu.Unlock()
+	if g.left {
+		return
+	}
+	if err := g.ml.UpdateNode(5 * time.Second); err != nil {
+		g.n.logger.Warn("announce cluster membership via gossip", "err", err)
 	}
 }
 
-// leave announces a graceful departure and stops memberlist.
+// leave announces a graceful departure and stops memberlist (once).
 func (g *gossip) leave() {
 	g.mu.Lock()
 	g.meta.Leaving = true
 	g.mu.Unlock()
+	g.updateMu.Lock()
+	defer g.updateMu.Unlock()
+	if g.left {
+		return
+	}
+	g.left = true
 	if err := g.ml.UpdateNode(2 * time.Second); err != nil {
 		g.n.logger.Warn("announce leaving via gossip", "err", err)
 	}
