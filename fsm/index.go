@@ -50,22 +50,18 @@ type index struct {
 	names map[string]*nameEntry
 	// series counts stored metrics by the hash of name and label pairs.
 	series map[uint64]int32
-	// dups holds the family name of every series stored more than once,
+	// dups holds the family name of every series stored more than once, by
+	// its hash,
 	// and mixed the names stored with more than one type: the store
 	// inconsistencies that upstream's full gather would report. They arise
 	// from unchecked pushes and from the failure record of a rejected push
 	// to a new group.
-	dups  map[uint64]dupSeries
+	dups  map[uint64]string
 	mixed map[string]struct{}
 }
 
-// dupSeries is a series stored more than once: its family name.
-type dupSeries struct {
-	name string
-}
-
 func newIndex() *index {
-	return &index{names: map[string]*nameEntry{}, series: map[uint64]int32{}, dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
+	return &index{names: map[string]*nameEntry{}, series: map[uint64]int32{}, dups: map[uint64]string{}, mixed: map[string]struct{}{}}
 }
 
 // consistent reports whether a full gather of the store would succeed (as
@@ -124,12 +120,19 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	e.merged = nil
 	e.version++
 	for _, m := range f.MF.GetMetric() {
-		h := seriesHash(name, m)
-		if ix.series[h]++; ix.series[h] == 2 {
-			ix.dups[h] = dupSeries{name: name}
-		}
+		ix.countSeries(name, seriesHash(name, m))
 	}
 	return e
+}
+
+// countSeries counts one more stored metric of the series with hash h, of
+// family name; the second makes it a duplicate.
+func (ix *index) countSeries(name string, h uint64) {
+	c := ix.series[h] + 1
+	ix.series[h] = c
+	if c == 2 {
+		ix.dups[h] = name
+	}
 }
 
 // remove forgets family f of group key.
@@ -177,12 +180,12 @@ func (ix *index) storeErrors() []error {
 	var errs []error
 	hashes := make([]uint64, 0, len(ix.dups))
 	named := map[string]map[uint64]*dto.Metric{}
-	for h, d := range ix.dups {
+	for h, name := range ix.dups {
 		hashes = append(hashes, h)
-		if named[d.name] == nil {
-			named[d.name] = map[uint64]*dto.Metric{}
+		if named[name] == nil {
+			named[name] = map[uint64]*dto.Metric{}
 		}
-		named[d.name][h] = nil
+		named[name][h] = nil
 	}
 	type stored struct {
 		key string
@@ -210,15 +213,15 @@ func (ix *index) storeErrors() []error {
 	}
 	sort.Slice(hashes, func(i, j int) bool {
 		a, b := ix.dups[hashes[i]], ix.dups[hashes[j]]
-		if a.name != b.name {
-			return a.name < b.name
+		if a != b {
+			return a < b
 		}
 		return hashes[i] < hashes[j]
 	})
 	for _, h := range hashes {
-		d := ix.dups[h]
+		name := ix.dups[h]
 		for n := int32(1); n < ix.series[h]; n++ {
-			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, named[d.name][h]))
+			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", name, named[name][h]))
 		}
 	}
 	names := slices.Sorted(maps.Keys(ix.mixed))

@@ -70,10 +70,13 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 // are entered on one core. Groups in any other order go through the
 // pending changes, as Apply adds them, and Restore settles them.
 func indexGroups(groups []*Group) (*index, int) {
+	type keyedFamily struct {
+		key string
+		f   *Family
+	}
 	type restoring struct {
 		e       *nameEntry
-		keys    []string
-		fams    []*Family
+		fams    []keyedFamily // in the groups' order
 		metrics int
 		ms      []sortedMetric
 		hashes  []uint64
@@ -87,8 +90,7 @@ func indexGroups(groups []*Group) (*index, int) {
 				r = &restoring{}
 				perName[name] = r
 			}
-			r.keys = append(r.keys, g.Key)
-			r.fams = append(r.fams, f)
+			r.fams = append(r.fams, keyedFamily{g.Key, f})
 			r.metrics += len(f.MF.GetMetric())
 			series += len(f.MF.GetMetric())
 		}
@@ -98,7 +100,7 @@ func indexGroups(groups []*Group) (*index, int) {
 	names := slices.Sorted(maps.Keys(perName))
 	for _, name := range names {
 		r := perName[name]
-		r.e = newNameEntry(len(r.keys))
+		r.e = newNameEntry(len(r.fams))
 		ix.names[name] = r.e
 	}
 	inKeyOrder := true
@@ -117,11 +119,11 @@ func indexGroups(groups []*Group) (*index, int) {
 		name := names[i]
 		r := perName[name]
 		e := r.e
-		e.minKey = r.keys[0]
+		e.minKey = r.fams[0].key
 		r.ms = make([]sortedMetric, 0, r.metrics)
 		r.hashes = make([]uint64, 0, r.metrics)
-		for k, f := range r.fams {
-			key := r.keys[k]
+		for _, kf := range r.fams {
+			key, f := kf.key, kf.f
 			e.groups[key] = f
 			e.types[f.MF.GetType()]++
 			for _, m := range f.MF.GetMetric() {
@@ -138,11 +140,7 @@ func indexGroups(groups []*Group) (*index, int) {
 			ix.mixed[name] = struct{}{}
 		}
 		for _, h := range r.hashes {
-			c := ix.series[h] + 1
-			ix.series[h] = c
-			if c == 2 {
-				ix.dups[h] = dupSeries{name: name}
-			}
+			ix.countSeries(name, h)
 		}
 	}
 	return ix, series
