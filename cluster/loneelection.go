@@ -21,33 +21,31 @@ func (n *Node) electAloneAtOnce(leaderLease time.Duration) {
 	if f.Error() != nil || !loneVoter(f.Configuration(), raft.ServerID(n.name)) {
 		return
 	}
-	normal := n.raft.ReloadableConfig()
-	quick := normal
+	normal := n.raft.ReloadableConfig().HeartbeatTimeout
 	// raft accepts no heartbeat timeout below the leader lease.
-	quick.HeartbeatTimeout = leaderLease
-	if quick.HeartbeatTimeout >= normal.HeartbeatTimeout {
+	if leaderLease >= normal {
 		return
 	}
-	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = quick.HeartbeatTimeout }); err != nil {
+	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = leaderLease }); err != nil {
 		n.logger.Warn("could not start the election of a lone voter at once", "err", err)
 		return
 	}
-	n.restoreTimeouts.Store(&normal)
+	n.restoreHeartbeat.Store(int64(normal))
 	n.logger.Info("the only voter of the stored configuration: electing itself at once")
 }
 
-// restoreTimeoutsAsLeader brings back the configured raft timeouts once
-// this node leads, if electAloneAtOnce shortened them.
+// restoreTimeoutsAsLeader brings back the configured heartbeat timeout
+// once this node leads, if electAloneAtOnce shortened it.
 func (n *Node) restoreTimeoutsAsLeader() {
-	normal := n.restoreTimeouts.Load()
-	if normal == nil || n.raft.State() != raft.Leader {
+	normal := time.Duration(n.restoreHeartbeat.Load())
+	if normal == 0 || n.raft.State() != raft.Leader {
 		return
 	}
-	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = normal.HeartbeatTimeout }); err != nil {
+	if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.HeartbeatTimeout = normal }); err != nil {
 		n.logger.Warn("could not restore raft's timeouts", "err", err)
 		return
 	}
-	n.restoreTimeouts.Store(nil)
+	n.restoreHeartbeat.Store(0)
 }
 
 // loneVoter reports whether id is the only voter of cfg.

@@ -53,9 +53,10 @@ type Node struct {
 	removed   map[string]struct{}
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
-	// restoreTimeouts are raft's configured timeouts while a lone voter
-	// runs with shorter ones to elect itself at once (loneelection.go).
-	restoreTimeouts atomic.Pointer[raft.ReloadableConfig]
+	// restoreHeartbeat is raft's configured heartbeat timeout while a lone
+	// voter runs with a shorter one to elect itself at once (0 otherwise;
+	// loneelection.go).
+	restoreHeartbeat atomic.Int64
 	// reloadMu serializes changes of raft's reloadable configuration
 	// (reloadRaft).
 	reloadMu  sync.Mutex
