@@ -88,7 +88,7 @@ func (s *FSM) check(prev, next *Group) []error {
 			}
 			h := seriesHash(name, m)
 			_, dupInPush := seen[h]
-			if dupInPush || s.ix.series[h]-replaced[h] > 0 {
+			if dupInPush || s.ix.copies(h)-replaced[h] > 0 {
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", name, m))
 				continue
 			}

@@ -95,16 +95,17 @@ func (s *FSM) Families() []*dto.MetricFamily {
 // the smallest key (a reserved name's help is the gateway's). Callers hold
 // s.mu.
 func (s *FSM) familyHeader(name string, e *nameEntry) *dto.MetricFamily {
-	if _, ok := e.groups[e.minKey]; !ok {
-		// That group left this name: find the new smallest key.
+	if s.ix.family(e.minKey, name) == nil {
+		// That group left this name: find the new smallest key among the
+		// groups (one pass over them, only after the smallest key left).
 		first := true
-		for k := range e.groups {
-			if first || k < e.minKey {
+		for k, g := range s.groups {
+			if _, ok := g.Families[name]; ok && (first || k < e.minKey) {
 				e.minKey, first = k, false
 			}
 		}
 	}
-	first := e.groups[e.minKey].MF
+	first := s.ix.family(e.minKey, name).MF
 	mf := &dto.MetricFamily{Name: proto.String(name), Help: first.Help, Type: first.Type, Unit: first.Unit}
 	if r, ok := s.reserved[name]; ok {
 		mf.Help = proto.String(r.Help)

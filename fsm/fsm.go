@@ -50,7 +50,8 @@ func New(reserved map[string]ReservedFamily) *FSM {
 	if reserved == nil {
 		reserved = map[string]ReservedFamily{}
 	}
-	return &FSM{reserved: reserved, groups: map[string]*Group{}, ix: newIndex()}
+	groups := map[string]*Group{}
+	return &FSM{reserved: reserved, groups: groups, ix: newIndex(groups)}
 }
 
 // Result is the outcome of applying one command.
@@ -195,11 +196,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 			// The store is inconsistent already. Upstream's full gather
 			// rejects every push until that is mended; see whether this
 			// push mends it.
-			s.ix.replaceGroup(prev, next)
-			if !s.ix.consistent() {
-				errs = s.ix.storeErrors()
-			}
-			s.ix.replaceGroup(next, prev)
+			errs = s.storeErrorsWith(prev, next)
 		}
 		if len(errs) > 0 {
 			s.recordFailure(prev, key, cmd, names)
@@ -209,6 +206,27 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	next.Expiry, next.LastPushBy = cmd.ExpireAfter, cmd.PushedBy
 	s.setGroup(key, next)
 	return &Result{}
+}
+
+// storeErrorsWith returns the store errors (index.storeErrors) of the
+// store with next in place of prev, and leaves the store as it was.
+// Callers hold s.mu.
+func (s *FSM) storeErrorsWith(prev, next *Group) []error {
+	key := next.Key
+	s.ix.replaceGroup(prev, next)
+	s.groups[key] = next
+	defer func() {
+		s.ix.replaceGroup(next, prev)
+		if prev == nil {
+			delete(s.groups, key)
+		} else {
+			s.groups[key] = prev
+		}
+	}()
+	if s.ix.consistent() {
+		return nil
+	}
+	return s.ix.storeErrors()
 }
 
 // Consistent reports whether the store as a whole would pass upstream's

@@ -14,9 +14,11 @@ import (
 
 // nameEntry indexes one metric family name across all groups.
 type nameEntry struct {
-	// groups maps the key of every group holding a family of this name to
-	// that family.
-	groups map[string]*Family
+	// holders is the number of groups holding a family of this name (the
+	// families themselves are found through the index's groups: a map per
+	// name, of every group holding it, cost 30-40 bytes per series at
+	// 100,000 groups).
+	holders int
 	// types counts those families by type. With the consistency check on
 	// there is only ever one type; with it off there may be several.
 	types map[dto.MetricType]int
@@ -24,8 +26,9 @@ type nameEntry struct {
 	// as of the last exposition; changes since then wait in pendingRemove
 	// (the metrics to take out, by group key) and pendingAdd (the metrics
 	// to put in, by group key), so Apply stays O(1) per family and a
-	// scrape pays for what changed, not for a full sort. The family in
-	// groups[key] is either in sorted or in pendingAdd[key].
+	// scrape pays for what changed, not for a full sort. The family of
+	// this name held by group key is either in sorted or in
+	// pendingAdd[key].
 	sorted []orderedMetric
 	// metrics are sorted's metrics, in the same order, kept in step with
 	// it: the exposition copies them in one move (gathering them from
@@ -34,9 +37,9 @@ type nameEntry struct {
 	metrics       []*dto.Metric
 	pendingRemove map[string][]*dto.Metric
 	pendingAdd    map[string][]*dto.Metric
-	// minKey is a lower bound of the keys in groups, and their minimum
-	// whenever groups holds it (the help and type of the exposition come
-	// from that group's family).
+	// minKey is a lower bound of the keys of the groups holding this
+	// name, and their minimum whenever that group holds it (the help and
+	// type of the exposition come from that group's family).
 	minKey string
 	// merged caches the exposition of this name across groups; nil when
 	// it must be rebuilt. version counts the changes to this name.
@@ -47,21 +50,54 @@ type nameEntry struct {
 // index holds what the incremental consistency check and the exposition
 // need to know about the whole store.
 type index struct {
-	names map[string]*nameEntry
-	// series counts stored metrics by the hash of name and label pairs.
-	series map[uint64]int32
-	// dups holds the family name of every series stored more than once, by
-	// its hash,
-	// and mixed the names stored with more than one type: the store
-	// inconsistencies that upstream's full gather would report. They arise
-	// from unchecked pushes and from the failure record of a rejected push
-	// to a new group.
-	dups  map[uint64]string
+	// groups are the indexed groups by key: the state machine's own map
+	// (or a restored state's), where the index finds the family of a name
+	// that a group holds.
+	groups map[string]*Group
+	names  map[string]*nameEntry
+	// series holds the hash of name and label pairs of every stored
+	// metric: a set, 8 bytes a slot, since a series is stored once unless
+	// the store is inconsistent (a map to counts took twice the room for
+	// 1.2 M series).
+	series map[uint64]struct{}
+	// dups holds every series stored more than once, by its hash, with its
+	// family name and its number of copies, and mixed the names stored
+	// with more than one type: the store inconsistencies that upstream's
+	// full gather would report. They arise from unchecked pushes and from
+	// the failure record of a rejected push to a new group.
+	dups  map[uint64]dupSeries
 	mixed map[string]struct{}
 }
 
-func newIndex() *index {
-	return &index{names: map[string]*nameEntry{}, series: map[uint64]int32{}, dups: map[uint64]string{}, mixed: map[string]struct{}{}}
+// dupSeries is a series stored more than once.
+type dupSeries struct {
+	name string
+	// copies is the number of stored metrics of the series, at least 2.
+	copies int32
+}
+
+// newIndex returns an empty index of the given groups (empty as well).
+func newIndex(groups map[string]*Group) *index {
+	return &index{groups: groups, names: map[string]*nameEntry{}, series: map[uint64]struct{}{}, dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
+}
+
+// family returns the family named name held by group key, or nil.
+func (ix *index) family(key, name string) *Family {
+	if g := ix.groups[key]; g != nil {
+		return g.Families[name]
+	}
+	return nil
+}
+
+// copies returns the number of stored metrics of the series with hash h.
+func (ix *index) copies(h uint64) int32 {
+	if _, ok := ix.series[h]; !ok {
+		return 0
+	}
+	if d, ok := ix.dups[h]; ok {
+		return d.copies
+	}
+	return 1
 }
 
 // consistent reports whether a full gather of the store would succeed (as
@@ -87,11 +123,10 @@ func seriesHash(name string, m *dto.Metric) uint64 {
 	return xxhash.Sum64(b)
 }
 
-// newNameEntry returns an empty entry with room for the families of the
-// given number of groups.
-func newNameEntry(groups int) *nameEntry {
+// newNameEntry returns an empty entry.
+func newNameEntry() *nameEntry {
 	return &nameEntry{
-		groups: make(map[string]*Family, groups), types: map[dto.MetricType]int{},
+		types:         map[dto.MetricType]int{},
 		pendingRemove: map[string][]*dto.Metric{}, pendingAdd: map[string][]*dto.Metric{},
 	}
 }
@@ -106,11 +141,11 @@ func (ix *index) add(key, name string, f *Family) {
 func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	e := ix.names[name]
 	if e == nil {
-		e = newNameEntry(0)
+		e = newNameEntry()
 		ix.names[name] = e
 	}
-	e.groups[key] = f
-	if len(e.groups) == 1 || key < e.minKey {
+	e.holders++
+	if e.holders == 1 || key < e.minKey {
 		e.minKey = key
 	}
 	e.types[f.MF.GetType()]++
@@ -128,10 +163,29 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 // countSeries counts one more stored metric of the series with hash h, of
 // family name; the second makes it a duplicate.
 func (ix *index) countSeries(name string, h uint64) {
-	c := ix.series[h] + 1
-	ix.series[h] = c
-	if c == 2 {
-		ix.dups[h] = name
+	if _, ok := ix.series[h]; !ok {
+		ix.series[h] = struct{}{}
+		return
+	}
+	d, ok := ix.dups[h]
+	if !ok {
+		d = dupSeries{name: name, copies: 1}
+	}
+	d.copies++
+	ix.dups[h] = d
+}
+
+// uncountSeries counts one stored metric of the series with hash h less.
+func (ix *index) uncountSeries(h uint64) {
+	d, ok := ix.dups[h]
+	switch {
+	case !ok:
+		delete(ix.series, h)
+	case d.copies <= 2:
+		delete(ix.dups, h)
+	default:
+		d.copies--
+		ix.dups[h] = d
 	}
 }
 
@@ -141,7 +195,7 @@ func (ix *index) remove(key, name string, f *Family) {
 	if e == nil {
 		return
 	}
-	delete(e.groups, key)
+	e.holders--
 	if _, pending := e.pendingAdd[key]; pending {
 		// f is not in sorted yet (and what was is already recorded).
 		delete(e.pendingAdd, key)
@@ -157,18 +211,11 @@ func (ix *index) remove(key, name string, f *Family) {
 	}
 	e.merged = nil
 	e.version++
-	if len(e.groups) == 0 {
+	if e.holders == 0 {
 		delete(ix.names, name)
 	}
 	for _, m := range f.MF.GetMetric() {
-		h := seriesHash(name, m)
-		ix.series[h]--
-		switch c := ix.series[h]; {
-		case c <= 0:
-			delete(ix.series, h)
-		case c == 1:
-			delete(ix.dups, h)
-		}
+		ix.uncountSeries(seriesHash(name, m))
 	}
 }
 
@@ -180,7 +227,8 @@ func (ix *index) storeErrors() []error {
 	var errs []error
 	hashes := make([]uint64, 0, len(ix.dups))
 	named := map[string]map[uint64]*dto.Metric{}
-	for h, name := range ix.dups {
+	for h, d := range ix.dups {
+		name := d.name
 		hashes = append(hashes, h)
 		if named[name] == nil {
 			named[name] = map[uint64]*dto.Metric{}
@@ -192,10 +240,14 @@ func (ix *index) storeErrors() []error {
 		m   *dto.Metric
 	}
 	for name, metrics := range named {
-		// One pass over the name's families (an inconsistent store is
-		// rare, and upstream gathers everything for every push).
+		// One pass over the groups (an inconsistent store is rare, and
+		// upstream gathers everything for every push).
 		found := make(map[uint64][]stored, len(metrics))
-		for k, f := range ix.names[name].groups {
+		for k, g := range ix.groups {
+			f := g.Families[name]
+			if f == nil {
+				continue
+			}
 			for _, m := range f.MF.GetMetric() {
 				h := seriesHash(name, m)
 				if _, dup := metrics[h]; dup {
@@ -212,25 +264,31 @@ func (ix *index) storeErrors() []error {
 		}
 	}
 	sort.Slice(hashes, func(i, j int) bool {
-		a, b := ix.dups[hashes[i]], ix.dups[hashes[j]]
+		a, b := ix.dups[hashes[i]].name, ix.dups[hashes[j]].name
 		if a != b {
 			return a < b
 		}
 		return hashes[i] < hashes[j]
 	})
 	for _, h := range hashes {
-		name := ix.dups[h]
-		for n := int32(1); n < ix.series[h]; n++ {
+		d := ix.dups[h]
+		name := d.name
+		for n := int32(1); n < d.copies; n++ {
 			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", name, named[name][h]))
 		}
 	}
 	names := slices.Sorted(maps.Keys(ix.mixed))
 	for _, name := range names {
-		e := ix.names[name]
-		keys := slices.Sorted(maps.Keys(e.groups))
-		first := e.groups[keys[0]].MF.GetType()
+		var keys []string
+		for k, g := range ix.groups {
+			if _, ok := g.Families[name]; ok {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		first := ix.family(keys[0], name).MF.GetType()
 		for _, k := range keys[1:] {
-			if mf := e.groups[k].MF; mf.GetType() != first && len(mf.GetMetric()) > 0 {
+			if mf := ix.family(k, name).MF; mf.GetType() != first && len(mf.GetMetric()) > 0 {
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, mf.GetMetric()[0], first))
 				break
 			}
@@ -262,8 +320,7 @@ func (ix *index) replaceGroup(old, new *Group) {
 // liveType returns a type of the stored families named name, ignoring the
 // one held by group skipKey, and whether there is any. Group skipKey holds
 // at most one family of the name, so only a type held once can vanish by
-// skipping it: the group's family is looked up (in a map of every group
-// holding the name) only then.
+// skipping it: the group's family is looked up only then.
 func (ix *index) liveType(name, skipKey string) (dto.MetricType, bool) {
 	e := ix.names[name]
 	if e == nil {
@@ -275,7 +332,7 @@ func (ix *index) liveType(name, skipKey string) (dto.MetricType, bool) {
 	for t, n := range e.types {
 		if n == 1 {
 			if !looked {
-				if f, ok := e.groups[skipKey]; ok {
+				if f := ix.family(skipKey, name); f != nil {
 					skipType, skipping = f.MF.GetType(), true
 				}
 				looked = true

@@ -62,14 +62,14 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 	return g, nil
 }
 
-// indexGroups builds the index of restored groups, its maps sized for them,
-// and orders the exposition of every name, and returns it with the number
-// of series the groups hold. Groups in increasing key order (as snapshots
+// indexGroups builds the index of restored groups (byKey holds them by
+// key), its maps sized for them, and orders the exposition of every name,
+// and returns it with the number of series the groups hold. Groups in increasing key order (as snapshots
 // write them) are indexed name by name on every core, each name's families
 // straight into its order; only the series counts, one map for all names,
 // are entered on one core. Groups in any other order go through the
 // pending changes, as Apply adds them, and Restore settles them.
-func indexGroups(groups []*Group) (*index, int) {
+func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 	type keyedFamily struct {
 		key string
 		f   *Family
@@ -95,12 +95,12 @@ func indexGroups(groups []*Group) (*index, int) {
 			series += len(f.MF.GetMetric())
 		}
 	}
-	ix := newIndex()
-	ix.series = make(map[uint64]int32, series)
+	ix := newIndex(byKey)
+	ix.series = make(map[uint64]struct{}, series)
 	names := slices.Sorted(maps.Keys(perName))
 	for _, name := range names {
 		r := perName[name]
-		r.e = newNameEntry(len(r.fams))
+		r.e = newNameEntry()
 		ix.names[name] = r.e
 	}
 	inKeyOrder := true
@@ -124,7 +124,7 @@ func indexGroups(groups []*Group) (*index, int) {
 		r.hashes = make([]uint64, 0, r.metrics)
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
-			e.groups[key] = f
+			e.holders++
 			e.types[f.MF.GetType()]++
 			for _, m := range f.MF.GetMetric() {
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})

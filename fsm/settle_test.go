@@ -198,22 +198,35 @@ func checkSameIndex(t *testing.T, what string, got, want *FSM) {
 	}
 	for name, we := range w.names {
 		ge := g.names[name]
-		if !slices.Equal(slices.Sorted(maps.Keys(ge.groups)), slices.Sorted(maps.Keys(we.groups))) ||
-			!maps.Equal(ge.types, we.types) || ge.minKey != we.minKey || ge.version != uint64(len(ge.groups)) {
-			t.Fatalf("%s: the entry of %s differs: types %v, smallest key %q, %d changes for %d groups; want %v, %q",
-				what, name, ge.types, ge.minKey, ge.version, len(ge.groups), we.types, we.minKey)
+		if ge.holders != we.holders || ge.holders != len(holding(got, name)) ||
+			!maps.Equal(ge.types, we.types) || ge.minKey != we.minKey || ge.version != uint64(ge.holders) {
+			t.Fatalf("%s: the entry of %s differs: types %v, smallest key %q, %d changes for %d groups; want %v, %q, %d groups",
+				what, name, ge.types, ge.minKey, ge.version, ge.holders, we.types, we.minKey, we.holders)
 		}
 	}
 	if !maps.Equal(g.series, w.series) {
 		t.Fatalf("%s: other series counts (%d hashes, want %d)", what, len(g.series), len(w.series))
 	}
-	if !slices.Equal(slices.Sorted(maps.Keys(g.dups)), slices.Sorted(maps.Keys(w.dups))) || !maps.Equal(g.mixed, w.mixed) {
+	if !maps.Equal(g.dups, w.dups) || !maps.Equal(g.mixed, w.mixed) {
 		t.Fatalf("%s: other inconsistencies: %d duplicates, %v mixed; want %d, %v", what, len(g.dups), g.mixed, len(w.dups), w.mixed)
 	}
 	ge, we := g.storeErrors(), w.storeErrors()
 	if len(ge) == 0 || fmt.Sprint(ge) != fmt.Sprint(we) {
 		t.Fatalf("%s: %d store errors, want the %d of the original, reading the same", what, len(ge), len(we))
 	}
+}
+
+// holding returns the keys of s's groups holding a family named name, in
+// order. Callers hold s.mu.
+func holding(s *FSM, name string) []string {
+	var keys []string
+	for k, g := range s.groups {
+		if _, ok := g.Families[name]; ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // checkFullSortOrder compares every name's settled order with a stable
@@ -228,8 +241,8 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 	defer s.mu.RUnlock()
 	for name, e := range s.ix.names {
 		var want []sortedMetric
-		for _, k := range slices.Sorted(maps.Keys(e.groups)) {
-			for _, m := range e.groups[k].MF.GetMetric() {
+		for _, k := range holding(s, name) {
+			for _, m := range s.groups[k].Families[name].MF.GetMetric() {
 				want = append(want, sortedMetric{m: m, key: k})
 			}
 		}
@@ -345,5 +358,47 @@ func TestStoreErrorsNameTheSecondMetricInKeyOrder(t *testing.T) {
 			!regexp.MustCompile(`value:\s*2\b`).MatchString(r.Err.Error()) {
 			t.Fatalf("pushed in the order %v: %v, want the duplicate of value 2 named", order[0].Labels, r.Err)
 		}
+	}
+}
+
+// TestSeriesStoredThriceIsCountedThrice stores one series three times
+// (unchecked: twice in one family, once in another group) and takes the
+// copies away one by one: the store reports one error per copy beyond the
+// first, a checked push of the series is refused while any copy is left
+// beside the pushing group's, and the store is consistent once one copy is
+// left.
+func TestSeriesStoredThriceIsCountedThrice(t *testing.T) {
+	a := &applier{t: t, s: newTestFSM()}
+	twice := pushCmd(t, OpPut, t1, "dup{zone=\"b\"} 1\ndup{zone=\"b\"} 3\n", "job", "u")
+	zoned := pushCmd(t, OpPut, t1, "dup 2\n", "job", "u", "zone", "b")
+	twice.Unchecked, zoned.Unchecked = true, true
+	a.mustOK(twice)
+	a.mustOK(zoned)
+	collected := regexp.MustCompile(`was collected before`)
+	errorsNow := func() int {
+		a.s.mu.RLock()
+		defer a.s.mu.RUnlock()
+		return len(a.s.ix.storeErrors())
+	}
+	if n := errorsNow(); n != 2 || a.s.Consistent() {
+		t.Fatalf("three copies: %d store errors, want 2", n)
+	}
+	if r := a.apply(pushCmd(t, OpPut, t2, "other 1\n", "job", "v")); r.Err == nil || len(collected.FindAllString(r.Err.Error(), -1)) != 2 {
+		t.Fatalf("a push beside three copies: %v, want both extra copies named", r.Err)
+	}
+	// The family holding two copies becomes one: two copies left (a
+	// checked push is refused while the store stays inconsistent).
+	once := pushCmd(t, OpPut, t2, "dup{zone=\"b\"} 1\n", "job", "u")
+	once.Unchecked = true
+	a.mustOK(once)
+	if n := errorsNow(); n != 1 {
+		t.Fatalf("two copies: %d store errors, want 1", n)
+	}
+	a.mustOK(pushCmd(t, OpDelete, t3, "", "job", "u", "zone", "b"))
+	if n := errorsNow(); n != 0 || !a.s.Consistent() {
+		t.Fatalf("one copy: %d store errors, want none", n)
+	}
+	if r := a.apply(pushCmd(t, OpPut, t3, "dup 4\n", "job", "u", "zone", "b")); r.Err == nil || !collected.MatchString(r.Err.Error()) {
+		t.Fatalf("a checked push of the one stored series: %v, want it refused", r.Err)
 	}
 }

@@ -294,7 +294,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		}
 		groups[g.Key] = g
 	}
-	ix, series := indexGroups(all)
+	ix, series := indexGroups(all, groups)
 	count, err := binary.ReadUvarint(cr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
