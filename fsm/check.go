@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -25,19 +24,18 @@ type ReservedFamily struct {
 // to the pushed group. Errors come in a deterministic order (by family
 // name, then metric order).
 func (s *FSM) check(prev, next *Group) []error {
-	added := make([]string, 0, len(next.Families))
-	for name, f := range next.Families {
-		if prev == nil || prev.Families[name] != f {
-			added = append(added, name)
+	added := make([]*Family, 0, len(next.Families))
+	for _, f := range next.Families {
+		if prev == nil || prev.Families.Get(f.Name()) != f {
+			added = append(added, f) // in name order
 		}
 	}
-	sort.Strings(added)
 
 	var errs []error
 	addedTypes := map[string]dto.MetricType{}
 	seen := map[uint64]struct{}{}
-	for _, name := range added {
-		mf := next.Families[name].MF
+	for _, f := range added {
+		name, mf := f.Name(), f.MF
 		typ := mf.GetType()
 		r, reserved := s.reserved[name]
 		if reserved && r.Type != typ {
@@ -57,7 +55,7 @@ func (s *FSM) check(prev, next *Group) []error {
 				if t, ok := addedTypes[n]; ok {
 					return t, true
 				}
-				if f, ok := next.Families[n]; ok && prev != nil && prev.Families[n] == f {
+				if f := next.Families.Get(n); f != nil && prev != nil && prev.Families.Get(n) == f {
 					return f.MF.GetType(), true
 				}
 				if r, ok := s.reserved[n]; ok {
@@ -74,7 +72,7 @@ func (s *FSM) check(prev, next *Group) []error {
 
 		var replaced map[uint64]int32
 		if prev != nil {
-			if old, ok := prev.Families[name]; ok {
+			if old := prev.Families.Get(name); old != nil {
 				replaced = make(map[uint64]int32, len(old.MF.GetMetric()))
 				for _, m := range old.MF.GetMetric() {
 					replaced[seriesHash(name, m)]++

@@ -100,7 +100,7 @@ func (s *FSM) familyHeader(name string, e *nameEntry) *dto.MetricFamily {
 		// groups (one pass over them, only after the smallest key left).
 		first := true
 		for k, g := range s.groups {
-			if _, ok := g.Families[name]; ok && (first || k < e.minKey) {
+			if g.Families.Get(name) != nil && (first || k < e.minKey) {
 				e.minKey, first = k, false
 			}
 		}

@@ -158,27 +158,23 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 		sanitizeLabels(mf, gp)
 	}
 
-	var next *Group
-	if prev == nil {
-		next = &Group{Key: key, Labels: cmd.Labels, Families: make(map[string]*Family, len(cmd.Families)+2)}
-	} else {
+	next := &Group{Key: key, Labels: cmd.Labels}
+	var keep func(*Family) bool // which of prev's families stay
+	if prev != nil {
 		next = prev.clone()
 		if cmd.Op == OpPut {
-			for name := range next.Families {
-				if name != PushTimeMetricName && name != PushFailureTimeMetricName {
-					delete(next.Families, name)
-				}
-			}
+			keep = func(f *Family) bool { return f.Name() == PushTimeMetricName || f.Name() == PushFailureTimeMetricName }
 		}
 	}
 	// The push's families in one allocation (a later family of the same
 	// name replaces an earlier one, as upstream).
 	stored := make([]Family, 0, len(cmd.Families)+2)
+	added := make([]*Family, 0, len(cmd.Families)+2)
 	store := func(mf *dto.MetricFamily) {
 		stored = append(stored, Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano})
-		next.Families[mf.GetName()] = &stored[len(stored)-1]
+		added = append(added, &stored[len(stored)-1])
 	}
-	_, hadFailure := next.Families[PushFailureTimeMetricName]
+	hadFailure := next.Families.Get(PushFailureTimeMetricName) != nil
 	for _, mf := range cmd.Families {
 		store(mf)
 	}
@@ -186,6 +182,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	if !hadFailure {
 		store(timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0))
 	}
+	next.Families = next.Families.with(keep, added)
 
 	if err := s.checkQuotas(prev, next, cmd); err != nil {
 		return &Result{Err: err}
@@ -247,22 +244,23 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 		return // recording it would create a group beyond the quota
 	}
 	if prev == nil {
-		next = &Group{Key: key, Labels: cmd.Labels, Families: map[string]*Family{}}
+		next = &Group{Key: key, Labels: cmd.Labels}
 	} else {
 		next = prev.clone()
 		names = sortedNames(next.Labels)
 	}
 	gp := newGroupingPairs(next.Labels, names)
-	next.Families[PushFailureTimeMetricName] = &Family{
+	added := []*Family{{
 		MF:           timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, cmd.TimeUnixNano),
 		TimeUnixNano: cmd.TimeUnixNano,
-	}
-	if _, ok := next.Families[PushTimeMetricName]; !ok {
-		next.Families[PushTimeMetricName] = &Family{
+	}}
+	if next.Families.Get(PushTimeMetricName) == nil {
+		added = append(added, &Family{
 			MF:           timestampFamily(pushTimeName, pushTimeHelp, gp, 0),
 			TimeUnixNano: cmd.TimeUnixNano,
-		}
+		})
 	}
+	next.Families = next.Families.with(nil, added)
 	s.setGroup(key, next)
 }
 

@@ -29,8 +29,8 @@ push_time_seconds{instance="i",job="j"} 1.7000000015e+09
 		t.Fatalf("exposition:\n%s\nwant:\n%s", got, want)
 	}
 	g := a.s.Group(map[string]string{"job": "j", "instance": "i"})
-	if g.Families["c"].TimeUnixNano != t2 || g.Families[PushFailureTimeMetricName].TimeUnixNano != t1 {
-		t.Fatalf("family times: c=%d failure=%d", g.Families["c"].TimeUnixNano, g.Families[PushFailureTimeMetricName].TimeUnixNano)
+	if g.Families.Get("c").TimeUnixNano != t2 || g.Families.Get(PushFailureTimeMetricName).TimeUnixNano != t1 {
+		t.Fatalf("family times: c=%d failure=%d", g.Families.Get("c").TimeUnixNano, g.Families.Get(PushFailureTimeMetricName).TimeUnixNano)
 	}
 }
 
@@ -41,8 +41,8 @@ func TestPostMergesByMetricName(t *testing.T) {
 	g := a.s.Group(map[string]string{"job": "j"})
 	got := map[string]float64{}
 	for _, n := range []string{"a", "b", "c"} {
-		f, ok := g.Families[n]
-		if !ok {
+		f := g.Families.Get(n)
+		if f == nil {
 			t.Fatalf("family %s missing", n)
 		}
 		got[n] = f.MF.Metric[0].GetUntyped().GetValue()
@@ -50,7 +50,7 @@ func TestPostMergesByMetricName(t *testing.T) {
 	if got["a"] != 10 || got["b"] != 2 || got["c"] != 3 {
 		t.Fatalf("values after POST merge: %v", got)
 	}
-	if g.Families["b"].TimeUnixNano != t1 || g.Families["a"].TimeUnixNano != t2 {
+	if g.Families.Get("b").TimeUnixNano != t1 || g.Families.Get("a").TimeUnixNano != t2 {
 		t.Fatal("untouched family must keep its time, replaced one gets the new time")
 	}
 }
@@ -60,10 +60,10 @@ func TestEmptyPutKeepsGroupWithPushTime(t *testing.T) {
 	a.mustOK(pushCmd(t, OpPut, t1, "a 1\n", "job", "j"))
 	a.mustOK(&Command{Op: OpPut, Labels: map[string]string{"job": "j"}, TimeUnixNano: t2})
 	g := a.s.Group(map[string]string{"job": "j"})
-	if g == nil || len(g.Families) != 2 || g.Families[PushTimeMetricName] == nil || g.Families[PushFailureTimeMetricName] == nil {
+	if g == nil || len(g.Families) != 2 || g.Families.Get(PushTimeMetricName) == nil || g.Families.Get(PushFailureTimeMetricName) == nil {
 		t.Fatalf("group after empty PUT: %+v", g)
 	}
-	if v := gaugeValue(g.Families[PushTimeMetricName].MF); v != float64(t2)/1e9 {
+	if v := gaugeValue(g.Families.Get(PushTimeMetricName).MF); v != float64(t2)/1e9 {
 		t.Fatalf("push_time_seconds = %v", v)
 	}
 }
@@ -111,10 +111,10 @@ func TestTimestampsRejectedAndFailureRecorded(t *testing.T) {
 	if g.LastPushSuccess() {
 		t.Fatal("last push must be marked failed")
 	}
-	if v := gaugeValue(g.Families[PushFailureTimeMetricName].MF); v != float64(t2)/1e9 {
+	if v := gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF); v != float64(t2)/1e9 {
 		t.Fatalf("push_failure_time_seconds = %v", v)
 	}
-	if v := g.Families["a"].MF.Metric[0].GetUntyped().GetValue(); v != 1 {
+	if v := g.Families.Get("a").MF.Metric[0].GetUntyped().GetValue(); v != 1 {
 		t.Fatal("rejected push changed the metrics")
 	}
 	// Timestamps are rejected even with the check off, as upstream.
@@ -133,13 +133,13 @@ func TestFailedPushCreatesNewGroupLikeUpstream(t *testing.T) {
 	if g == nil {
 		t.Fatal("upstream creates the group of a rejected push")
 	}
-	if len(g.Families) != 2 || gaugeValue(g.Families[PushTimeMetricName].MF) != 0 || gaugeValue(g.Families[PushFailureTimeMetricName].MF) != float64(t2)/1e9 {
+	if len(g.Families) != 2 || gaugeValue(g.Families.Get(PushTimeMetricName).MF) != 0 || gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF) != float64(t2)/1e9 {
 		t.Fatalf("rejected new group: %+v", g.Families)
 	}
 	// A later good push keeps the failure time but marks success.
 	a.mustOK(pushCmd(t, OpPut, t3, "# TYPE a counter\na 2\n", "job", "j2"))
 	g = a.s.Group(map[string]string{"job": "j2"})
-	if !g.LastPushSuccess() || gaugeValue(g.Families[PushFailureTimeMetricName].MF) != float64(t2)/1e9 {
+	if !g.LastPushSuccess() || gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF) != float64(t2)/1e9 {
 		t.Fatal("successful push after a failure must keep push_failure_time_seconds and be successful")
 	}
 }
@@ -252,7 +252,7 @@ func TestMetricLevelFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := &applier{t: t, s: newTestFSM()}
 			a.mustFail(&Command{Op: OpPut, Labels: map[string]string{"job": "j"}, Families: []*dto.MetricFamily{tc.mf}, TimeUnixNano: t1}, tc.substr)
-			if _, ok := a.s.Group(map[string]string{"job": "j"}).Families[tc.mf.GetName()]; ok {
+			if a.s.Group(map[string]string{"job": "j"}).Families.Get(tc.mf.GetName()) != nil {
 				t.Fatal("rejected family was stored")
 			}
 		})
@@ -378,8 +378,9 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		if rg.Key != g.Key || len(rg.Families) != len(g.Families) {
 			t.Fatalf("group %d differs", i)
 		}
-		for n, f := range g.Families {
-			if rf := rg.Families[n]; rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF, f.MF) {
+		for _, f := range g.Families {
+			n := f.Name()
+			if rf := rg.Families.Get(n); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF, f.MF) {
 				t.Fatalf("group %v family %s differs after restore", g.Labels, n)
 			}
 		}

@@ -73,7 +73,7 @@ func TestGroupMetaSurvivesEncodingAndSnapshots(t *testing.T) {
 	}
 	// A state without them is written exactly as before (older builds
 	// read it): the plain group's record has no new field.
-	plain := &Group{Labels: map[string]string{"job": "p"}, Families: map[string]*Family{}}
+	plain := &Group{Labels: map[string]string{"job": "p"}, Families: Families{}}
 	rec, err := encodeGroup(nil, plain, proto.MarshalOptions{Deterministic: true})
 	if want := appendLabels(nil, groupFieldLabel, plain.Labels); err != nil || !bytes.Equal(rec, want) {
 		t.Fatalf("plain group record %x (%v), want %x", rec, err, want)
@@ -186,7 +186,7 @@ func TestExpiryDeadlineSaturates(t *testing.T) {
 	if got := AddSaturating(10, 5); got != 15 {
 		t.Fatalf("plain sum: %d", got)
 	}
-	g := &Group{Families: map[string]*Family{"a": {TimeUnixNano: math.MaxInt64 - 1}}, Expiry: Expiry{Set: true, After: time.Hour}}
+	g := &Group{Families: Families{{MF: parseText(t, "a 1\n")[0], TimeUnixNano: math.MaxInt64 - 1}}, Expiry: Expiry{Set: true, After: time.Hour}}
 	if g.expired(math.MaxInt64-1, 0) {
 		t.Fatal("a group pushed at the end of time expired at once")
 	}

@@ -84,7 +84,7 @@ func newIndex(groups map[string]*Group) *index {
 // family returns the family named name held by group key, or nil.
 func (ix *index) family(key, name string) *Family {
 	if g := ix.groups[key]; g != nil {
-		return g.Families[name]
+		return g.Families.Get(name)
 	}
 	return nil
 }
@@ -244,7 +244,7 @@ func (ix *index) storeErrors() []error {
 		// upstream gathers everything for every push).
 		found := make(map[uint64][]stored, len(metrics))
 		for k, g := range ix.groups {
-			f := g.Families[name]
+			f := g.Families.Get(name)
 			if f == nil {
 				continue
 			}
@@ -281,7 +281,7 @@ func (ix *index) storeErrors() []error {
 	for _, name := range names {
 		var keys []string
 		for k, g := range ix.groups {
-			if _, ok := g.Families[name]; ok {
+			if g.Families.Get(name) != nil {
 				keys = append(keys, k)
 			}
 		}
@@ -302,16 +302,16 @@ func (ix *index) storeErrors() []error {
 // unchanged families cost nothing.
 func (ix *index) replaceGroup(old, new *Group) {
 	if old != nil {
-		for name, f := range old.Families {
-			if new == nil || new.Families[name] != f {
-				ix.remove(old.Key, name, f)
+		for _, f := range old.Families {
+			if new == nil || new.Families.Get(f.Name()) != f {
+				ix.remove(old.Key, f.Name(), f)
 			}
 		}
 	}
 	if new != nil {
-		for name, f := range new.Families {
-			if old == nil || old.Families[name] != f {
-				ix.add(new.Key, name, f)
+		for _, f := range new.Families {
+			if old == nil || old.Families.Get(f.Name()) != f {
+				ix.add(new.Key, f.Name(), f)
 			}
 		}
 	}

@@ -23,12 +23,12 @@ func importGroups(t *testing.T) []*Group {
 	a.mustOK(pushCmd(t, OpPost, t3, "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n", "job", "j2"))
 	var out []*Group
 	for _, g := range src.Groups() {
-		c := &Group{Labels: map[string]string{}, Families: map[string]*Family{}}
+		c := &Group{Labels: map[string]string{}, Families: Families{}}
 		for k, v := range g.Labels {
 			c.Labels[k] = v
 		}
-		for n, f := range g.Families {
-			c.Families[n] = &Family{MF: proto.Clone(f.MF).(*dto.MetricFamily), TimeUnixNano: f.TimeUnixNano}
+		for _, f := range g.Families {
+			c.Families = append(c.Families, &Family{MF: proto.Clone(f.MF).(*dto.MetricFamily), TimeUnixNano: f.TimeUnixNano})
 		}
 		c.Key = GroupingKey(c.Labels)
 		out = append(out, c)
@@ -71,8 +71,9 @@ func TestNewCommandsRoundTrip(t *testing.T) {
 			if dg.Key != g.Key || len(dg.Families) != len(g.Families) {
 				t.Fatalf("imported group %d differs", i)
 			}
-			for n, f := range g.Families {
-				if df := dg.Families[n]; df.TimeUnixNano != f.TimeUnixNano || !proto.Equal(df.MF, f.MF) {
+			for _, f := range g.Families {
+				n := f.Name()
+				if df := dg.Families.Get(n); df.TimeUnixNano != f.TimeUnixNano || !proto.Equal(df.MF, f.MF) {
 					t.Fatalf("imported family %s differs", n)
 				}
 			}
@@ -109,7 +110,7 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 		"expire with labels":       {Op: OpExpire, Labels: map[string]string{"job": "j"}},
 		"put with cutoff":          {Op: OpPut, Labels: map[string]string{"job": "j"}, CutoffUnixNano: 1},
 		"delete with expire list":  {Op: OpDelete, Labels: map[string]string{"job": "j"}, Expire: []map[string]string{{"job": "j"}}},
-		"wipe with import":         {Op: OpWipe, Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: map[string]*Family{}}}},
+		"wipe with import":         {Op: OpWipe, Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: Families{}}}},
 		"restore with source":      {Op: OpRestore, Source: "x"},
 		"import with snapshot":     {Op: OpImport, Snapshot: []byte("x")},
 		"restore with families":    {Op: OpRestore, Families: parseText(t, "a 1\n")},
@@ -215,9 +216,10 @@ func TestImportOnceIntoEmptyStore(t *testing.T) {
 	}
 	for _, g := range want.Groups() {
 		ig := a.s.Group(g.Labels)
-		for n, f := range g.Families {
-			if ig.Families[n].TimeUnixNano != f.TimeUnixNano {
-				t.Fatalf("family %s of %v: time %d, want %d", n, g.Labels, ig.Families[n].TimeUnixNano, f.TimeUnixNano)
+		for _, f := range g.Families {
+			n := f.Name()
+			if ig.Families.Get(n).TimeUnixNano != f.TimeUnixNano {
+				t.Fatalf("family %s of %v: time %d, want %d", n, g.Labels, ig.Families.Get(n).TimeUnixNano, f.TimeUnixNano)
 			}
 		}
 	}

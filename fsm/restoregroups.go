@@ -84,7 +84,8 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 	perName := map[string]*restoring{}
 	series := 0
 	for _, g := range groups {
-		for name, f := range g.Families {
+		for _, f := range g.Families {
+			name := f.Name()
 			r := perName[name]
 			if r == nil {
 				r = &restoring{}

@@ -221,7 +221,7 @@ func checkSameIndex(t *testing.T, what string, got, want *FSM) {
 func holding(s *FSM, name string) []string {
 	var keys []string
 	for k, g := range s.groups {
-		if _, ok := g.Families[name]; ok {
+		if g.Families.Get(name) != nil {
 			keys = append(keys, k)
 		}
 	}
@@ -242,7 +242,7 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 	for name, e := range s.ix.names {
 		var want []sortedMetric
 		for _, k := range holding(s, name) {
-			for _, m := range s.groups[k].Families[name].MF.GetMetric() {
+			for _, m := range s.groups[k].Families.Get(name).MF.GetMetric() {
 				want = append(want, sortedMetric{m: m, key: k})
 			}
 		}

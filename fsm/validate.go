@@ -96,13 +96,13 @@ func validateGroup(g *Group, stored bool) error {
 	if err := validatePushedBy(g.LastPushBy); err != nil {
 		return fmt.Errorf("group %v: %v", g.Labels, err)
 	}
-	for _, name := range g.SortedFamilyNames() {
-		f := g.Families[name]
+	for i, f := range g.Families {
 		if f == nil || f.MF == nil {
-			return fmt.Errorf("group %v: family %q without metrics", g.Labels, name)
+			return fmt.Errorf("group %v: family %d of %d without metrics", g.Labels, i+1, len(g.Families))
 		}
-		if f.MF.GetName() != name {
-			return fmt.Errorf("group %v: family %q stored as %q", g.Labels, f.MF.GetName(), name)
+		name := f.Name()
+		if i > 0 && g.Families[i-1].Name() >= name {
+			return fmt.Errorf("group %v: family %q stored after %q", g.Labels, name, g.Families[i-1].Name())
 		}
 		if err := validateFamily(f.MF, g.Labels, true); err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)

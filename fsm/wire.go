@@ -52,9 +52,8 @@ func decodeLabelSet(b []byte) (map[string]string, error) {
 
 func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
 	b = appendLabels(b, groupFieldLabel, g.Labels)
-	names := slices.Sorted(maps.Keys(g.Families))
-	for _, n := range names {
-		f := g.Families[n]
+	for _, f := range g.Families {
+		n := f.Name()
 		mfBytes, err := opts.Marshal(f.MF)
 		if err != nil {
 			return nil, fmt.Errorf("encode family %q of group %v: %w", n, g.Labels, err)
@@ -121,7 +120,6 @@ func decodeGroup(b []byte) (*Group, error) {
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
 	}
-	g.Families = make(map[string]*Family, len(fams))
 	if len(rawMFs) > 0 {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
@@ -132,8 +130,8 @@ func decodeGroup(b []byte) (*Group, error) {
 		}
 		for i, f := range fams {
 			f.MF = mfs[i]
-			g.Families[f.MF.GetName()] = f
 		}
+		g.Families = NewFamilies(fams)
 	}
 	g.Key = GroupingKey(g.Labels)
 	return g, nil

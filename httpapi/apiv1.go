@@ -277,8 +277,8 @@ func groupJSON(g *fsm.Group, expireAfter time.Duration) map[string]any {
 	}
 	out["labels"] = g.Labels
 	out["last_push_successful"] = g.LastPushSuccess()
-	for name, f := range g.Families {
-		out[name] = apiFamily{
+	for _, f := range g.Families {
+		out[f.Name()] = apiFamily{
 			Timestamp: time.Unix(0, f.TimeUnixNano),
 			Type:      f.MF.GetType().String(),
 			Help:      f.MF.GetHelp(),

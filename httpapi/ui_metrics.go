@@ -185,8 +185,8 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 	}
 	out.Desc = strings.Join(desc, ", ")
 	out.DeleteURL = del.String()
-	out.LastPush = pushTime(g.Families[fsm.PushTimeMetricName])
-	out.LastFailure = pushTime(g.Families[fsm.PushFailureTimeMetricName])
+	out.LastPush = pushTime(g.Families.Get(fsm.PushTimeMetricName))
+	out.LastFailure = pushTime(g.Families.Get(fsm.PushFailureTimeMetricName))
 	out.PushedBy = pushedByText(g.LastPushBy)
 	if after, at, ok := groupExpiry(g, a.opts.ExpireAfter); ok {
 		out.ExpiresAt, out.ExpireAfter = at, model.Duration(after).String()
@@ -195,8 +195,8 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 			out.ExpiresIn = "in " + model.Duration(left).String()
 		}
 	}
-	for _, name := range g.SortedFamilyNames() {
-		out.Families = append(out.Families, uiFamilyOf(name, g.Families[name], g.Labels))
+	for _, f := range g.Families {
+		out.Families = append(out.Families, uiFamilyOf(f.Name(), f, g.Labels))
 	}
 	return out
 }

@@ -136,7 +136,7 @@ func convert(mg metricGroup) (*fsm.Group, error) {
 	if labels["job"] == "" {
 		return nil, fmt.Errorf("group %v has no job label", mg.Labels)
 	}
-	g := &fsm.Group{Key: fsm.GroupingKey(labels), Labels: labels, Families: make(map[string]*fsm.Family, len(mg.Metrics))}
+	fams := make([]*fsm.Family, 0, len(mg.Metrics))
 	for name, tmf := range mg.Metrics {
 		if tmf.GobbableMetricFamily == nil {
 			return nil, fmt.Errorf("group %v: family %q is empty", labels, name)
@@ -154,10 +154,10 @@ func convert(mg metricGroup) (*fsm.Group, error) {
 		if !tmf.Timestamp.IsZero() {
 			ts = tmf.Timestamp.UnixNano()
 		}
-		g.Families[name] = &fsm.Family{MF: mf, TimeUnixNano: ts}
+		fams = append(fams, &fsm.Family{MF: mf, TimeUnixNano: ts})
 	}
-	if len(g.Families) == 0 {
+	if len(fams) == 0 {
 		return nil, errors.New("group " + fmt.Sprint(labels) + " has no metric families")
 	}
-	return g, nil
+	return &fsm.Group{Key: fsm.GroupingKey(labels), Labels: labels, Families: fsm.NewFamilies(fams)}, nil
 }

@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestFamiliesWith checks the list a change builds: sorted by name, the
+// added families in place of those of the same name (the last added of a
+// name wins), the kept ones filtered, the old list untouched, and a
+// capacity no larger than its length (the list is stored for good).
+func TestFamiliesWith(t *testing.T) {
+	fam := func(name string, ts int64) *Family {
+		return &Family{MF: parseText(t, name+" 1\n")[0], TimeUnixNano: ts}
+	}
+	a, b, c, d := fam("a", 1), fam("b", 1), fam("c", 1), fam("d", 1)
+	old := NewFamilies([]*Family{d, b, a})
+	if got := old.Names(); !slices.Equal(got, []string{"a", "b", "d"}) {
+		t.Fatalf("NewFamilies: %v, want sorted", got)
+	}
+	b2, b3 := fam("b", 2), fam("b", 3)
+	for name, tc := range map[string]struct {
+		keep  func(*Family) bool
+		add   []*Family
+		names []string
+		times []int64
+	}{
+		"nothing added":                 {add: nil, names: []string{"a", "b", "d"}, times: []int64{1, 1, 1}},
+		"one replaced":                  {add: []*Family{b2}, names: []string{"a", "b", "d"}, times: []int64{1, 2, 1}},
+		"the last of a name wins":       {add: []*Family{b2, c, b3}, names: []string{"a", "b", "c", "d"}, times: []int64{1, 3, 1, 1}},
+		"added before, between, after":  {add: []*Family{fam("_0", 5), c, fam("e", 5)}, names: []string{"_0", "a", "b", "c", "d", "e"}, times: []int64{5, 1, 1, 1, 1, 5}},
+		"only b kept, c added":          {keep: func(f *Family) bool { return f.Name() == "b" }, add: []*Family{c}, names: []string{"b", "c"}, times: []int64{1, 1}},
+		"a replacement is always taken": {keep: func(*Family) bool { return false }, add: []*Family{b2}, names: []string{"b"}, times: []int64{2}},
+	} {
+		got := old.with(tc.keep, slices.Clone(tc.add))
+		var times []int64
+		for _, f := range got {
+			times = append(times, f.TimeUnixNano)
+		}
+		if !slices.Equal(got.Names(), tc.names) || !slices.Equal(times, tc.times) || cap(got) != len(got) {
+			t.Errorf("%s: %v at times %v (capacity %d), want %v at %v", name, got.Names(), times, cap(got), tc.names, tc.times)
+		}
+		for _, n := range tc.names {
+			if f := got.Get(n); f == nil || f.Name() != n {
+				t.Errorf("%s: Get(%q) = %v", name, n, f)
+			}
+		}
+		if got.Get("zz") != nil || got.Get("") != nil {
+			t.Errorf("%s: Get found a name not in the list", name)
+		}
+	}
+	if !slices.Equal(old, Families{a, b, d}) {
+		t.Fatalf("the old list changed: %v", old.Names())
+	}
+}
+
+// TestValidateGroupWantsFamiliesInOrder: a group whose families are out of
+// order, named twice or missing (which only a hand-built command can hold:
+// decoding sorts them) is refused, not stored.
+func TestValidateGroupWantsFamiliesInOrder(t *testing.T) {
+	fam := func(name string) *Family { return &Family{MF: parseText(t, name+"{instance=\"\",job=\"j\"} 1\n")[0]} }
+	for name, fams := range map[string]Families{
+		"out of order": {fam("b"), fam("a")},
+		"named twice":  {fam("a"), fam("a")},
+		"nil":          {fam("a"), nil},
+		"no message":   {{}},
+	} {
+		err := ValidateGroup(&Group{Labels: map[string]string{"job": "j"}, Families: fams})
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if err := ValidateGroup(&Group{Labels: map[string]string{"job": "j"}, Families: Families{fam("a"), fam("b")}}); err != nil {
+		t.Fatalf("families in order: %v", err)
+	}
+}
