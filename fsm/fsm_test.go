@@ -81,8 +81,8 @@ func TestDeleteAndWipe(t *testing.T) {
 	// A deleted series may be pushed again by another group without conflict.
 	a.mustOK(pushCmd(t, OpPut, t2, "a{job=\"x\"} 1\n", "job", "j1"))
 	a.mustOK(&Command{Op: OpWipe, TimeUnixNano: t3})
-	if n := a.s.Len(); n != 0 || len(a.s.Families()) != 0 || len(a.s.ix.series) != 0 || len(a.s.ix.names) != 0 {
-		t.Fatalf("after wipe: %d groups, %d families, index %d/%d", n, len(a.s.Families()), len(a.s.ix.series), len(a.s.ix.names))
+	if n := a.s.Len(); n != 0 || len(a.s.Families()) != 0 || a.s.ix.series.Len() != 0 || len(a.s.ix.names) != 0 {
+		t.Fatalf("after wipe: %d groups, %d families, index %d/%d", n, len(a.s.Families()), a.s.ix.series.Len(), len(a.s.ix.names))
 	}
 }
 

@@ -56,10 +56,10 @@ type index struct {
 	groups map[string]*Group
 	names  map[string]*nameEntry
 	// series holds the hash of name and label pairs of every stored
-	// metric: a set, 8 bytes a slot, since a series is stored once unless
-	// the store is inconsistent (a map to counts took twice the room for
-	// 1.2 M series).
-	series map[uint64]struct{}
+	// metric: a set (hashset.go), since a series is stored once unless the
+	// store is inconsistent; a Go map of counts took about 60 bytes per
+	// series at 1.2 M series.
+	series *hashSet
 	// dups holds every series stored more than once, by its hash, with its
 	// family name and its number of copies, and mixed the names stored
 	// with more than one type: the store inconsistencies that upstream's
@@ -78,7 +78,7 @@ type dupSeries struct {
 
 // newIndex returns an empty index of the given groups (empty as well).
 func newIndex(groups map[string]*Group) *index {
-	return &index{groups: groups, names: map[string]*nameEntry{}, series: map[uint64]struct{}{}, dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
+	return &index{groups: groups, names: map[string]*nameEntry{}, series: newHashSet(0), dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
 }
 
 // family returns the family named name held by group key, or nil.
@@ -91,7 +91,7 @@ func (ix *index) family(key, name string) *Family {
 
 // copies returns the number of stored metrics of the series with hash h.
 func (ix *index) copies(h uint64) int32 {
-	if _, ok := ix.series[h]; !ok {
+	if !ix.series.Has(h) {
 		return 0
 	}
 	if d, ok := ix.dups[h]; ok {
@@ -163,8 +163,7 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 // countSeries counts one more stored metric of the series with hash h, of
 // family name; the second makes it a duplicate.
 func (ix *index) countSeries(name string, h uint64) {
-	if _, ok := ix.series[h]; !ok {
-		ix.series[h] = struct{}{}
+	if ix.series.Add(h) {
 		return
 	}
 	d, ok := ix.dups[h]
@@ -180,7 +179,7 @@ func (ix *index) uncountSeries(h uint64) {
 	d, ok := ix.dups[h]
 	switch {
 	case !ok:
-		delete(ix.series, h)
+		ix.series.Delete(h)
 	case d.copies <= 2:
 		delete(ix.dups, h)
 	default:

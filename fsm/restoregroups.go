@@ -97,7 +97,7 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		}
 	}
 	ix := newIndex(byKey)
-	ix.series = make(map[uint64]struct{}, series)
+	ix.series = newHashSet(series)
 	names := slices.Sorted(maps.Keys(perName))
 	for _, name := range names {
 		r := perName[name]
