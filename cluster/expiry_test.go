@@ -19,7 +19,7 @@ func TestExpiryRemovesTheSameGroupsOnEveryNode(t *testing.T) {
 	// and going stale, and kept fresh by repeated pushes.
 	imp := &fsm.Command{Op: fsm.OpImport, TimeUnixNano: now.UnixNano(), Source: "test", Import: []*fsm.Group{{
 		Labels:   map[string]string{"job": "ancient"},
-		Families: fsm.Families{{MF: parseFamilies(t, "ancient{job=\"ancient\"} 1\n")[0], TimeUnixNano: now.Add(-time.Hour).UnixNano()}},
+		Families: fsm.Families{fsm.NewFamily(parseFamilies(t, "ancient{job=\"ancient\"} 1\n")[0], now.Add(-time.Hour).UnixNano())},
 	}}}
 	if res, err := c.nodes[0].Submit(context.Background(), imp); err != nil || res.Err != nil {
 		t.Fatalf("import: %v %v", res, err)

@@ -276,3 +276,19 @@ func BenchmarkExposedStoreHeap(b *testing.B) {
 	}
 	b.ReportMetric(float64(heap)/groups, "heap-bytes/group")
 }
+
+// BenchmarkSnapshotWrite writes a snapshot of 10,000 groups of 10 gauges,
+// what raft persists (the encoding of every group and family).
+func BenchmarkSnapshotWrite(b *testing.B) {
+	a := fill(b, 10000)
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		buf.Reset()
+		if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(buf.Len()))
+}

@@ -35,8 +35,7 @@ func (s *FSM) check(prev, next *Group) []error {
 	addedTypes := map[string]dto.MetricType{}
 	seen := map[uint64]struct{}{}
 	for _, f := range added {
-		name, mf := f.Name(), f.MF
-		typ := mf.GetType()
+		name, typ := f.Name(), f.Type()
 		r, reserved := s.reserved[name]
 		if reserved && r.Type != typ {
 			errs = append(errs, fmt.Errorf("gathered metric family %s has type %s but should have %s", name, typ, r.Type))
@@ -44,7 +43,7 @@ func (s *FSM) check(prev, next *Group) []error {
 		}
 		liveTyp, live := s.ix.liveType(name, next.Key)
 		if live && liveTyp != typ {
-			for _, m := range mf.GetMetric() {
+			for _, m := range f.Metrics() {
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, m, liveTyp))
 			}
 			continue
@@ -56,7 +55,7 @@ func (s *FSM) check(prev, next *Group) []error {
 					return t, true
 				}
 				if f := next.Families.Get(n); f != nil && prev != nil && prev.Families.Get(n) == f {
-					return f.MF.GetType(), true
+					return f.Type(), true
 				}
 				if r, ok := s.reserved[n]; ok {
 					return r.Type, true
@@ -73,13 +72,13 @@ func (s *FSM) check(prev, next *Group) []error {
 		var replaced map[uint64]int32
 		if prev != nil {
 			if old := prev.Families.Get(name); old != nil {
-				replaced = make(map[uint64]int32, len(old.MF.GetMetric()))
-				for _, m := range old.MF.GetMetric() {
+				replaced = make(map[uint64]int32, len(old.Metrics()))
+				for _, m := range old.Metrics() {
 					replaced[seriesHash(name, m)]++
 				}
 			}
 		}
-		for _, m := range mf.GetMetric() {
+		for _, m := range f.Metrics() {
 			if err := metricConsistency(name, typ, m); err != nil {
 				errs = append(errs, err)
 				continue

@@ -105,8 +105,8 @@ func (s *FSM) familyHeader(name string, e *nameEntry) *dto.MetricFamily {
 			}
 		}
 	}
-	first := s.ix.family(e.minKey, name).MF
-	mf := &dto.MetricFamily{Name: proto.String(name), Help: first.Help, Type: first.Type, Unit: first.Unit}
+	first := s.ix.family(e.minKey, name)
+	mf := &dto.MetricFamily{Name: proto.String(name), Help: first.help, Type: first.typ, Unit: first.unit}
 	if r, ok := s.reserved[name]; ok {
 		mf.Help = proto.String(r.Help)
 	}

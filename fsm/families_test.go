@@ -11,7 +11,7 @@ import (
 // capacity no larger than its length (the list is stored for good).
 func TestFamiliesWith(t *testing.T) {
 	fam := func(name string, ts int64) *Family {
-		return &Family{MF: parseText(t, name+" 1\n")[0], TimeUnixNano: ts}
+		return NewFamily(parseText(t, name+" 1\n")[0], ts)
 	}
 	a, b, c, d := fam("a", 1), fam("b", 1), fam("c", 1), fam("d", 1)
 	old := NewFamilies([]*Family{d, b, a})
@@ -58,7 +58,7 @@ func TestFamiliesWith(t *testing.T) {
 // order, named twice or missing (which only a hand-built command can hold:
 // decoding sorts them) is refused, not stored.
 func TestValidateGroupWantsFamiliesInOrder(t *testing.T) {
-	fam := func(name string) *Family { return &Family{MF: parseText(t, name+"{instance=\"\",job=\"j\"} 1\n")[0]} }
+	fam := func(name string) *Family { return NewFamily(parseText(t, name+"{instance=\"\",job=\"j\"} 1\n")[0], 0) }
 	for name, fams := range map[string]Families{
 		"out of order": {fam("b"), fam("a")},
 		"named twice":  {fam("a"), fam("a")},

@@ -170,17 +170,17 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	// name replaces an earlier one, as upstream).
 	stored := make([]Family, 0, len(cmd.Families)+2)
 	added := make([]*Family, 0, len(cmd.Families)+2)
-	store := func(mf *dto.MetricFamily) {
-		stored = append(stored, Family{MF: mf, TimeUnixNano: cmd.TimeUnixNano})
+	store := func(f Family) {
+		stored = append(stored, f)
 		added = append(added, &stored[len(stored)-1])
 	}
 	hadFailure := next.Families.Get(PushFailureTimeMetricName) != nil
 	for _, mf := range cmd.Families {
-		store(mf)
+		store(familyOf(mf, cmd.TimeUnixNano))
 	}
-	store(timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano))
+	store(timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano))
 	if !hadFailure {
-		store(timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0))
+		store(timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0, cmd.TimeUnixNano))
 	}
 	next.Families = next.Families.with(keep, added)
 
@@ -250,15 +250,14 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 		names = sortedNames(next.Labels)
 	}
 	gp := newGroupingPairs(next.Labels, names)
-	added := []*Family{{
-		MF:           timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, cmd.TimeUnixNano),
-		TimeUnixNano: cmd.TimeUnixNano,
-	}}
+	stored := make([]Family, 1, 2)
+	stored[0] = timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano)
 	if next.Families.Get(PushTimeMetricName) == nil {
-		added = append(added, &Family{
-			MF:           timestampFamily(pushTimeName, pushTimeHelp, gp, 0),
-			TimeUnixNano: cmd.TimeUnixNano,
-		})
+		stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, 0, cmd.TimeUnixNano))
+	}
+	added := make([]*Family, len(stored))
+	for i := range stored {
+		added[i] = &stored[i]
 	}
 	next.Families = next.Families.with(nil, added)
 	s.setGroup(key, next)

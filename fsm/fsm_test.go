@@ -45,7 +45,7 @@ func TestPostMergesByMetricName(t *testing.T) {
 		if f == nil {
 			t.Fatalf("family %s missing", n)
 		}
-		got[n] = f.MF.Metric[0].GetUntyped().GetValue()
+		got[n] = f.Metrics()[0].GetUntyped().GetValue()
 	}
 	if got["a"] != 10 || got["b"] != 2 || got["c"] != 3 {
 		t.Fatalf("values after POST merge: %v", got)
@@ -63,7 +63,7 @@ func TestEmptyPutKeepsGroupWithPushTime(t *testing.T) {
 	if g == nil || len(g.Families) != 2 || g.Families.Get(PushTimeMetricName) == nil || g.Families.Get(PushFailureTimeMetricName) == nil {
 		t.Fatalf("group after empty PUT: %+v", g)
 	}
-	if v := gaugeValue(g.Families.Get(PushTimeMetricName).MF); v != float64(t2)/1e9 {
+	if v := gaugeValue(g.Families.Get(PushTimeMetricName)); v != float64(t2)/1e9 {
 		t.Fatalf("push_time_seconds = %v", v)
 	}
 }
@@ -111,10 +111,10 @@ func TestTimestampsRejectedAndFailureRecorded(t *testing.T) {
 	if g.LastPushSuccess() {
 		t.Fatal("last push must be marked failed")
 	}
-	if v := gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF); v != float64(t2)/1e9 {
+	if v := gaugeValue(g.Families.Get(PushFailureTimeMetricName)); v != float64(t2)/1e9 {
 		t.Fatalf("push_failure_time_seconds = %v", v)
 	}
-	if v := g.Families.Get("a").MF.Metric[0].GetUntyped().GetValue(); v != 1 {
+	if v := g.Families.Get("a").Metrics()[0].GetUntyped().GetValue(); v != 1 {
 		t.Fatal("rejected push changed the metrics")
 	}
 	// Timestamps are rejected even with the check off, as upstream.
@@ -133,13 +133,13 @@ func TestFailedPushCreatesNewGroupLikeUpstream(t *testing.T) {
 	if g == nil {
 		t.Fatal("upstream creates the group of a rejected push")
 	}
-	if len(g.Families) != 2 || gaugeValue(g.Families.Get(PushTimeMetricName).MF) != 0 || gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF) != float64(t2)/1e9 {
+	if len(g.Families) != 2 || gaugeValue(g.Families.Get(PushTimeMetricName)) != 0 || gaugeValue(g.Families.Get(PushFailureTimeMetricName)) != float64(t2)/1e9 {
 		t.Fatalf("rejected new group: %+v", g.Families)
 	}
 	// A later good push keeps the failure time but marks success.
 	a.mustOK(pushCmd(t, OpPut, t3, "# TYPE a counter\na 2\n", "job", "j2"))
 	g = a.s.Group(map[string]string{"job": "j2"})
-	if !g.LastPushSuccess() || gaugeValue(g.Families.Get(PushFailureTimeMetricName).MF) != float64(t2)/1e9 {
+	if !g.LastPushSuccess() || gaugeValue(g.Families.Get(PushFailureTimeMetricName)) != float64(t2)/1e9 {
 		t.Fatal("successful push after a failure must keep push_failure_time_seconds and be successful")
 	}
 }
@@ -380,7 +380,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		}
 		for _, f := range g.Families {
 			n := f.Name()
-			if rf := rg.Families.Get(n); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF, f.MF) {
+			if rf := rg.Families.Get(n); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF(), f.MF()) {
 				t.Fatalf("group %v family %s differs after restore", g.Labels, n)
 			}
 		}

@@ -26,7 +26,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		pushCmd(f, OpPost, 4, "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", "job", "j", "instance", "i"),
 		{Op: OpExpire, TimeUnixNano: 5, CutoffUnixNano: 4, Expire: []map[string]string{{"job": "j"}, {"job": "k", "instance": ""}}},
 		{Op: OpImport, TimeUnixNano: 6, Source: "s", Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: Families{
-			{MF: parseText(f, "a{job=\"j\"} 1\n")[0], TimeUnixNano: 3}}}}},
+			NewFamily(parseText(f, "a{job=\"j\"} 1\n")[0], 3)}}}},
 		{Op: OpRestore, TimeUnixNano: 7, Snapshot: []byte("PGCSNAP\x01\x00\x00\x00\x00\x00\x00\x00")},
 		{Op: OpDeleteMatching, TimeUnixNano: 8, Selectors: []Selector{
 			{{Name: "job", Type: MatchEqual, Value: "j"}, {Name: "branch", Type: MatchRegexp, Value: "feature-.*"}},

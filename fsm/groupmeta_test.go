@@ -186,7 +186,7 @@ func TestExpiryDeadlineSaturates(t *testing.T) {
 	if got := AddSaturating(10, 5); got != 15 {
 		t.Fatalf("plain sum: %d", got)
 	}
-	g := &Group{Families: Families{{MF: parseText(t, "a 1\n")[0], TimeUnixNano: math.MaxInt64 - 1}}, Expiry: Expiry{Set: true, After: time.Hour}}
+	g := &Group{Families: Families{NewFamily(parseText(t, "a 1\n")[0], math.MaxInt64-1)}, Expiry: Expiry{Set: true, After: time.Hour}}
 	if g.expired(math.MaxInt64-1, 0) {
 		t.Fatal("a group pushed at the end of time expired at once")
 	}

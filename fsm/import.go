@@ -43,7 +43,7 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 		names := sortedNames(g.Labels)
 		gp := newGroupingPairs(g.Labels, names)
 		for _, f := range g.Families {
-			sanitizeLabels(f.MF, gp)
+			sanitizeLabels(f.MF(), gp) // f.MF shares f's metrics
 		}
 		g.Key = groupingKey(g.Labels, names)
 		if s.groups[g.Key] == nil {

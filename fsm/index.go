@@ -133,7 +133,7 @@ func newNameEntry() *nameEntry {
 
 // add records family f of group key in the index.
 func (ix *index) add(key, name string, f *Family) {
-	ix.enter(key, name, f).pendingAdd[key] = f.MF.GetMetric()
+	ix.enter(key, name, f).pendingAdd[key] = f.Metrics()
 }
 
 // enter records family f of group key in the index but not in the
@@ -148,13 +148,13 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	if e.holders == 1 || key < e.minKey {
 		e.minKey = key
 	}
-	e.types[f.MF.GetType()]++
+	e.types[f.Type()]++
 	if len(e.types) > 1 {
 		ix.mixed[name] = struct{}{}
 	}
 	e.merged = nil
 	e.version++
-	for _, m := range f.MF.GetMetric() {
+	for _, m := range f.Metrics() {
 		ix.countSeries(name, seriesHash(name, m))
 	}
 	return e
@@ -199,9 +199,9 @@ func (ix *index) remove(key, name string, f *Family) {
 		// f is not in sorted yet (and what was is already recorded).
 		delete(e.pendingAdd, key)
 	} else {
-		e.pendingRemove[key] = f.MF.GetMetric()
+		e.pendingRemove[key] = f.Metrics()
 	}
-	t := f.MF.GetType()
+	t := f.Type()
 	if e.types[t]--; e.types[t] <= 0 {
 		delete(e.types, t)
 	}
@@ -213,7 +213,7 @@ func (ix *index) remove(key, name string, f *Family) {
 	if e.holders == 0 {
 		delete(ix.names, name)
 	}
-	for _, m := range f.MF.GetMetric() {
+	for _, m := range f.Metrics() {
 		ix.uncountSeries(seriesHash(name, m))
 	}
 }
@@ -247,7 +247,7 @@ func (ix *index) storeErrors() []error {
 			if f == nil {
 				continue
 			}
-			for _, m := range f.MF.GetMetric() {
+			for _, m := range f.Metrics() {
 				h := seriesHash(name, m)
 				if _, dup := metrics[h]; dup {
 					found[h] = append(found[h], stored{k, m})
@@ -285,10 +285,10 @@ func (ix *index) storeErrors() []error {
 			}
 		}
 		slices.Sort(keys)
-		first := ix.family(keys[0], name).MF.GetType()
+		first := ix.family(keys[0], name).Type()
 		for _, k := range keys[1:] {
-			if mf := ix.family(k, name).MF; mf.GetType() != first && len(mf.GetMetric()) > 0 {
-				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, mf.GetMetric()[0], first))
+			if f := ix.family(k, name); f.Type() != first && len(f.Metrics()) > 0 {
+				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, f.Metrics()[0], first))
 				break
 			}
 		}
@@ -332,7 +332,7 @@ func (ix *index) liveType(name, skipKey string) (dto.MetricType, bool) {
 		if n == 1 {
 			if !looked {
 				if f := ix.family(skipKey, name); f != nil {
-					skipType, skipping = f.MF.GetType(), true
+					skipType, skipping = f.Type(), true
 				}
 				looked = true
 			}

@@ -28,7 +28,7 @@ func importGroups(t *testing.T) []*Group {
 			c.Labels[k] = v
 		}
 		for _, f := range g.Families {
-			c.Families = append(c.Families, &Family{MF: proto.Clone(f.MF).(*dto.MetricFamily), TimeUnixNano: f.TimeUnixNano})
+			c.Families = append(c.Families, NewFamily(proto.Clone(f.MF()).(*dto.MetricFamily), f.TimeUnixNano))
 		}
 		c.Key = GroupingKey(c.Labels)
 		out = append(out, c)
@@ -73,7 +73,7 @@ func TestNewCommandsRoundTrip(t *testing.T) {
 			}
 			for _, f := range g.Families {
 				n := f.Name()
-				if df := dg.Families.Get(n); df.TimeUnixNano != f.TimeUnixNano || !proto.Equal(df.MF, f.MF) {
+				if df := dg.Families.Get(n); df.TimeUnixNano != f.TimeUnixNano || !proto.Equal(df.MF(), f.MF()) {
 					t.Fatalf("imported family %s differs", n)
 				}
 			}

@@ -92,8 +92,8 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 				perName[name] = r
 			}
 			r.fams = append(r.fams, keyedFamily{g.Key, f})
-			r.metrics += len(f.MF.GetMetric())
-			series += len(f.MF.GetMetric())
+			r.metrics += len(f.Metrics())
+			series += len(f.Metrics())
 		}
 	}
 	ix := newIndex(byKey)
@@ -126,8 +126,8 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
 			e.holders++
-			e.types[f.MF.GetType()]++
-			for _, m := range f.MF.GetMetric() {
+			e.types[f.Type()]++
+			for _, m := range f.Metrics() {
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})
 				r.hashes = append(r.hashes, seriesHash(name, m))
 			}

@@ -112,27 +112,25 @@ func sortedNames(labels map[string]string) []string {
 
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
 // gauge of a group. A zero time gives the value 0, as upstream.
-func timestampFamily(name, help *string, gp *groupingPairs, unixNano int64) *dto.MetricFamily {
-	// One allocation for the family, its metric and its value (every
-	// group stores two of these, and every push makes them anew), with the
-	// name, help and type strings shared: stored families are never
-	// modified.
+func timestampFamily(name, help *string, gp *groupingPairs, valueUnixNano, storedUnixNano int64) Family {
+	// One allocation for the metric, its value and the family's list of
+	// it (every group stores two of these, and every push makes them
+	// anew), with the name, help and type strings shared: stored families
+	// are never modified.
 	r := &struct {
-		mf      dto.MetricFamily
 		m       dto.Metric
 		g       dto.Gauge
 		v       float64
 		metrics [1]*dto.Metric
 	}{}
-	r.v = float64(unixNano) / 1e9
+	r.v = float64(valueUnixNano) / 1e9
 	r.g.Value = &r.v
 	r.m.Gauge = &r.g
 	r.m.Label = make([]*dto.LabelPair, 0, len(gp.names)+1)
 	r.metrics[0] = &r.m
-	r.mf.Name, r.mf.Help, r.mf.Type = name, help, &metricTypes[dto.MetricType_GAUGE]
-	r.mf.Metric = r.metrics[:]
-	sanitizeLabels(&r.mf, gp)
-	return &r.mf
+	mf := dto.MetricFamily{Name: name, Help: help, Type: &metricTypes[dto.MetricType_GAUGE], Metric: r.metrics[:]}
+	sanitizeLabels(&mf, gp)
+	return familyOf(&mf, storedUnixNano)
 }
 
 // The timestamp families' names and help are shared by every timestamp

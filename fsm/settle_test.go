@@ -242,7 +242,7 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 	for name, e := range s.ix.names {
 		var want []sortedMetric
 		for _, k := range holding(s, name) {
-			for _, m := range s.groups[k].Families.Get(name).MF.GetMetric() {
+			for _, m := range s.groups[k].Families.Get(name).Metrics() {
 				want = append(want, sortedMetric{m: m, key: k})
 			}
 		}

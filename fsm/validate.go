@@ -97,17 +97,18 @@ func validateGroup(g *Group, stored bool) error {
 		return fmt.Errorf("group %v: %v", g.Labels, err)
 	}
 	for i, f := range g.Families {
-		if f == nil || f.MF == nil {
-			return fmt.Errorf("group %v: family %d of %d without metrics", g.Labels, i+1, len(g.Families))
+		if f == nil {
+			return fmt.Errorf("group %v: family %d of %d missing", g.Labels, i+1, len(g.Families))
 		}
 		name := f.Name()
 		if i > 0 && g.Families[i-1].Name() >= name {
 			return fmt.Errorf("group %v: family %q stored after %q", g.Labels, name, g.Families[i-1].Name())
 		}
-		if err := validateFamily(f.MF, g.Labels, true); err != nil {
+		mf := f.proto()
+		if err := validateFamily(&mf, g.Labels, true); err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
 		}
-		for _, m := range f.MF.GetMetric() {
+		for _, m := range f.Metrics() {
 			if m.TimestampMs != nil {
 				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
 			}

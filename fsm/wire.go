@@ -53,27 +53,98 @@ func decodeLabelSet(b []byte) (map[string]string, error) {
 func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
 	b = appendLabels(b, groupFieldLabel, g.Labels)
 	for _, f := range g.Families {
-		n := f.Name()
-		mfBytes, err := opts.Marshal(f.MF)
-		if err != nil {
-			return nil, fmt.Errorf("encode family %q of group %v: %w", n, g.Labels, err)
-		}
-		var rec []byte
-		rec = protowire.AppendTag(rec, famFieldTime, protowire.VarintType)
-		rec = protowire.AppendVarint(rec, uint64(f.TimeUnixNano))
-		rec = protowire.AppendTag(rec, famFieldMF, protowire.BytesType)
-		rec = protowire.AppendBytes(rec, mfBytes)
+		// The family record, {time, metric family}, written in place: its
+		// length and the message's are computed first.
+		mfSize := familyMessageSize(f, opts)
+		recSize := protowire.SizeTag(famFieldTime) + protowire.SizeVarint(uint64(f.TimeUnixNano)) +
+			protowire.SizeTag(famFieldMF) + protowire.SizeBytes(mfSize)
 		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
-		b = protowire.AppendBytes(b, rec)
+		b = protowire.AppendVarint(b, uint64(recSize))
+		b = protowire.AppendTag(b, famFieldTime, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(f.TimeUnixNano))
+		b = protowire.AppendTag(b, famFieldMF, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(mfSize))
+		var err error
+		if b, err = appendFamilyMessage(b, f, opts); err != nil {
+			return nil, fmt.Errorf("encode family %q of group %v: %w", f.Name(), g.Labels, err)
+		}
 	}
 	return appendGroupMeta(b, g.Expiry, g.LastPushBy, metaFields{groupFieldExpireAfter, groupFieldPushedByUser, groupFieldPushedByAddr}), nil
+}
+
+// MetricFamily's fields (io.prometheus.client), for writing one from a
+// Family.
+const (
+	mfFieldName   = 1
+	mfFieldHelp   = 2
+	mfFieldType   = 3
+	mfFieldMetric = 4
+	mfFieldUnit   = 5
+)
+
+// familyMessageSize is the size of f's MetricFamily message, as
+// appendFamilyMessage writes it. It leaves each metric's size in the
+// metric's cache, where appendFamilyMessage finds it (stored metrics are
+// never modified, so the cached size stays right).
+func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
+	n := 0
+	if f.name != nil {
+		n += protowire.SizeTag(mfFieldName) + protowire.SizeBytes(len(*f.name))
+	}
+	if f.help != nil {
+		n += protowire.SizeTag(mfFieldHelp) + protowire.SizeBytes(len(*f.help))
+	}
+	if f.typ != nil {
+		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*f.typ))
+	}
+	for _, m := range f.metrics {
+		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(opts.Size(m))
+	}
+	if f.unit != nil {
+		n += protowire.SizeTag(mfFieldUnit) + protowire.SizeBytes(len(*f.unit))
+	}
+	return n
+}
+
+// appendFamilyMessage appends f as a MetricFamily message: the bytes
+// proto's deterministic marshalling gives f.MF() (fields in number order),
+// without building that message. familyMessageSize(f, opts) must come
+// first.
+func appendFamilyMessage(b []byte, f *Family, opts proto.MarshalOptions) ([]byte, error) {
+	if f.name != nil {
+		b = protowire.AppendTag(b, mfFieldName, protowire.BytesType)
+		b = protowire.AppendString(b, *f.name)
+	}
+	if f.help != nil {
+		b = protowire.AppendTag(b, mfFieldHelp, protowire.BytesType)
+		b = protowire.AppendString(b, *f.help)
+	}
+	if f.typ != nil {
+		b = protowire.AppendTag(b, mfFieldType, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(*f.typ))
+	}
+	cached := opts
+	cached.UseCachedSize = true
+	for _, m := range f.metrics {
+		b = protowire.AppendTag(b, mfFieldMetric, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(cached.Size(m)))
+		var err error
+		if b, err = cached.MarshalAppend(b, m); err != nil {
+			return nil, err
+		}
+	}
+	if f.unit != nil {
+		b = protowire.AppendTag(b, mfFieldUnit, protowire.BytesType)
+		b = protowire.AppendString(b, *f.unit)
+	}
+	return b, nil
 }
 
 func decodeGroup(b []byte) (*Group, error) {
 	g := &Group{Labels: map[string]string{}}
 	// The families' metric families are decoded together, into shared
 	// slabs (familydecode.go).
-	var fams []*Family
+	var times []int64
 	var rawMFs [][]byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -106,11 +177,11 @@ func decodeGroup(b []byte) (*Group, error) {
 			}
 			g.Labels[lp.GetName()] = lp.GetValue()
 		case groupFieldFamily:
-			f, raw, err := decodeFamilyRecord(v)
+			ts, raw, err := decodeFamilyRecord(v)
 			if err != nil {
 				return nil, err
 			}
-			fams = append(fams, f)
+			times = append(times, ts)
 			rawMFs = append(rawMFs, raw)
 		case groupFieldPushedByUser:
 			g.LastPushBy.User = string(v)
@@ -128,8 +199,12 @@ func decodeGroup(b []byte) (*Group, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
-		for i, f := range fams {
-			f.MF = mfs[i]
+		// The group's families in one allocation.
+		stored := make([]Family, len(mfs))
+		fams := make([]*Family, len(mfs))
+		for i, mf := range mfs {
+			stored[i] = familyOf(mf, times[i])
+			fams[i] = &stored[i]
 		}
 		g.Families = NewFamilies(fams)
 	}
@@ -137,40 +212,40 @@ func decodeGroup(b []byte) (*Group, error) {
 	return g, nil
 }
 
-// decodeFamilyRecord reads a family record: the family with its time, and
-// the raw metric family for decodeFamilies (a subslice of b).
-func decodeFamilyRecord(b []byte) (*Family, []byte, error) {
-	f := &Family{}
+// decodeFamilyRecord reads a family record: the family's time, and the raw
+// metric family for decodeFamilies (a subslice of b).
+func decodeFamilyRecord(b []byte) (int64, []byte, error) {
+	var ts int64
 	var raw []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, nil, protowire.ParseError(n)
+			return 0, nil, protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch {
 		case num == famFieldTime && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return nil, nil, protowire.ParseError(n)
+				return 0, nil, protowire.ParseError(n)
 			}
 			b = b[n:]
-			f.TimeUnixNano = int64(v)
+			ts = int64(v)
 		case num == famFieldMF && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil, nil, protowire.ParseError(n)
+				return 0, nil, protowire.ParseError(n)
 			}
 			b = b[n:]
 			raw = v
 		default:
-			return nil, nil, fmt.Errorf("unknown field %d in family record", num)
+			return 0, nil, fmt.Errorf("unknown field %d in family record", num)
 		}
 	}
 	if raw == nil {
-		return nil, nil, errors.New("family record without metric family")
+		return 0, nil, errors.New("family record without metric family")
 	}
-	return f, raw, nil
+	return ts, raw, nil
 }
 
 // appendSelector writes a selector as repeated matcher messages in field 1,

@@ -280,9 +280,9 @@ func groupJSON(g *fsm.Group, expireAfter time.Duration) map[string]any {
 	for _, f := range g.Families {
 		out[f.Name()] = apiFamily{
 			Timestamp: time.Unix(0, f.TimeUnixNano),
-			Type:      f.MF.GetType().String(),
-			Help:      f.MF.GetHelp(),
-			Metrics:   metricsJSON(f.MF.GetMetric(), f.MF.GetType()),
+			Type:      f.Type().String(),
+			Help:      f.Help(),
+			Metrics:   metricsJSON(f.Metrics(), f.Type()),
 		}
 	}
 	return out

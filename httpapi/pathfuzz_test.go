@@ -101,7 +101,7 @@ func groupsWithoutTimes(s *fsm.FSM) string {
 		var fams []string
 		for _, n := range g.SortedFamilyNames() {
 			if n != fsm.PushTimeMetricName && n != fsm.PushFailureTimeMetricName {
-				fams = append(fams, g.Families.Get(n).MF.String())
+				fams = append(fams, g.Families.Get(n).MF().String())
 			}
 		}
 		if len(fams) > 0 { // a group holding times only is what a rejected push creates
@@ -246,7 +246,7 @@ func FuzzWholePath(f *testing.F) {
 func pushVisible(s *fsm.FSM) bool {
 	for _, g := range s.Groups() {
 		if f := g.Families.Get(fsm.PushTimeMetricName); f != nil && f.TimeUnixNano == fuzzTime.UnixNano() &&
-			f.MF.GetMetric()[0].GetGauge().GetValue() != 0 {
+			f.Metrics()[0].GetGauge().GetValue() != 0 {
 			return true
 		}
 	}

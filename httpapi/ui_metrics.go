@@ -215,10 +215,10 @@ func pushedByText(by fsm.PushedBy) string {
 
 // pushTime reads push_time_seconds or push_failure_time_seconds.
 func pushTime(f *fsm.Family) time.Time {
-	if f == nil || len(f.MF.GetMetric()) == 0 {
+	if f == nil || len(f.Metrics()) == 0 {
 		return time.Time{}
 	}
-	s := f.MF.GetMetric()[0].GetGauge().GetValue()
+	s := f.Metrics()[0].GetGauge().GetValue()
 	if s <= 0 || math.IsNaN(s) || math.IsInf(s, 0) {
 		return time.Time{}
 	}
@@ -227,10 +227,10 @@ func pushTime(f *fsm.Family) time.Time {
 }
 
 func uiFamilyOf(name string, f *fsm.Family, grouping map[string]string) uiFamily {
-	typ := f.MF.GetType()
+	typ := f.Type()
 	out := uiFamily{
 		Name:   name,
-		Help:   f.MF.GetHelp(),
+		Help:   f.Help(),
 		Type:   strings.ReplaceAll(strings.ToLower(typ.String()), "_", " "),
 		Kind:   "simple",
 		Pushed: time.Unix(0, f.TimeUnixNano),
@@ -241,7 +241,7 @@ func uiFamilyOf(name string, f *fsm.Family, grouping map[string]string) uiFamily
 	case dto.MetricType_SUMMARY:
 		out.Kind = "summary"
 	}
-	for _, m := range f.MF.GetMetric() {
+	for _, m := range f.Metrics() {
 		s := uiSample{}
 		for _, lp := range m.GetLabel() {
 			gv, isGrouping := grouping[lp.GetName()]

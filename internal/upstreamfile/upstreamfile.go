@@ -154,7 +154,7 @@ func convert(mg metricGroup) (*fsm.Group, error) {
 		if !tmf.Timestamp.IsZero() {
 			ts = tmf.Timestamp.UnixNano()
 		}
-		fams = append(fams, &fsm.Family{MF: mf, TimeUnixNano: ts})
+		fams = append(fams, fsm.NewFamily(mf, ts))
 	}
 	if len(fams) == 0 {
 		return nil, errors.New("group " + fmt.Sprint(labels) + " has no metric families")
