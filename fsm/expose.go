@@ -106,7 +106,8 @@ func (s *FSM) familyHeader(name string, e *nameEntry) *dto.MetricFamily {
 		}
 	}
 	first := s.ix.family(e.minKey, name)
-	mf := &dto.MetricFamily{Name: proto.String(name), Help: first.help, Type: first.typ, Unit: first.unit}
+	h := first.header()
+	mf := &dto.MetricFamily{Name: proto.String(name), Help: h.help, Type: h.typ, Unit: h.unit}
 	if r, ok := s.reserved[name]; ok {
 		mf.Help = proto.String(r.Help)
 	}

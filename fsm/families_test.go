@@ -1,8 +1,11 @@
 package fsm
 
 import (
+	"bytes"
 	"slices"
 	"testing"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestFamiliesWith checks the list a change builds: sorted by name, the
@@ -72,5 +75,38 @@ func TestValidateGroupWantsFamiliesInOrder(t *testing.T) {
 	}
 	if err := ValidateGroup(&Group{Labels: map[string]string{"job": "j"}, Families: Families{fam("a"), fam("b")}}); err != nil {
 		t.Fatalf("families in order: %v", err)
+	}
+}
+
+// TestFamilyHeadersAreShared: the families of one name pushed by many
+// groups share one header, in the store that applied the pushes and in one
+// restored from its snapshot; a family with another help text has its own,
+// and every family reads back its own name, help and type.
+func TestFamilyHeadersAreShared(t *testing.T) {
+	a := &applier{t: t, s: newTestFSM()}
+	for i := range 3 {
+		a.mustOK(pushCmd(t, OpPut, t1, "# HELP g Help.\n# TYPE g gauge\ng 1\n", "job", "j", "instance", string(rune('a'+i))))
+	}
+	a.mustOK(pushCmd(t, OpPut, t1, "# HELP g Other help.\n# TYPE g gauge\ng 1\n", "job", "k"))
+	restored := newTestFSM()
+	var buf bytes.Buffer
+	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for what, s := range map[string]*FSM{"applied": a.s, "restored": restored} {
+		headers := map[*familyHeader]string{}
+		for _, g := range s.Groups() {
+			f := g.Families.Get("g")
+			if f.Name() != "g" || f.Type() != dto.MetricType_GAUGE {
+				t.Fatalf("%s: group %v reads back %q of type %v", what, g.Labels, f.Name(), f.Type())
+			}
+			headers[f.hdr] = f.Help()
+		}
+		if len(headers) != 2 {
+			t.Fatalf("%s: %d headers for one name with two help texts, want 2: %v", what, len(headers), headers)
+		}
 	}
 }

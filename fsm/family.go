@@ -13,17 +13,32 @@ import (
 // label pairs sorted by name. A Family and its metrics are never modified
 // once stored.
 //
-// The family's header (name, help, type, unit) is kept here, not in a
+// The family's header (name, help, type, unit) is not kept in a
 // dto.MetricFamily: that message is 96 bytes, 40 of them protobuf
 // bookkeeping, for every family of every group (115 MB at 100,000 groups
-// of 12 one-metric families). MF builds the message when one is needed.
-// The header's fields are the message's, by pointer: nil when absent.
+// of 12 one-metric families). The header is shared instead by the families
+// that have the same one (intern.go), and MF builds the message when one
+// is needed.
 type Family struct {
-	name, help, unit *string
-	typ              *dto.MetricType
-	metrics          []*dto.Metric
+	hdr     *familyHeader // nil only in a Family made without a message
+	metrics []*dto.Metric
 	// TimeUnixNano is the receive time of the command that stored it.
 	TimeUnixNano int64
+}
+
+// familyHeader is a family's name, help, type and unit: the message's
+// fields, by pointer, nil when absent. Never modified once made.
+type familyHeader struct {
+	name, help, unit *string
+	typ              *dto.MetricType
+}
+
+// header returns the family's header (an empty one if it has none).
+func (f *Family) header() *familyHeader {
+	if f.hdr == nil {
+		return &familyHeader{}
+	}
+	return f.hdr
 }
 
 // NewFamily returns the family of mf's header and metrics (shared, not
@@ -38,7 +53,8 @@ func familyOf(mf *dto.MetricFamily, unixNano int64) Family {
 	if mf == nil {
 		return Family{TimeUnixNano: unixNano}
 	}
-	return Family{name: mf.Name, help: mf.Help, unit: mf.Unit, typ: mf.Type, metrics: mf.Metric, TimeUnixNano: unixNano}
+	h := interned.header(familyHeader{name: mf.Name, help: mf.Help, unit: mf.Unit, typ: mf.Type})
+	return Family{hdr: h, metrics: mf.Metric, TimeUnixNano: unixNano}
 }
 
 // MF returns the family as a message. It shares the family's fields and
@@ -50,23 +66,24 @@ func (f *Family) MF() *dto.MetricFamily {
 
 // proto is MF as a value.
 func (f *Family) proto() dto.MetricFamily {
-	return dto.MetricFamily{Name: f.name, Help: f.help, Type: f.typ, Unit: f.unit, Metric: f.metrics}
+	h := f.header()
+	return dto.MetricFamily{Name: h.name, Help: h.help, Type: h.typ, Unit: h.unit, Metric: f.metrics}
 }
 
 // Help returns the family's help text ("" if it has none).
 func (f *Family) Help() string {
-	if f.help == nil {
-		return ""
+	if h := f.header(); h.help != nil {
+		return *h.help
 	}
-	return *f.help
+	return ""
 }
 
 // Type returns the family's type (counter, the message's default, if it has none).
 func (f *Family) Type() dto.MetricType {
-	if f.typ == nil {
-		return dto.MetricType_COUNTER
+	if h := f.header(); h.typ != nil {
+		return *h.typ
 	}
-	return *f.typ
+	return dto.MetricType_COUNTER
 }
 
 // Metrics returns the family's metrics, shared: callers must not modify
@@ -87,10 +104,10 @@ func NewFamilies(fams []*Family) Families {
 
 // Name returns the family's name.
 func (f *Family) Name() string {
-	if f.name == nil {
-		return ""
+	if f.hdr != nil && f.hdr.name != nil {
+		return *f.hdr.name
 	}
-	return *f.name
+	return ""
 }
 
 // Get returns the family named name, or nil.

@@ -7,8 +7,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Interning: the same label pair, family name and help text are stored
-// once, whatever the number of groups holding them.
+// Interning: the same label pair, family name, help text and family header
+// (family.go) are stored once, whatever the number of groups holding them.
 //
 // A store of many groups pushed by the same kind of job holds the same
 // family names, help texts and label pairs (kind="bench", le="0.5",
@@ -45,8 +45,9 @@ type internTable struct {
 	mu sync.Mutex
 	// pairs and strs are the current generation, oldPairs and oldStrs the
 	// one before; a value found in the old one moves to the current one.
-	pairs, oldPairs map[string]*internedPair
-	strs, oldStrs   map[string]*string
+	pairs, oldPairs     map[string]*internedPair
+	strs, oldStrs       map[string]*string
+	headers, oldHeaders map[familyHeader]*familyHeader
 	// added and addedBytes count the values taken since the last
 	// rotation.
 	added, addedBytes int
@@ -60,7 +61,7 @@ type internedPair struct {
 }
 
 func newInternTable() *internTable {
-	return &internTable{pairs: map[string]*internedPair{}, strs: map[string]*string{}}
+	return &internTable{pairs: map[string]*internedPair{}, strs: map[string]*string{}, headers: map[familyHeader]*familyHeader{}}
 }
 
 // pair returns the shared label pair with this name and value (both set).
@@ -106,6 +107,25 @@ func (t *internTable) str(v []byte) *string {
 	return p
 }
 
+// header returns the shared copy of a family header. Headers are keyed by
+// their pointers: names and help texts are interned, so the families of a
+// name pushed by every group share one header (one that is not, decoded by
+// proto, gets its own).
+func (t *internTable) header(h familyHeader) *familyHeader {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.headers[h]; ok {
+		return p
+	}
+	p, ok := t.oldHeaders[h]
+	if !ok {
+		p = &h
+	}
+	t.rotate(4 * 8) // four pointers
+	t.headers[h] = p
+	return p
+}
+
 // rotate makes room for one more value of the given size: beyond
 // internGeneration values or internGenerationBytes the current generation
 // becomes the old one and the old one is dropped.
@@ -117,6 +137,7 @@ func (t *internTable) rotate(size int) {
 	}
 	t.oldPairs, t.pairs = t.pairs, make(map[string]*internedPair, len(t.pairs))
 	t.oldStrs, t.strs = t.strs, make(map[string]*string, len(t.strs))
+	t.oldHeaders, t.headers = t.headers, make(map[familyHeader]*familyHeader, len(t.headers))
 	t.added, t.addedBytes = 1, size
 }
 
@@ -142,7 +163,7 @@ func (t *internTable) bytes() int {
 func (t *internTable) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.pairs) + len(t.oldPairs) + len(t.strs) + len(t.oldStrs)
+	return len(t.pairs) + len(t.oldPairs) + len(t.strs) + len(t.oldStrs) + len(t.headers) + len(t.oldHeaders)
 }
 
 // metricTypes are the shared values of MetricFamily.Type, by type.

@@ -88,20 +88,21 @@ const (
 // never modified, so the cached size stays right).
 func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
 	n := 0
-	if f.name != nil {
-		n += protowire.SizeTag(mfFieldName) + protowire.SizeBytes(len(*f.name))
+	h := f.header()
+	if h.name != nil {
+		n += protowire.SizeTag(mfFieldName) + protowire.SizeBytes(len(*h.name))
 	}
-	if f.help != nil {
-		n += protowire.SizeTag(mfFieldHelp) + protowire.SizeBytes(len(*f.help))
+	if h.help != nil {
+		n += protowire.SizeTag(mfFieldHelp) + protowire.SizeBytes(len(*h.help))
 	}
-	if f.typ != nil {
-		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*f.typ))
+	if h.typ != nil {
+		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*h.typ))
 	}
 	for _, m := range f.metrics {
 		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(opts.Size(m))
 	}
-	if f.unit != nil {
-		n += protowire.SizeTag(mfFieldUnit) + protowire.SizeBytes(len(*f.unit))
+	if h.unit != nil {
+		n += protowire.SizeTag(mfFieldUnit) + protowire.SizeBytes(len(*h.unit))
 	}
 	return n
 }
@@ -111,17 +112,18 @@ func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
 // without building that message. familyMessageSize(f, opts) must come
 // first.
 func appendFamilyMessage(b []byte, f *Family, opts proto.MarshalOptions) ([]byte, error) {
-	if f.name != nil {
+	h := f.header()
+	if h.name != nil {
 		b = protowire.AppendTag(b, mfFieldName, protowire.BytesType)
-		b = protowire.AppendString(b, *f.name)
+		b = protowire.AppendString(b, *h.name)
 	}
-	if f.help != nil {
+	if h.help != nil {
 		b = protowire.AppendTag(b, mfFieldHelp, protowire.BytesType)
-		b = protowire.AppendString(b, *f.help)
+		b = protowire.AppendString(b, *h.help)
 	}
-	if f.typ != nil {
+	if h.typ != nil {
 		b = protowire.AppendTag(b, mfFieldType, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(*f.typ))
+		b = protowire.AppendVarint(b, uint64(*h.typ))
 	}
 	cached := opts
 	cached.UseCachedSize = true
@@ -133,9 +135,9 @@ func appendFamilyMessage(b []byte, f *Family, opts proto.MarshalOptions) ([]byte
 			return nil, err
 		}
 	}
-	if f.unit != nil {
+	if h.unit != nil {
 		b = protowire.AppendTag(b, mfFieldUnit, protowire.BytesType)
-		b = protowire.AppendString(b, *f.unit)
+		b = protowire.AppendString(b, *h.unit)
 	}
 	return b, nil
 }
