@@ -55,7 +55,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 			out[i] = e.merged
 			continue
 		}
-		out[i] = s.familyHeader(name, e)
+		out[i] = s.exposedHeader(name, e)
 		merges = append(merges, merge{i: i, e: e, version: e.version})
 	}
 	s.mu.Unlock()
@@ -90,17 +90,23 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	return kept
 }
 
-// familyHeader returns the exposition of one family name across groups
+// exposedHeader returns the exposition of one family name across groups
 // without its metrics: the name, and the help and type of the group with
 // the smallest key (a reserved name's help is the gateway's). Callers hold
-// s.mu.
-func (s *FSM) familyHeader(name string, e *nameEntry) *dto.MetricFamily {
+// s.mu and have settled the name's order.
+func (s *FSM) exposedHeader(name string, e *nameEntry) *dto.MetricFamily {
 	if s.ix.family(e.minKey, name) == nil {
 		// That group left this name: find the new smallest key among the
-		// groups (one pass over them, only after the smallest key left).
+		// groups holding it, which the settled order and the groups with
+		// an empty family of the name list.
 		first := true
-		for k, g := range s.groups {
-			if g.Families.Get(name) != nil && (first || k < e.minKey) {
+		for _, om := range e.sorted {
+			if first || om.key < e.minKey {
+				e.minKey, first = om.key, false
+			}
+		}
+		for k := range e.empty {
+			if first || k < e.minKey {
 				e.minKey, first = k, false
 			}
 		}

@@ -269,6 +269,12 @@ func (e *nameEntry) removePending() {
 	for _, ms := range e.pendingRemove {
 		removed += len(ms)
 	}
+	if removed == 0 {
+		// Only families without metrics went: nothing in sorted is
+		// theirs. (Taking positions of none, below, would read pos[0].)
+		clear(e.pendingRemove)
+		return
+	}
 	var pos []int
 	if removed*16 < len(e.sorted) {
 		pos = make([]int, 0, removed)

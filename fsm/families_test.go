@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestFamiliesWith checks the list a change builds: sorted by name, the
@@ -107,6 +108,50 @@ func TestFamilyHeadersAreShared(t *testing.T) {
 		}
 		if len(headers) != 2 {
 			t.Fatalf("%s: %d headers for one name with two help texts, want 2: %v", what, len(headers), headers)
+		}
+	}
+}
+
+// TestExposedHelpFollowsTheSmallestKeyThroughEmptyFamilies: the help of
+// a name's exposition is the one of the group with the smallest key that
+// holds the name, a family without metrics included; when that group goes,
+// the next one's (found among the settled order and the empty families),
+// in the store that applied the pushes and in one restored from its
+// snapshot.
+func TestExposedHelpFollowsTheSmallestKeyThroughEmptyFamilies(t *testing.T) {
+	a := &applier{t: t, s: newTestFSM()}
+	for _, job := range []string{"a", "b"} {
+		// The text format drops a family without metrics; protobuf keeps it.
+		empty := &dto.MetricFamily{Name: proto.String("x"), Help: proto.String("From " + job + "."), Type: dto.MetricType_GAUGE.Enum()}
+		a.mustOK(&Command{Op: OpPut, Labels: map[string]string{"job": job}, Families: []*dto.MetricFamily{empty}, TimeUnixNano: t1})
+	}
+	a.mustOK(pushCmd(t, OpPut, t1, "# HELP x From c.\n# TYPE x gauge\nx 3\n", "job", "c"))
+	a.mustOK(pushCmd(t, OpPut, t1, "# HELP x From d.\n# TYPE x gauge\nx 4\n", "job", "d"))
+	help := func(s *FSM) string {
+		for _, mf := range s.Families() {
+			if mf.GetName() == "x" {
+				return mf.GetHelp()
+			}
+		}
+		return "(none)"
+	}
+	restoredHelp := func() string {
+		var buf bytes.Buffer
+		if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		r := newTestFSM()
+		if err := r.Restore(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return help(r)
+	}
+	for _, step := range []struct{ deleted, want string }{{"", "From a."}, {"a", "From b."}, {"b", "From c."}, {"c", "From d."}} {
+		if step.deleted != "" {
+			a.mustOK(pushCmd(t, OpDelete, t2, "", "job", step.deleted))
+		}
+		if got, restored := help(a.s), restoredHelp(); got != step.want || restored != step.want {
+			t.Fatalf("after deleting %q: help %q, restored %q, want %q", step.deleted, got, restored, step.want)
 		}
 	}
 }

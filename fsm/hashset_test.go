@@ -9,7 +9,14 @@ import (
 // hashSetMap returns the hashes of s as a map, for comparisons.
 func hashSetMap(s *hashSet) map[uint64]bool {
 	m := map[uint64]bool{}
-	s.each(func(h uint64) { m[h] = true })
+	if s.zero {
+		m[0] = true
+	}
+	for _, h := range s.slots {
+		if h != 0 {
+			m[h] = true
+		}
+	}
 	return m
 }
 
@@ -79,5 +86,26 @@ func TestHashSetSizes(t *testing.T) {
 		if size&(size-1) != 0 || n*4 > size*3 || (n > 6 && size > 3*n) {
 			t.Errorf("slotsFor(%d) = %d", n, size)
 		}
+	}
+}
+
+// TestHashSetSpreadsChosenHashes adds 10,000 hashes that share their low
+// 32 bits (which would all start in one slot if the low bits picked it):
+// the seeded mixing spreads them, so no search walks far from where it
+// starts.
+func TestHashSetSpreadsChosenHashes(t *testing.T) {
+	s := newHashSet(0)
+	for i := range uint64(10000) {
+		s.Add(i<<32 | 0xdead)
+	}
+	mask := uint64(len(s.slots) - 1)
+	longest := uint64(0)
+	for i, h := range s.slots {
+		if h != 0 {
+			longest = max(longest, (uint64(i)-s.home(h))&mask)
+		}
+	}
+	if longest > 200 {
+		t.Fatalf("a hash sits %d slots after where its search starts, in %d slots", longest, len(s.slots))
 	}
 }

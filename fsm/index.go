@@ -37,6 +37,10 @@ type nameEntry struct {
 	metrics       []*dto.Metric
 	pendingRemove map[string][]*dto.Metric
 	pendingAdd    map[string][]*dto.Metric
+	// empty holds the keys of the groups holding a family of this name
+	// without metrics (nil when there are none, the usual case): with
+	// sorted, every group holding the name, once the changes are settled.
+	empty map[string]struct{}
 	// minKey is a lower bound of the keys of the groups holding this
 	// name, and their minimum whenever that group holds it (the help and
 	// type of the exposition come from that group's family).
@@ -145,6 +149,12 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 		ix.names[name] = e
 	}
 	e.holders++
+	if len(f.Metrics()) == 0 {
+		if e.empty == nil {
+			e.empty = map[string]struct{}{}
+		}
+		e.empty[key] = struct{}{}
+	}
 	if e.holders == 1 || key < e.minKey {
 		e.minKey = key
 	}
@@ -195,6 +205,9 @@ func (ix *index) remove(key, name string, f *Family) {
 		return
 	}
 	e.holders--
+	if len(f.Metrics()) == 0 {
+		delete(e.empty, key)
+	}
 	if _, pending := e.pendingAdd[key]; pending {
 		// f is not in sorted yet (and what was is already recorded).
 		delete(e.pendingAdd, key)
@@ -238,13 +251,20 @@ func (ix *index) storeErrors() []error {
 		key string
 		m   *dto.Metric
 	}
-	for name, metrics := range named {
-		// One pass over the groups (an inconsistent store is rare, and
-		// upstream gathers everything for every push).
-		found := make(map[uint64][]stored, len(metrics))
-		for k, g := range ix.groups {
-			f := g.Families.Get(name)
-			if f == nil {
+	// One pass over the groups for every name involved (an inconsistent
+	// store is rare, and upstream gathers everything for every push): the
+	// stored metrics of the duplicate series, and the keys of the groups
+	// holding a name of mixed types.
+	found := map[uint64][]stored{}
+	mixedKeys := map[string][]string{}
+	for k, g := range ix.groups {
+		for _, f := range g.Families {
+			name := f.Name()
+			if _, ok := ix.mixed[name]; ok {
+				mixedKeys[name] = append(mixedKeys[name], k)
+			}
+			metrics, ok := named[name]
+			if !ok {
 				continue
 			}
 			for _, m := range f.Metrics() {
@@ -254,12 +274,12 @@ func (ix *index) storeErrors() []error {
 				}
 			}
 		}
-		for h, ms := range found {
-			// By key; a group's own metrics stay in their order.
-			slices.SortStableFunc(ms, func(a, b stored) int { return strings.Compare(a.key, b.key) })
-			if len(ms) > 1 {
-				metrics[h] = ms[1].m
-			}
+	}
+	for h, ms := range found {
+		// By key; a group's own metrics stay in their order.
+		slices.SortStableFunc(ms, func(a, b stored) int { return strings.Compare(a.key, b.key) })
+		if len(ms) > 1 {
+			named[ix.dups[h].name][h] = ms[1].m
 		}
 	}
 	sort.Slice(hashes, func(i, j int) bool {
@@ -278,12 +298,7 @@ func (ix *index) storeErrors() []error {
 	}
 	names := slices.Sorted(maps.Keys(ix.mixed))
 	for _, name := range names {
-		var keys []string
-		for k, g := range ix.groups {
-			if g.Families.Get(name) != nil {
-				keys = append(keys, k)
-			}
-		}
+		keys := mixedKeys[name]
 		slices.Sort(keys)
 		first := ix.family(keys[0], name).Type()
 		for _, k := range keys[1:] {

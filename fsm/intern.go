@@ -43,11 +43,12 @@ var interned = newInternTable()
 // every core.
 type internTable struct {
 	mu sync.Mutex
-	// pairs and strs are the current generation, oldPairs and oldStrs the
-	// one before; a value found in the old one moves to the current one.
+	// pairs, strs and headers are the current generation, oldPairs,
+	// oldStrs and oldHeaders the one before; a value found in the old one
+	// moves to the current one.
 	pairs, oldPairs     map[string]*internedPair
 	strs, oldStrs       map[string]*string
-	headers, oldHeaders map[familyHeader]*familyHeader
+	headers, oldHeaders map[headerKey]*familyHeader
 	// added and addedBytes count the values taken since the last
 	// rotation.
 	added, addedBytes int
@@ -61,7 +62,7 @@ type internedPair struct {
 }
 
 func newInternTable() *internTable {
-	return &internTable{pairs: map[string]*internedPair{}, strs: map[string]*string{}, headers: map[familyHeader]*familyHeader{}}
+	return &internTable{pairs: map[string]*internedPair{}, strs: map[string]*string{}, headers: map[headerKey]*familyHeader{}}
 }
 
 // pair returns the shared label pair with this name and value (both set).
@@ -107,22 +108,50 @@ func (t *internTable) str(v []byte) *string {
 	return p
 }
 
-// header returns the shared copy of a family header. Headers are keyed by
-// their pointers: names and help texts are interned, so the families of a
-// name pushed by every group share one header (one that is not, decoded by
-// proto, gets its own).
+// headerKey is a family header's content: its strings and type, and which
+// of them are present (a missing help and an empty one differ).
+type headerKey struct {
+	name, help, unit string
+	typ              dto.MetricType
+	present          uint8 // 1 name, 2 help, 4 unit, 8 type
+}
+
+func keyOf(h *familyHeader) headerKey {
+	var k headerKey
+	if h.name != nil {
+		k.name, k.present = *h.name, k.present|1
+	}
+	if h.help != nil {
+		k.help, k.present = *h.help, k.present|2
+	}
+	if h.unit != nil {
+		k.unit, k.present = *h.unit, k.present|4
+	}
+	if h.typ != nil {
+		k.typ, k.present = *h.typ, k.present|8
+	}
+	return k
+}
+
+// header returns the shared copy of a family header with the content of
+// h: the first one seen, so the families of a name and help pushed by
+// every group share one. Keyed by content, the headers of families decoded
+// by proto (histograms, summaries: their strings are not interned) are
+// shared too, and the table holds one entry per distinct header, its
+// strings counted in its generation's bytes.
 func (t *internTable) header(h familyHeader) *familyHeader {
+	k := keyOf(&h)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p, ok := t.headers[h]; ok {
+	if p, ok := t.headers[k]; ok {
 		return p
 	}
-	p, ok := t.oldHeaders[h]
+	p, ok := t.oldHeaders[k]
 	if !ok {
 		p = &h
 	}
-	t.rotate(4 * 8) // four pointers
-	t.headers[h] = p
+	t.rotate(len(k.name) + len(k.help) + len(k.unit))
+	t.headers[k] = p
 	return p
 }
 
@@ -137,7 +166,7 @@ func (t *internTable) rotate(size int) {
 	}
 	t.oldPairs, t.pairs = t.pairs, make(map[string]*internedPair, len(t.pairs))
 	t.oldStrs, t.strs = t.strs, make(map[string]*string, len(t.strs))
-	t.oldHeaders, t.headers = t.headers, make(map[familyHeader]*familyHeader, len(t.headers))
+	t.oldHeaders, t.headers = t.headers, make(map[headerKey]*familyHeader, len(t.headers))
 	t.added, t.addedBytes = 1, size
 }
 

@@ -64,11 +64,12 @@ func decodeRecord(rec []byte, n int) (*Group, error) {
 
 // indexGroups builds the index of restored groups (byKey holds them by
 // key), its maps sized for them, and orders the exposition of every name,
-// and returns it with the number of series the groups hold. Groups in increasing key order (as snapshots
-// write them) are indexed name by name on every core, each name's families
-// straight into its order; only the series counts, one map for all names,
-// are entered on one core. Groups in any other order go through the
-// pending changes, as Apply adds them, and Restore settles them.
+// and returns it with the number of series the groups hold. Groups in
+// increasing key order (as snapshots write them) are indexed name by name
+// on every core, each name's families straight into its order; only the
+// series counts, one set for all names, are entered on one core. Groups in
+// any other order go through the pending changes, as Apply adds them, and
+// Restore settles them.
 func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 	type keyedFamily struct {
 		key string
@@ -126,6 +127,12 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
 			e.holders++
+			if len(f.Metrics()) == 0 {
+				if e.empty == nil {
+					e.empty = map[string]struct{}{}
+				}
+				e.empty[key] = struct{}{}
+			}
 			e.types[f.Type()]++
 			for _, m := range f.Metrics() {
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})

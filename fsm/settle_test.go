@@ -198,7 +198,7 @@ func checkSameIndex(t *testing.T, what string, got, want *FSM) {
 	}
 	for name, we := range w.names {
 		ge := g.names[name]
-		if ge.holders != we.holders || ge.holders != len(holding(got, name)) ||
+		if ge.holders != we.holders || ge.holders != len(holding(got, name)) || !maps.Equal(ge.empty, we.empty) ||
 			!maps.Equal(ge.types, we.types) || ge.minKey != we.minKey || ge.version != uint64(ge.holders) {
 			t.Fatalf("%s: the entry of %s differs: types %v, smallest key %q, %d changes for %d groups; want %v, %q, %d groups",
 				what, name, ge.types, ge.minKey, ge.version, ge.holders, we.types, we.minKey, we.holders)

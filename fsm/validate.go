@@ -66,8 +66,8 @@ func wellFormed(cmd *Command, readSnapshot bool) error {
 }
 
 // ValidateGroup checks a group as it is stored (a snapshot's, restored by
-// raft or the admin API): valid grouping labels, families stored under
-// their own names, every family and metric well-formed including the
+// raft or the admin API): valid grouping labels, families in name order
+// and one per name, every family and metric well-formed including the
 // per-metric rules of the consistency check, and every metric exactly as
 // sanitizeLabels leaves it (grouping and instance labels present, labels
 // sorted) and without a timestamp: state that no push could have made is

@@ -177,3 +177,37 @@ func TestSlowPathServesWhatPromhttpServes(t *testing.T) {
 		t.Fatalf("/metrics (protobuf text, no encoding acceptable): %d %q", rec.Code, rec.Body.String())
 	}
 }
+
+// TestRemovingAFamilyWithoutMetricsKeepsServing: a protobuf push may store
+// a family without metrics (upstream keeps it too). Deleting or replacing
+// that group while another group holds the name with metrics once made
+// ordering the exposition read past an empty list: the scrape panicked
+// holding the state machine's lock, and the node stopped serving (every
+// node, and again after a restart, since the log replays the same
+// changes). Each step must keep /metrics whole in every format.
+func TestRemovingAFamilyWithoutMetricsKeepsServing(t *testing.T) {
+	g := startGateway(t, nil)
+	g.expect("PUT", "/metrics/job/keep", "kept 1\nx 5\n", http.StatusOK, "")
+	empty := delimited(t, &dto.MetricFamily{Name: proto.String("x"), Help: proto.String("empty"), Type: dto.MetricType_UNTYPED.Enum()})
+	for _, step := range []struct{ what, method, path, body, contentType string }{
+		{"a push of the empty family", "PUT", "/metrics/job/a", empty, protobufType},
+		{"the group deleted", "DELETE", "/metrics/job/a", "", ""},
+		{"the empty family pushed again", "PUT", "/metrics/job/a", empty, protobufType},
+		{"the group replaced", "PUT", "/metrics/job/a", "other 1\n", ""},
+	} {
+		code, body, _ := g.do(step.method, step.path, strings.NewReader(step.body), "Content-Type", step.contentType)
+		if code >= 300 {
+			t.Fatalf("%s: %d %q", step.what, code, body)
+		}
+		for _, accept := range fuzzAccepts {
+			code, body, h := g.do("GET", "/metrics", nil, "Accept", accept)
+			if code != http.StatusOK {
+				t.Fatalf("%s: /metrics (%s): %d %q", step.what, accept, code, body)
+			}
+			names, err := testutil.ParseExposition(h.Get("Content-Type"), []byte(body))
+			if err != nil || !names["x"] || !names["kept"] {
+				t.Fatalf("%s: /metrics (%s) lacks x or kept (%v)", step.what, accept, err)
+			}
+		}
+	}
+}
