@@ -148,7 +148,10 @@ func (t *internTable) header(h familyHeader) *familyHeader {
 	}
 	p, ok := t.oldHeaders[k]
 	if !ok {
-		p = &h
+		// A copy made here: taking h's address would move every
+		// caller's h to the heap, found or not.
+		p = new(familyHeader)
+		*p = h
 	}
 	t.rotate(len(k.name) + len(k.help) + len(k.unit))
 	t.headers[k] = p
