@@ -43,6 +43,9 @@ func corruptFollowerAndRestart(t *testing.T, needle string, damage func(t *testi
 	push(t, leader.Node, 200e9, fmt.Sprintf("needle{v=%q} 1\n", needle), map[string]string{"job": "needle"})
 	// The needle must not be in the last batch the follower wrote: a
 	// damaged last batch reads as a write torn by a crash (see checkWAL).
+	// So the follower applies it (and so has stored it) before the next
+	// entry exists: replicated together, the two would be one batch.
+	c.assertIdentical()
 	push(t, leader.Node, 201e9, "after_needle 1\n", map[string]string{"job": "after_needle"})
 	c.assertIdentical()
 	if err := victim.Shutdown(); err != nil {
