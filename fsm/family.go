@@ -96,6 +96,16 @@ func (f *Family) Metrics() []*dto.Metric { return f.metrics }
 // (45 MB at 100,000 groups), and a lookup is a binary search among a few.
 type Families []*Family
 
+// pointersTo returns pointers to the families of a slab (families stored
+// together, in one allocation), in its order.
+func pointersTo(stored []Family) []*Family {
+	ps := make([]*Family, len(stored))
+	for i := range stored {
+		ps[i] = &stored[i]
+	}
+	return ps
+}
+
 // NewFamilies returns the families sorted by name; of several with the
 // same name, the last one given.
 func NewFamilies(fams []*Family) Families {

@@ -169,20 +169,14 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	// The push's families in one allocation (a later family of the same
 	// name replaces an earlier one, as upstream).
 	stored := make([]Family, 0, len(cmd.Families)+2)
-	added := make([]*Family, 0, len(cmd.Families)+2)
-	store := func(f Family) {
-		stored = append(stored, f)
-		added = append(added, &stored[len(stored)-1])
-	}
-	hadFailure := next.Families.Get(PushFailureTimeMetricName) != nil
 	for _, mf := range cmd.Families {
-		store(familyOf(mf, cmd.TimeUnixNano))
+		stored = append(stored, familyOf(mf, cmd.TimeUnixNano))
 	}
-	store(timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano))
-	if !hadFailure {
-		store(timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0, cmd.TimeUnixNano))
+	stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano))
+	if next.Families.Get(PushFailureTimeMetricName) == nil {
+		stored = append(stored, timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0, cmd.TimeUnixNano))
 	}
-	next.Families = next.Families.with(keep, added)
+	next.Families = next.Families.with(keep, pointersTo(stored))
 
 	if err := s.checkQuotas(prev, next, cmd); err != nil {
 		return &Result{Err: err}
@@ -255,11 +249,7 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 	if next.Families.Get(PushTimeMetricName) == nil {
 		stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, 0, cmd.TimeUnixNano))
 	}
-	added := make([]*Family, len(stored))
-	for i := range stored {
-		added[i] = &stored[i]
-	}
-	next.Families = next.Families.with(nil, added)
+	next.Families = next.Families.with(nil, pointersTo(stored))
 	s.setGroup(key, next)
 }
 

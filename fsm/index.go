@@ -148,17 +148,10 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 		e = newNameEntry()
 		ix.names[name] = e
 	}
-	e.holders++
-	if len(f.Metrics()) == 0 {
-		if e.empty == nil {
-			e.empty = map[string]struct{}{}
-		}
-		e.empty[key] = struct{}{}
-	}
+	e.hold(key, f)
 	if e.holders == 1 || key < e.minKey {
 		e.minKey = key
 	}
-	e.types[f.Type()]++
 	if len(e.types) > 1 {
 		ix.mixed[name] = struct{}{}
 	}
@@ -168,6 +161,19 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 		ix.countSeries(name, seriesHash(name, m))
 	}
 	return e
+}
+
+// hold counts family f of group key among the entry's holders and types,
+// and among its empty families if it has no metrics.
+func (e *nameEntry) hold(key string, f *Family) {
+	e.holders++
+	if len(f.Metrics()) == 0 {
+		if e.empty == nil {
+			e.empty = map[string]struct{}{}
+		}
+		e.empty[key] = struct{}{}
+	}
+	e.types[f.Type()]++
 }
 
 // countSeries counts one more stored metric of the series with hash h, of
@@ -238,14 +244,10 @@ func (ix *index) remove(key, name string, f *Family) {
 func (ix *index) storeErrors() []error {
 	var errs []error
 	hashes := make([]uint64, 0, len(ix.dups))
-	named := map[string]map[uint64]*dto.Metric{}
+	dupNames := map[string]struct{}{}
 	for h, d := range ix.dups {
-		name := d.name
 		hashes = append(hashes, h)
-		if named[name] == nil {
-			named[name] = map[uint64]*dto.Metric{}
-		}
-		named[name][h] = nil
+		dupNames[d.name] = struct{}{}
 	}
 	type stored struct {
 		key string
@@ -263,23 +265,24 @@ func (ix *index) storeErrors() []error {
 			if _, ok := ix.mixed[name]; ok {
 				mixedKeys[name] = append(mixedKeys[name], k)
 			}
-			metrics, ok := named[name]
-			if !ok {
+			if _, ok := dupNames[name]; !ok {
 				continue
 			}
 			for _, m := range f.Metrics() {
 				h := seriesHash(name, m)
-				if _, dup := metrics[h]; dup {
+				if d, dup := ix.dups[h]; dup && d.name == name {
 					found[h] = append(found[h], stored{k, m})
 				}
 			}
 		}
 	}
+	// The metric a duplicate is named by: its second in key order (a
+	// group's own metrics stay in their order).
+	second := make(map[uint64]*dto.Metric, len(found))
 	for h, ms := range found {
-		// By key; a group's own metrics stay in their order.
 		slices.SortStableFunc(ms, func(a, b stored) int { return strings.Compare(a.key, b.key) })
 		if len(ms) > 1 {
-			named[ix.dups[h].name][h] = ms[1].m
+			second[h] = ms[1].m
 		}
 	}
 	sort.Slice(hashes, func(i, j int) bool {
@@ -291,9 +294,8 @@ func (ix *index) storeErrors() []error {
 	})
 	for _, h := range hashes {
 		d := ix.dups[h]
-		name := d.name
 		for n := int32(1); n < d.copies; n++ {
-			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", name, named[name][h]))
+			errs = append(errs, fmt.Errorf("collected metric %q { %s} was collected before with the same name and label values", d.name, second[h]))
 		}
 	}
 	names := slices.Sorted(maps.Keys(ix.mixed))

@@ -126,14 +126,7 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		r.hashes = make([]uint64, 0, r.metrics)
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
-			e.holders++
-			if len(f.Metrics()) == 0 {
-				if e.empty == nil {
-					e.empty = map[string]struct{}{}
-				}
-				e.empty[key] = struct{}{}
-			}
-			e.types[f.Type()]++
+			e.hold(key, f)
 			for _, m := range f.Metrics() {
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})
 				r.hashes = append(r.hashes, seriesHash(name, m))

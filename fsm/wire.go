@@ -203,12 +203,10 @@ func decodeGroup(b []byte) (*Group, error) {
 		}
 		// The group's families in one allocation.
 		stored := make([]Family, len(mfs))
-		fams := make([]*Family, len(mfs))
 		for i, mf := range mfs {
 			stored[i] = familyOf(mf, times[i])
-			fams[i] = &stored[i]
 		}
-		g.Families = NewFamilies(fams)
+		g.Families = NewFamilies(pointersTo(stored))
 	}
 	g.Key = GroupingKey(g.Labels)
 	return g, nil
