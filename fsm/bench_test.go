@@ -70,7 +70,7 @@ func BenchmarkFamiliesAfterValuePushes(b *testing.B) {
 	for _, groups := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
 			a := fill(b, groups)
-			a.s.Families()
+			a.s.Exposed()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -91,7 +91,7 @@ func BenchmarkFamiliesAfterValuePushes(b *testing.B) {
 func BenchmarkApplyWhileExposing(b *testing.B) {
 	const groups = 100000
 	a := fill(b, groups)
-	a.s.Families()
+	a.s.Exposed()
 	cmds := valuePushes(b, 0, 1000, groups)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -102,7 +102,7 @@ func BenchmarkApplyWhileExposing(b *testing.B) {
 			case <-stop:
 				return
 			default:
-				a.s.Families()
+				a.s.Exposed()
 			}
 		}
 	}()
@@ -146,7 +146,7 @@ func BenchmarkFamiliesAfterChurn(b *testing.B) {
 	for _, groups := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
 			a := fill(b, groups)
-			a.s.Families()
+			a.s.Exposed()
 			gen := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -270,7 +270,7 @@ func BenchmarkExposedStoreHeap(b *testing.B) {
 	for n := 0; n < b.N; n++ {
 		heap = heapGrowth(b, func() any {
 			s := applyAll(b, cmds)
-			s.Families()
+			s.Exposed()
 			return s
 		})
 	}

@@ -43,7 +43,8 @@ func (s *FSM) check(prev, next *Group) []error {
 		}
 		liveTyp, live := s.ix.liveType(name, next.Key)
 		if live && liveTyp != typ {
-			for _, m := range f.Metrics() {
+			for i := range f.Metrics() {
+				m := &f.Metrics()[i]
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, m, liveTyp))
 			}
 			continue
@@ -73,12 +74,13 @@ func (s *FSM) check(prev, next *Group) []error {
 		if prev != nil {
 			if old := prev.Families.Get(name); old != nil {
 				replaced = make(map[uint64]int32, len(old.Metrics()))
-				for _, m := range old.Metrics() {
-					replaced[seriesHash(name, m)]++
+				for i := range old.Metrics() {
+					replaced[seriesHash(name, &old.Metrics()[i])]++
 				}
 			}
 		}
-		for _, m := range f.Metrics() {
+		for i := range f.Metrics() {
+			m := &f.Metrics()[i]
 			if err := metricConsistency(name, typ, m); err != nil {
 				errs = append(errs, err)
 				continue
@@ -136,16 +138,13 @@ func suffixCollision(name string, typ dto.MetricType, exists func(string) (dto.M
 // metricConsistency checks one metric against its family's type and the
 // rules for label pairs, with client_golang's wording. Label pairs are
 // sorted by name already (sanitizeLabels).
-func metricConsistency(name string, typ dto.MetricType, m *dto.Metric) error {
-	if typ == dto.MetricType_GAUGE && m.Gauge == nil ||
-		typ == dto.MetricType_COUNTER && m.Counter == nil ||
-		typ == dto.MetricType_SUMMARY && m.Summary == nil ||
-		typ == dto.MetricType_HISTOGRAM && m.Histogram == nil ||
-		typ == dto.MetricType_UNTYPED && m.Untyped == nil {
+func metricConsistency(name string, typ dto.MetricType, m *Metric) error {
+	if !m.holds(typ) {
 		return fmt.Errorf("collected metric %q { %s} is not a %s", name, m, typ)
 	}
+	summary := m.full != nil && m.full.Summary != nil
 	prev := ""
-	for _, lp := range m.GetLabel() {
+	for _, lp := range m.Labels() {
 		ln := lp.GetName()
 		if ln == prev {
 			return fmt.Errorf("collected metric %q { %s} has two or more labels with the same name: %s", name, m, ln)
@@ -153,7 +152,7 @@ func metricConsistency(name string, typ dto.MetricType, m *dto.Metric) error {
 		if !model.UTF8Validation.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix) {
 			return fmt.Errorf("collected metric %q { %s} has a label with an invalid name: %s", name, m, ln)
 		}
-		if m.Summary != nil && ln == model.QuantileLabel {
+		if summary && ln == model.QuantileLabel {
 			return fmt.Errorf("collected metric %q { %s} must not have an explicit %q label", name, m, model.QuantileLabel)
 		}
 		if !utf8.ValidString(lp.GetValue()) {

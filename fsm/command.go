@@ -171,7 +171,7 @@ func (c *Command) Encode() ([]byte, error) {
 	var rec []byte
 	for _, g := range c.Import {
 		var err error
-		if rec, err = encodeGroup(rec[:0], g, opts); err != nil {
+		if rec, err = encodeGroup(rec[:0], g); err != nil {
 			return nil, err
 		}
 		b = protowire.AppendTag(b, cmdFieldImport, protowire.BytesType)

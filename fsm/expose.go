@@ -8,7 +8,18 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Families returns the pushed metric families merged by name across all
+// Families returns the exposition (Exposed) as messages, built anew on
+// every call: for the formats without a cached encoding, and for tests.
+func (s *FSM) Families() []*dto.MetricFamily {
+	exposed := s.Exposed()
+	out := make([]*dto.MetricFamily, len(exposed))
+	for i, ef := range exposed {
+		out[i] = ef.Proto()
+	}
+	return out
+}
+
+// Exposed returns the pushed metric families merged by name across all
 // groups, as the exposition shows them: families sorted by name, empty
 // families left out, metrics ordered like client_golang's normalization
 // (by label values) with ties broken by grouping key, so the order is the
@@ -24,7 +35,7 @@ import (
 // are built after the state machine's lock is released. exposeMu keeps
 // the order still meanwhile: only the holder of exposeMu settles it, and
 // Apply only records changes beside it.
-func (s *FSM) Families() []*dto.MetricFamily {
+func (s *FSM) Exposed() []*ExposedFamily {
 	s.mu.RLock()
 	if out := s.exposed; out != nil {
 		s.mu.RUnlock()
@@ -42,7 +53,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 	s.ix.settleAll()
 	gen := s.exposeGen
 	names := slices.Sorted(maps.Keys(s.ix.names))
-	out := make([]*dto.MetricFamily, len(names))
+	out := make([]*ExposedFamily, len(names))
 	type merge struct {
 		i       int
 		e       *nameEntry
@@ -55,7 +66,7 @@ func (s *FSM) Families() []*dto.MetricFamily {
 			out[i] = e.merged
 			continue
 		}
-		out[i] = s.exposedHeader(name, e)
+		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e)}
 		merges = append(merges, merge{i: i, e: e, version: e.version})
 	}
 	s.mu.Unlock()
@@ -65,13 +76,13 @@ func (s *FSM) Families() []*dto.MetricFamily {
 
 	for _, m := range merges {
 		// Settled above; unchanged while exposeMu is held.
-		out[m.i].Metric = slices.Clone(m.e.metrics)
+		out[m.i].Metrics = slices.Clone(m.e.metrics)
 	}
 
-	kept := make([]*dto.MetricFamily, 0, len(out))
-	for _, mf := range out {
-		if len(mf.Metric) > 0 {
-			kept = append(kept, mf)
+	kept := make([]*ExposedFamily, 0, len(out))
+	for _, ef := range out {
+		if len(ef.Metrics) > 0 {
+			kept = append(kept, ef)
 		}
 	}
 	// Cache what no command changed meanwhile (what did is the exposition
@@ -122,4 +133,31 @@ func (s *FSM) exposedHeader(name string, e *nameEntry) *dto.MetricFamily {
 
 // MetricLess orders metrics like client_golang's MetricSorter: by number of
 // labels, then label values in order. (Timestamps are never stored.)
-func MetricLess(a, b *dto.Metric) bool { return compareLabels(a, b) < 0 }
+func MetricLess(a, b *Metric) bool { return compareLabels(a.labels, b.labels) < 0 }
+
+// LabelsLess is MetricLess for the label pairs of metric messages.
+func LabelsLess(a, b []*dto.LabelPair) bool { return compareLabels(a, b) < 0 }
+
+// ExposedFamily is one family name across groups as the exposition shows
+// it: its header and its metrics, in exposition order. Shared and never
+// modified once made.
+type ExposedFamily struct {
+	// Header holds the name, help, type and unit; its Metric is nil.
+	Header *dto.MetricFamily
+	// Metrics are the stored metrics, in order.
+	Metrics []*Metric
+}
+
+// Name returns the family's name.
+func (e *ExposedFamily) Name() string { return e.Header.GetName() }
+
+// Proto returns the family as a message, its metrics built from the
+// records (Metric.Proto). Callers must not modify it.
+func (e *ExposedFamily) Proto() *dto.MetricFamily {
+	mf := &dto.MetricFamily{Name: e.Header.Name, Help: e.Header.Help, Type: e.Header.Type, Unit: e.Header.Unit}
+	mf.Metric = make([]*dto.Metric, len(e.Metrics))
+	for i, m := range e.Metrics {
+		mf.Metric[i] = m.Proto()
+	}
+	return mf
+}

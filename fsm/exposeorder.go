@@ -19,19 +19,19 @@ import (
 
 // sortedMetric is one metric of a family name with the group it belongs to.
 type sortedMetric struct {
-	m   *dto.Metric
+	m   *Metric
 	key string
 }
 
 // compareLabels orders metrics like client_golang's MetricSorter: by
 // number of labels, then label values in order. (Timestamps are never
 // stored.)
-func compareLabels(a, b *dto.Metric) int {
-	if len(a.Label) != len(b.Label) {
-		return cmp.Compare(len(a.Label), len(b.Label))
+func compareLabels(a, b []*dto.LabelPair) int {
+	if len(a) != len(b) {
+		return cmp.Compare(len(a), len(b))
 	}
-	for i, lp := range a.Label {
-		if c := strings.Compare(lp.GetValue(), b.Label[i].GetValue()); c != 0 {
+	for i, lp := range a {
+		if c := strings.Compare(lp.GetValue(), b[i].GetValue()); c != 0 {
 			return c
 		}
 	}
@@ -43,7 +43,7 @@ func compareLabels(a, b *dto.Metric) int {
 // both belong to one family (duplicate series, only stored unchecked) and
 // keep that family's order: every sort of them is stable.
 func compareExposed(a, b sortedMetric) int {
-	if c := compareLabels(a.m, b.m); c != 0 {
+	if c := compareLabels(a.m.labels, b.m.labels); c != 0 {
 		return c
 	}
 	return strings.Compare(a.key, b.key)
@@ -62,10 +62,10 @@ type orderKey struct {
 	prefix uint64
 }
 
-func newOrderKey(m *dto.Metric) orderKey {
-	k := orderKey{labels: int32(len(m.Label)), exact: true}
+func newOrderKey(m *Metric) orderKey {
+	k := orderKey{labels: int32(len(m.labels)), exact: true}
 	n := 0
-	for i, lp := range m.Label {
+	for i, lp := range m.labels {
 		if n == 8 {
 			break
 		}
@@ -133,7 +133,7 @@ func comparePrefixed(a, b prefixedMetric) int {
 }
 
 // find returns the position of metric m of group key in sorted, or -1.
-func (e *nameEntry) find(m *dto.Metric, key string) int {
+func (e *nameEntry) find(m *Metric, key string) int {
 	om := orderedMetric{newOrderKey(m), sortedMetric{m: m, key: key}}
 	i := sort.Search(len(e.sorted), func(i int) bool { return compareOrdered(e.sorted[i], om) >= 0 })
 	for ; i < len(e.sorted) && compareOrdered(e.sorted[i], om) == 0; i++ {
@@ -146,12 +146,12 @@ func (e *nameEntry) find(m *dto.Metric, key string) int {
 
 // sameLabels reports whether two metric lists have the same label pairs,
 // pairwise and in order.
-func sameLabels(a, b []*dto.Metric) bool {
+func sameLabels(a, b []Metric) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		la, lb := a[i].GetLabel(), b[i].GetLabel()
+		la, lb := a[i].labels, b[i].labels
 		if len(la) != len(lb) {
 			return false
 		}
@@ -179,7 +179,7 @@ func (e *nameEntry) settle() {
 	if len(e.pendingAdd)+len(e.pendingRemove) > shrinkPending {
 		// Emptied maps keep their size: after a fill or a restore that
 		// is a slot for every group, twice, for good.
-		defer func() { e.pendingAdd, e.pendingRemove = map[string][]*dto.Metric{}, map[string][]*dto.Metric{} }()
+		defer func() { e.pendingAdd, e.pendingRemove = map[string][]Metric{}, map[string][]Metric{} }()
 	}
 	for key, old := range e.pendingRemove {
 		added, ok := e.pendingAdd[key]
@@ -188,8 +188,8 @@ func (e *nameEntry) settle() {
 		}
 		pos := make([]int, len(old))
 		found := true
-		for i, m := range old {
-			if pos[i] = e.find(m, key); pos[i] < 0 {
+		for i := range old {
+			if pos[i] = e.find(&old[i], key); pos[i] < 0 {
 				found = false
 				break
 			}
@@ -198,8 +198,8 @@ func (e *nameEntry) settle() {
 			continue
 		}
 		for i, p := range pos {
-			e.sorted[p].m = added[i]
-			e.metrics[p] = added[i]
+			e.sorted[p].m = &added[i]
+			e.metrics[p] = &added[i]
 		}
 		delete(e.pendingRemove, key)
 		delete(e.pendingAdd, key)
@@ -279,8 +279,8 @@ func (e *nameEntry) removePending() {
 	if removed*16 < len(e.sorted) {
 		pos = make([]int, 0, removed)
 		for key, ms := range e.pendingRemove {
-			for _, m := range ms {
-				p := e.find(m, key)
+			for i := range ms {
+				p := e.find(&ms[i], key)
 				if p < 0 {
 					pos = nil
 					break
@@ -335,8 +335,9 @@ func (e *nameEntry) mergePending() {
 	sort.Strings(keys)
 	keyed := make([]prefixedMetric, 0, n)
 	for _, k := range keys {
-		for _, m := range e.pendingAdd[k] {
-			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: m, key: k}, len(keyed)))
+		ms := e.pendingAdd[k]
+		for i := range ms {
+			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: &ms[i], key: k}, len(keyed)))
 		}
 	}
 	clear(e.pendingAdd)
@@ -382,7 +383,7 @@ func (e *nameEntry) orderRestored(ms []sortedMetric) {
 	}
 	sortPrefixed(keyed)
 	e.sorted = make([]orderedMetric, len(keyed))
-	e.metrics = make([]*dto.Metric, len(keyed))
+	e.metrics = make([]*Metric, len(keyed))
 	for i, k := range keyed {
 		e.sorted[i] = k.orderedMetric
 		e.metrics[i] = k.m

@@ -21,7 +21,7 @@ import (
 // is needed.
 type Family struct {
 	hdr     *familyHeader // nil only in a Family made without a message
-	metrics []*dto.Metric
+	metrics []Metric      // records (metric.go), often part of a slab
 	// TimeUnixNano is the receive time of the command that stored it.
 	TimeUnixNano int64
 }
@@ -41,24 +41,58 @@ func (f *Family) header() *familyHeader {
 	return f.hdr
 }
 
-// NewFamily returns the family of mf's header and metrics (shared, not
-// copied; mf's unknown fields are not kept) stored at unixNano.
+// NewFamily returns the family of mf's header and metrics stored at
+// unixNano. The records share the metrics' label pairs, and keep the
+// metrics not of the usual shape (metric.go); mf's unknown fields are not
+// kept.
 func NewFamily(mf *dto.MetricFamily, unixNano int64) *Family {
-	f := familyOf(mf, unixNano)
+	f := familyOf(mf, unixNano, nil)
 	return &f
 }
 
-// familyOf is NewFamily as a value, for families stored together.
-func familyOf(mf *dto.MetricFamily, unixNano int64) Family {
+// familyOf is NewFamily as a value, for families stored together, with its
+// records cut from slab (when it is not nil and has room for them).
+func familyOf(mf *dto.MetricFamily, unixNano int64, slab *metricSlab) Family {
 	if mf == nil {
 		return Family{TimeUnixNano: unixNano}
 	}
 	h := interned.header(familyHeader{name: mf.Name, help: mf.Help, unit: mf.Unit, typ: mf.Type})
-	return Family{hdr: h, metrics: mf.Metric, TimeUnixNano: unixNano}
+	return Family{hdr: h, metrics: slab.records(mf.Metric), TimeUnixNano: unixNano}
 }
 
-// MF returns the family as a message. It shares the family's fields and
-// metrics: callers must not modify it.
+// metricSlab is room for the records of several families, made in one
+// allocation and handed out in order.
+type metricSlab []Metric
+
+// newMetricSlab returns room for the records of the metrics of mfs.
+func newMetricSlab(mfs []*dto.MetricFamily) metricSlab {
+	n := 0
+	for _, mf := range mfs {
+		n += len(mf.GetMetric())
+	}
+	return make(metricSlab, n)
+}
+
+// records returns the records of ms, cut from the slab if it has room
+// (nil for no metrics).
+func (s *metricSlab) records(ms []*dto.Metric) []Metric {
+	if len(ms) == 0 {
+		return nil
+	}
+	if s == nil || len(*s) < len(ms) {
+		return recordsOf(ms)
+	}
+	rs := (*s)[:len(ms):len(ms)]
+	*s = (*s)[len(ms):]
+	for i, m := range ms {
+		rs[i] = recordOf(m)
+	}
+	return rs
+}
+
+// MF returns the family as a message, its metrics built from the records
+// (Metric.Proto). It shares the family's strings, label pairs and kept
+// messages: callers must not modify them.
 func (f *Family) MF() *dto.MetricFamily {
 	mf := f.proto()
 	return &mf
@@ -67,7 +101,14 @@ func (f *Family) MF() *dto.MetricFamily {
 // proto is MF as a value.
 func (f *Family) proto() dto.MetricFamily {
 	h := f.header()
-	return dto.MetricFamily{Name: h.name, Help: h.help, Type: h.typ, Unit: h.unit, Metric: f.metrics}
+	var ms []*dto.Metric
+	if len(f.metrics) > 0 {
+		ms = make([]*dto.Metric, len(f.metrics))
+		for i := range f.metrics {
+			ms[i] = f.metrics[i].Proto()
+		}
+	}
+	return dto.MetricFamily{Name: h.name, Help: h.help, Type: h.typ, Unit: h.unit, Metric: ms}
 }
 
 // Help returns the family's help text ("" if it has none).
@@ -87,8 +128,8 @@ func (f *Family) Type() dto.MetricType {
 }
 
 // Metrics returns the family's metrics, shared: callers must not modify
-// them.
-func (f *Family) Metrics() []*dto.Metric { return f.metrics }
+// them. A record's address identifies the metric.
+func (f *Family) Metrics() []Metric { return f.metrics }
 
 // Families are the families of a group, one per name, sorted by name, and
 // never changed once stored: a change builds a new list. A slice rather

@@ -38,8 +38,8 @@ func TestFamilyMessageIsProtoMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		size := familyMessageSize(f, opts)
-		got, err := appendFamilyMessage([]byte("prefix"), f, opts)
+		size := familyMessageSize(f)
+		got, err := appendFamilyMessage([]byte("prefix"), f)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // FSM is the state machine: the metric groups, the indexes over them and
@@ -31,7 +30,7 @@ type FSM struct {
 	sortedKeys []string
 	// exposed caches the merged exposition; nil when stale. exposeGen
 	// counts the times it went stale.
-	exposed   []*dto.MetricFamily
+	exposed   []*ExposedFamily
 	exposeGen uint64
 	// exposeMu is held by whoever builds the exposition (Families), before
 	// mu: only its holder orders the exposition (nameEntry.sorted), so the
@@ -169,8 +168,9 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	// The push's families in one allocation (a later family of the same
 	// name replaces an earlier one, as upstream).
 	stored := make([]Family, 0, len(cmd.Families)+2)
+	slab := newMetricSlab(cmd.Families)
 	for _, mf := range cmd.Families {
-		stored = append(stored, familyOf(mf, cmd.TimeUnixNano))
+		stored = append(stored, familyOf(mf, cmd.TimeUnixNano, &slab))
 	}
 	stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano))
 	if next.Families.Get(PushFailureTimeMetricName) == nil {

@@ -45,7 +45,7 @@ func TestPostMergesByMetricName(t *testing.T) {
 		if f == nil {
 			t.Fatalf("family %s missing", n)
 		}
-		got[n] = f.Metrics()[0].GetUntyped().GetValue()
+		got[n] = f.Metrics()[0].Proto().GetUntyped().GetValue()
 	}
 	if got["a"] != 10 || got["b"] != 2 || got["c"] != 3 {
 		t.Fatalf("values after POST merge: %v", got)
@@ -114,7 +114,7 @@ func TestTimestampsRejectedAndFailureRecorded(t *testing.T) {
 	if v := gaugeValue(g.Families.Get(PushFailureTimeMetricName)); v != float64(t2)/1e9 {
 		t.Fatalf("push_failure_time_seconds = %v", v)
 	}
-	if v := g.Families.Get("a").Metrics()[0].GetUntyped().GetValue(); v != 1 {
+	if v := g.Families.Get("a").Metrics()[0].Proto().GetUntyped().GetValue(); v != 1 {
 		t.Fatal("rejected push changed the metrics")
 	}
 	// Timestamps are rejected even with the check off, as upstream.

@@ -68,7 +68,7 @@ func gaugeValue(f *Family) float64 {
 	if len(f.metrics) == 0 {
 		return 0
 	}
-	return f.metrics[0].GetGauge().GetValue()
+	return f.metrics[0].GaugeValue()
 }
 
 // seriesCount returns the number of metrics in the group (0 for nil).

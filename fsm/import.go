@@ -42,8 +42,12 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 	for _, g := range cmd.Import {
 		names := sortedNames(g.Labels)
 		gp := newGroupingPairs(g.Labels, names)
-		for _, f := range g.Families {
-			sanitizeLabels(f.MF(), gp) // f.MF shares f's metrics
+		for i, f := range g.Families {
+			// The command's families are its own: their metrics are
+			// sanitized in place and stored anew.
+			mf := f.MF()
+			sanitizeLabels(mf, gp)
+			g.Families[i] = NewFamily(mf, f.TimeUnixNano)
 		}
 		g.Key = groupingKey(g.Labels, names)
 		if s.groups[g.Key] == nil {

@@ -34,9 +34,9 @@ type nameEntry struct {
 	// it: the exposition copies them in one move (gathering them from
 	// sorted, a pointer every 48 bytes, took most of a scrape after a push
 	// at 100,000 groups).
-	metrics       []*dto.Metric
-	pendingRemove map[string][]*dto.Metric
-	pendingAdd    map[string][]*dto.Metric
+	metrics       []*Metric
+	pendingRemove map[string][]Metric
+	pendingAdd    map[string][]Metric
 	// empty holds the keys of the groups holding a family of this name
 	// without metrics (nil when there are none, the usual case): with
 	// sorted, every group holding the name, once the changes are settled.
@@ -47,7 +47,7 @@ type nameEntry struct {
 	minKey string
 	// merged caches the exposition of this name across groups; nil when
 	// it must be rebuilt. version counts the changes to this name.
-	merged  *dto.MetricFamily
+	merged  *ExposedFamily
 	version uint64
 }
 
@@ -114,11 +114,11 @@ func (ix *index) consistent() bool { return len(ix.dups) == 0 && len(ix.mixed) =
 // model.SeparatorByte. The bytes are gathered on the stack and hashed in
 // one call (writing them piecewise into a digest took 1.7 times as long:
 // this runs for every series a push touches and a restore holds).
-func seriesHash(name string, m *dto.Metric) uint64 {
+func seriesHash(name string, m *Metric) uint64 {
 	var stack [512]byte
 	b := append(stack[:0], name...)
 	b = append(b, model.SeparatorByte)
-	for _, lp := range m.GetLabel() {
+	for _, lp := range m.labels {
 		b = append(b, lp.GetName()...)
 		b = append(b, model.SeparatorByte)
 		b = append(b, lp.GetValue()...)
@@ -131,7 +131,7 @@ func seriesHash(name string, m *dto.Metric) uint64 {
 func newNameEntry() *nameEntry {
 	return &nameEntry{
 		types:         map[dto.MetricType]int{},
-		pendingRemove: map[string][]*dto.Metric{}, pendingAdd: map[string][]*dto.Metric{},
+		pendingRemove: map[string][]Metric{}, pendingAdd: map[string][]Metric{},
 	}
 }
 
@@ -157,8 +157,8 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	}
 	e.merged = nil
 	e.version++
-	for _, m := range f.Metrics() {
-		ix.countSeries(name, seriesHash(name, m))
+	for i := range f.Metrics() {
+		ix.countSeries(name, seriesHash(name, &f.Metrics()[i]))
 	}
 	return e
 }
@@ -232,8 +232,8 @@ func (ix *index) remove(key, name string, f *Family) {
 	if e.holders == 0 {
 		delete(ix.names, name)
 	}
-	for _, m := range f.Metrics() {
-		ix.uncountSeries(seriesHash(name, m))
+	for i := range f.Metrics() {
+		ix.uncountSeries(seriesHash(name, &f.Metrics()[i]))
 	}
 }
 
@@ -251,7 +251,7 @@ func (ix *index) storeErrors() []error {
 	}
 	type stored struct {
 		key string
-		m   *dto.Metric
+		m   *Metric
 	}
 	// One pass over the groups for every name involved (an inconsistent
 	// store is rare, and upstream gathers everything for every push): the
@@ -268,7 +268,8 @@ func (ix *index) storeErrors() []error {
 			if _, ok := dupNames[name]; !ok {
 				continue
 			}
-			for _, m := range f.Metrics() {
+			for i := range f.Metrics() {
+				m := &f.Metrics()[i]
 				h := seriesHash(name, m)
 				if d, dup := ix.dups[h]; dup && d.name == name {
 					found[h] = append(found[h], stored{k, m})
@@ -278,7 +279,7 @@ func (ix *index) storeErrors() []error {
 	}
 	// The metric a duplicate is named by: its second in key order (a
 	// group's own metrics stay in their order).
-	second := make(map[uint64]*dto.Metric, len(found))
+	second := make(map[uint64]*Metric, len(found))
 	for h, ms := range found {
 		slices.SortStableFunc(ms, func(a, b stored) int { return strings.Compare(a.key, b.key) })
 		if len(ms) > 1 {
@@ -305,7 +306,7 @@ func (ix *index) storeErrors() []error {
 		first := ix.family(keys[0], name).Type()
 		for _, k := range keys[1:] {
 			if f := ix.family(k, name); f.Type() != first && len(f.Metrics()) > 0 {
-				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, f.Metrics()[0], first))
+				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, &f.Metrics()[0], first))
 				break
 			}
 		}

@@ -127,7 +127,8 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
 			e.hold(key, f)
-			for _, m := range f.Metrics() {
+			for j := range f.Metrics() {
+				m := &f.Metrics()[j]
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})
 				r.hashes = append(r.hashes, seriesHash(name, m))
 			}

@@ -34,7 +34,8 @@ func hasTimestamps(mfs []*dto.MetricFamily) bool {
 type groupingPairs struct {
 	names    []string // sorted
 	pairs    []*dto.LabelPair
-	instance *dto.LabelPair // instance="", created when first needed
+	instance *dto.LabelPair   // instance="", created when first needed
+	sorted   []*dto.LabelPair // sortedStored's, made when first needed
 }
 
 func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs {
@@ -60,6 +61,16 @@ func (gp *groupingPairs) stored() []*dto.LabelPair {
 		return gp.pairs
 	}
 	return append(gp.pairs[:len(gp.pairs):len(gp.pairs)], gp.emptyInstance())
+}
+
+// sortedStored returns the stored pairs sorted by name: the labels of a
+// metric pushed without any, once sanitized. Made once per command.
+func (gp *groupingPairs) sortedStored() []*dto.LabelPair {
+	if gp.sorted == nil {
+		gp.sorted = slices.Clone(gp.stored())
+		sortLabelPairs(gp.sorted)
+	}
+	return gp.sorted
 }
 
 // sanitizeLabels makes every metric of mf carry the grouping labels with the
@@ -113,24 +124,12 @@ func sortedNames(labels map[string]string) []string {
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
 // gauge of a group. A zero time gives the value 0, as upstream.
 func timestampFamily(name, help *string, gp *groupingPairs, valueUnixNano, storedUnixNano int64) Family {
-	// One allocation for the metric, its value and the family's list of
-	// it (every group stores two of these, and every push makes them
-	// anew), with the name, help and type strings shared: stored families
-	// are never modified.
-	r := &struct {
-		m       dto.Metric
-		g       dto.Gauge
-		v       float64
-		metrics [1]*dto.Metric
-	}{}
-	r.v = float64(valueUnixNano) / 1e9
-	r.g.Value = &r.v
-	r.m.Gauge = &r.g
-	r.m.Label = make([]*dto.LabelPair, 0, len(gp.names)+1)
-	r.metrics[0] = &r.m
-	mf := dto.MetricFamily{Name: name, Help: help, Type: &metricTypes[dto.MetricType_GAUGE], Metric: r.metrics[:]}
-	sanitizeLabels(&mf, gp)
-	return familyOf(&mf, storedUnixNano)
+	// One record, its label pairs the group's (shared by both timestamp
+	// families of a command), with the name, help and type strings
+	// shared: stored families are never modified.
+	h := interned.header(familyHeader{name: name, help: help, typ: &metricTypes[dto.MetricType_GAUGE]})
+	m := []Metric{{labels: gp.sortedStored(), value: float64(valueUnixNano) / 1e9, kind: kindGauge | hasValue}}
+	return Family{hdr: h, metrics: m, TimeUnixNano: storedUnixNano}
 }
 
 // The timestamp families' names and help are shared by every timestamp

@@ -242,8 +242,9 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 	for name, e := range s.ix.names {
 		var want []sortedMetric
 		for _, k := range holding(s, name) {
-			for _, m := range s.groups[k].Families.Get(name).Metrics() {
-				want = append(want, sortedMetric{m: m, key: k})
+			ms := s.groups[k].Families.Get(name).Metrics()
+			for i := range ms {
+				want = append(want, sortedMetric{m: &ms[i], key: k})
 			}
 		}
 		slices.SortStableFunc(want, compareExposed)
@@ -271,14 +272,14 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
 	r := rand.New(rand.NewSource(3))
 	parts := []string{"", "a", "ab", "abc", "abcdefgh", "abcdefghi", "b", "\x00", "a\x00", "\x01", "\xff", "é", "1", "10", "100000", "99999"}
-	metric := func() *dto.Metric {
-		m := &dto.Metric{}
+	metric := func() *Metric {
+		m := &Metric{}
 		for n := 1 + r.Intn(3); n > 0; n-- {
 			v := parts[r.Intn(len(parts))]
 			if r.Intn(3) == 0 {
 				v += parts[r.Intn(len(parts))]
 			}
-			m.Label = append(m.Label, lp(fmt.Sprint("l", n), v))
+			m.labels = append(m.labels, lp(fmt.Sprint("l", n), v))
 		}
 		return m
 	}
@@ -287,8 +288,8 @@ func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
 		a, b := metric(), metric()
 		pa := newPrefixedMetric(sortedMetric{m: a, key: "k"}, 0)
 		pb := newPrefixedMetric(sortedMetric{m: b, key: "k"}, 0)
-		if got, want := sign(comparePrefixed(pa, pb)), sign(compareLabels(a, b)); got != want {
-			t.Fatalf("%v vs %v: by prefix %d, by labels %d", a.Label, b.Label, got, want)
+		if got, want := sign(comparePrefixed(pa, pb)), sign(compareLabels(a.labels, b.labels)); got != want {
+			t.Fatalf("%v vs %v: by prefix %d, by labels %d", a.labels, b.labels, got, want)
 		}
 	}
 }

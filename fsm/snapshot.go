@@ -11,7 +11,6 @@ import (
 	"io"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // Snapshot format, version 1:
@@ -89,11 +88,10 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if err := bw.WriteByte(version); err != nil {
 		return cw.n, fmt.Errorf("write snapshot header: %w", err)
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
 	var buf []byte
 	for _, g := range sn.groups {
 		var err error
-		if buf, err = encodeGroup(buf[:0], g, opts); err != nil {
+		if buf, err = encodeGroup(buf[:0], g); err != nil {
 			return cw.n, err
 		}
 		if _, err := bw.Write(protowire.AppendVarint(nil, uint64(len(buf)))); err != nil {

@@ -104,15 +104,23 @@ func validateGroup(g *Group, stored bool) error {
 		if i > 0 && g.Families[i-1].Name() >= name {
 			return fmt.Errorf("group %v: family %q stored after %q", g.Labels, name, g.Families[i-1].Name())
 		}
-		mf := f.proto()
-		if err := validateFamily(&mf, g.Labels, true); err != nil {
+		var err error
+		if stored {
+			err = validateStoredFamily(f, g.Labels)
+		} else {
+			// Judged as it will be stored (the import sanitizes it).
+			mf := f.proto()
+			err = validateFamily(&mf, g.Labels, true)
+		}
+		if err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
 		}
-		for _, m := range f.Metrics() {
-			if m.TimestampMs != nil {
+		for j := range f.Metrics() {
+			m := &f.Metrics()[j]
+			if m.HasTimestamp() {
 				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
 			}
-			if stored && !storedAlready(m, g.Labels) {
+			if stored && !storedAlready(m.Labels(), g.Labels) {
 				return fmt.Errorf("group %v: metric %q is not stored as a push stores it (grouping and instance labels, sorted): %v", g.Labels, name, m)
 			}
 		}
@@ -145,14 +153,52 @@ func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRule
 	if mf == nil {
 		return errors.New("empty metric family")
 	}
-	name := mf.GetName()
+	name, typ := mf.GetName(), mf.GetType()
+	if err := validateHeader(name, mf.GetHelp(), typ, grouping); err != nil {
+		return err
+	}
+	for _, m := range mf.GetMetric() {
+		if m == nil {
+			return fmt.Errorf("metric %q holds an empty metric", name)
+		}
+		var stored *Metric
+		if metricRules {
+			r := recordOf(asStored(m, grouping))
+			stored = &r
+		}
+		if err := validateMetric(name, typ, m.GetLabel(), stored, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateStoredFamily is validateFamily with metricRules for a stored
+// family, whose metrics are stored already (validateGroup checks that as
+// well): the records are checked as they are, no message is built.
+func validateStoredFamily(f *Family, grouping map[string]string) error {
+	name, typ := f.Name(), f.Type()
+	if err := validateHeader(name, f.Help(), typ, grouping); err != nil {
+		return err
+	}
+	for i := range f.metrics {
+		m := &f.metrics[i]
+		if err := validateMetric(name, typ, m.labels, m, m.full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateHeader checks a family's name, help and type, pushed under the
+// given grouping labels.
+func validateHeader(name, help string, typ dto.MetricType, grouping map[string]string) error {
 	if !model.UTF8Validation.IsValidMetricName(name) {
 		return fmt.Errorf("invalid metric name %q", name)
 	}
-	if !utf8.ValidString(mf.GetHelp()) {
+	if !utf8.ValidString(help) {
 		return fmt.Errorf("metric %q has a help text that is not valid UTF-8", name)
 	}
-	typ := mf.GetType()
 	switch typ {
 	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_SUMMARY, dto.MetricType_UNTYPED, dto.MetricType_HISTOGRAM:
 	default:
@@ -161,28 +207,32 @@ func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRule
 	if _, ok := grouping[model.BucketLabel]; ok && typ == dto.MetricType_HISTOGRAM {
 		return fmt.Errorf("histogram %q cannot be pushed under a grouping label %q: its buckets carry that label", name, model.BucketLabel)
 	}
-	for _, m := range mf.GetMetric() {
-		if m == nil {
-			return fmt.Errorf("metric %q holds an empty metric", name)
-		}
-		if err := validateLabelPairs(name, m.GetLabel()); err != nil {
+	return nil
+}
+
+// validateMetric checks one metric of family name of type typ: its label
+// pairs; with stored (the metric as it will be stored) the per-metric
+// rules of the consistency check; and, in msg (its message, nil for a
+// record of the usual shape, which has none of them), exemplars, summaries
+// and histograms.
+func validateMetric(name string, typ dto.MetricType, labels []*dto.LabelPair, stored *Metric, msg *dto.Metric) error {
+	if err := validateLabelPairs(name, labels); err != nil {
+		return err
+	}
+	if stored != nil {
+		if err := metricConsistency(name, typ, stored); err != nil {
 			return err
 		}
-		if metricRules {
-			if err := metricConsistency(name, typ, asStored(m, grouping)); err != nil {
-				return err
+	}
+	if typ == dto.MetricType_HISTOGRAM {
+		for _, lp := range labels {
+			if lp.GetName() == model.BucketLabel {
+				return fmt.Errorf("histogram %q has a label %q, which its buckets carry already", name, model.BucketLabel)
 			}
 		}
-		if typ == dto.MetricType_HISTOGRAM {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == model.BucketLabel {
-					return fmt.Errorf("histogram %q has a label %q, which its buckets carry already", name, model.BucketLabel)
-				}
-			}
-		}
-		if err := validateValues(name, m); err != nil {
-			return err
-		}
+	}
+	if msg != nil {
+		return validateValues(name, msg)
 	}
 	return nil
 }
@@ -216,7 +266,7 @@ func exposableLabelName(name string) bool {
 // sanitizeLabels), an empty instance label if none, sorted by name. m is
 // not modified.
 func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
-	if storedAlready(m, grouping) {
+	if storedAlready(m.GetLabel(), grouping) {
 		return m
 	}
 	labels := make([]*dto.LabelPair, 0, len(m.GetLabel())+len(grouping)+1)
@@ -245,11 +295,10 @@ func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
 	}
 }
 
-// storedAlready reports whether m carries its labels as sanitizeLabels
+// storedAlready reports whether a metric's labels are as sanitizeLabels
 // leaves them (sorted, with the grouping values and an instance label), as
 // every metric of a stored group does: asStored would copy it unchanged.
-func storedAlready(m *dto.Metric, grouping map[string]string) bool {
-	labels := m.GetLabel()
+func storedAlready(labels []*dto.LabelPair, grouping map[string]string) bool {
 	instance := false
 	found := 0
 	for i, lp := range labels {

@@ -50,12 +50,12 @@ func decodeLabelSet(b []byte) (map[string]string, error) {
 	return labels, nil
 }
 
-func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) {
+func encodeGroup(b []byte, g *Group) ([]byte, error) {
 	b = appendLabels(b, groupFieldLabel, g.Labels)
 	for _, f := range g.Families {
 		// The family record, {time, metric family}, written in place: its
 		// length and the message's are computed first.
-		mfSize := familyMessageSize(f, opts)
+		mfSize := familyMessageSize(f)
 		recSize := protowire.SizeTag(famFieldTime) + protowire.SizeVarint(uint64(f.TimeUnixNano)) +
 			protowire.SizeTag(famFieldMF) + protowire.SizeBytes(mfSize)
 		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
@@ -65,7 +65,7 @@ func encodeGroup(b []byte, g *Group, opts proto.MarshalOptions) ([]byte, error) 
 		b = protowire.AppendTag(b, famFieldMF, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(mfSize))
 		var err error
-		if b, err = appendFamilyMessage(b, f, opts); err != nil {
+		if b, err = appendFamilyMessage(b, f); err != nil {
 			return nil, fmt.Errorf("encode family %q of group %v: %w", f.Name(), g.Labels, err)
 		}
 	}
@@ -83,10 +83,8 @@ const (
 )
 
 // familyMessageSize is the size of f's MetricFamily message, as
-// appendFamilyMessage writes it. It leaves each metric's size in the
-// metric's cache, where appendFamilyMessage finds it (stored metrics are
-// never modified, so the cached size stays right).
-func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
+// appendFamilyMessage writes it.
+func familyMessageSize(f *Family) int {
 	n := 0
 	h := f.header()
 	if h.name != nil {
@@ -98,8 +96,8 @@ func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
 	if h.typ != nil {
 		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*h.typ))
 	}
-	for _, m := range f.metrics {
-		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(opts.Size(m))
+	for i := range f.metrics {
+		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(f.metrics[i].ProtoSize())
 	}
 	if h.unit != nil {
 		n += protowire.SizeTag(mfFieldUnit) + protowire.SizeBytes(len(*h.unit))
@@ -109,9 +107,8 @@ func familyMessageSize(f *Family, opts proto.MarshalOptions) int {
 
 // appendFamilyMessage appends f as a MetricFamily message: the bytes
 // proto's deterministic marshalling gives f.MF() (fields in number order),
-// without building that message. familyMessageSize(f, opts) must come
-// first.
-func appendFamilyMessage(b []byte, f *Family, opts proto.MarshalOptions) ([]byte, error) {
+// without building that message.
+func appendFamilyMessage(b []byte, f *Family) ([]byte, error) {
 	h := f.header()
 	if h.name != nil {
 		b = protowire.AppendTag(b, mfFieldName, protowire.BytesType)
@@ -125,13 +122,12 @@ func appendFamilyMessage(b []byte, f *Family, opts proto.MarshalOptions) ([]byte
 		b = protowire.AppendTag(b, mfFieldType, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(*h.typ))
 	}
-	cached := opts
-	cached.UseCachedSize = true
-	for _, m := range f.metrics {
+	for i := range f.metrics {
+		m := &f.metrics[i]
 		b = protowire.AppendTag(b, mfFieldMetric, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(cached.Size(m)))
+		b = protowire.AppendVarint(b, uint64(m.ProtoSize()))
 		var err error
-		if b, err = cached.MarshalAppend(b, m); err != nil {
+		if b, err = m.AppendProto(b); err != nil {
 			return nil, err
 		}
 	}
@@ -203,8 +199,9 @@ func decodeGroup(b []byte) (*Group, error) {
 		}
 		// The group's families in one allocation.
 		stored := make([]Family, len(mfs))
+		slab := newMetricSlab(mfs)
 		for i, mf := range mfs {
-			stored[i] = familyOf(mf, times[i])
+			stored[i] = familyOf(mf, times[i], &slab)
 		}
 		g.Families = NewFamilies(pointersTo(stored))
 	}

@@ -45,6 +45,10 @@ type Cluster interface {
 // Store is the read side of the local state machine.
 type Store interface {
 	Groups() []*fsm.Group
+	// Exposed is the exposition of the pushed families (fsm.FSM.Exposed),
+	// Families the same as messages, built anew (for the formats without
+	// cached bytes).
+	Exposed() []*fsm.ExposedFamily
 	Families() []*dto.MetricFamily
 	// Consistent reports whether the store would pass upstream's full
 	// gather check.

@@ -282,7 +282,7 @@ func groupJSON(g *fsm.Group, expireAfter time.Duration) map[string]any {
 			Timestamp: time.Unix(0, f.TimeUnixNano),
 			Type:      f.Type().String(),
 			Help:      f.Help(),
-			Metrics:   metricsJSON(f.Metrics(), f.Type()),
+			Metrics:   metricsJSON(f.MF().Metric, f.Type()),
 		}
 	}
 	return out

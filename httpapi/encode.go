@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // metricEncoder encodes the metrics of one family in one format.
@@ -41,35 +43,34 @@ func newMetricEncoder(k cacheKey, mf *dto.MetricFamily) *metricEncoder {
 // Metrics whose label names need neither escaping nor quoting take a
 // direct path (the usual case); the others, and every type the direct path
 // does not write, go through expfmt as one-metric families.
-func (e *metricEncoder) appendMetric(b []byte, m *dto.Metric) ([]byte, error) {
-	if plainLabels(m) {
+func (e *metricEncoder) appendMetric(b []byte, m *fsm.Metric) ([]byte, error) {
+	if plainLabels(m.Labels()) {
 		switch e.typ {
 		case expfmt.TypeProtoDelim:
 			// Escaping leaves a metric with plain label names as it is.
 			var err error
-			e.scratch, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(e.scratch[:0], m)
-			if err != nil {
+			if e.scratch, err = m.AppendProto(e.scratch[:0]); err != nil {
 				return nil, fmt.Errorf("encode a metric of %s: %w", e.mf.GetName(), err)
 			}
 			b = protowire.AppendTag(b, 4, protowire.BytesType)
 			return protowire.AppendBytes(b, e.scratch), nil
 		case expfmt.TypeTextPlain:
-			if v, ok := simpleSample(e.mf.GetType(), m); ok && e.plainName && m.TimestampMs == nil {
-				return appendTextSample(b, e.mf.GetName(), m.Label, v), nil
+			if v, ok := m.Sample(e.mf.GetType()); ok && e.plainName && !m.HasTimestamp() {
+				return appendTextSample(b, e.mf.GetName(), m.Labels(), v), nil
 			}
 		}
 	}
-	chunk, err := metricChunk(e.typ, e.scheme, e.mf, m)
+	chunk, err := metricChunk(e.typ, e.scheme, e.mf, m.Proto())
 	if err != nil {
 		return nil, err
 	}
 	return append(b, chunk...), nil
 }
 
-// plainLabels reports whether no label name of m needs quoting or escaping
-// in any scheme (nor the value of a __name__ label).
-func plainLabels(m *dto.Metric) bool {
-	for _, lp := range m.Label {
+// plainLabels reports whether no label name needs quoting or escaping in
+// any scheme (nor the value of a __name__ label).
+func plainLabels(labels []*dto.LabelPair) bool {
+	for _, lp := range labels {
 		name := lp.GetName()
 		if !model.LegacyValidation.IsValidMetricName(name) {
 			return false
@@ -79,26 +80,6 @@ func plainLabels(m *dto.Metric) bool {
 		}
 	}
 	return true
-}
-
-// simpleSample returns the value of a one-line sample (gauge, counter,
-// untyped) and whether m is one.
-func simpleSample(t dto.MetricType, m *dto.Metric) (float64, bool) {
-	switch t {
-	case dto.MetricType_GAUGE:
-		if m.Gauge != nil {
-			return m.Gauge.GetValue(), true
-		}
-	case dto.MetricType_COUNTER:
-		if m.Counter != nil {
-			return m.Counter.GetValue(), true
-		}
-	case dto.MetricType_UNTYPED:
-		if m.Untyped != nil {
-			return m.Untyped.GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 // appendTextSample appends one sample line as expfmt.MetricFamilyToText
@@ -165,8 +146,12 @@ func appendTextFloat(b []byte, f float64) []byte {
 
 // familyHeader is what precedes the metrics: "# HELP"/"# TYPE" lines in
 // the text format, the name, help and type fields in protobuf.
-func familyHeader(typ expfmt.FormatType, scheme model.EscapingScheme, mf *dto.MetricFamily) ([]byte, error) {
-	one := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type, Metric: mf.Metric[:1]}
+func familyHeader(typ expfmt.FormatType, scheme model.EscapingScheme, ef *fsm.ExposedFamily) ([]byte, error) {
+	mf := ef.Header
+	one := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
+	if len(ef.Metrics) > 0 {
+		one.Metric = []*dto.Metric{ef.Metrics[0].Proto()}
+	}
 	esc := model.EscapeMetricFamily(one, scheme)
 	if typ == expfmt.TypeProtoDelim {
 		var b []byte

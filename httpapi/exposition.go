@@ -79,7 +79,7 @@ func (a *API) exposition() http.Handler {
 		fc := cache.byKey(keyOf(format))
 		now := time.Now().UnixNano()
 		fc.lastScrape.Store(now)
-		pushed := a.opts.Store.Families()
+		pushed := a.opts.Store.Exposed()
 		compressed := acceptsGzip(r)
 		var cached []part
 		if compressed {
@@ -138,7 +138,7 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	if len(keys) == 0 {
 		return
 	}
-	pushed := a.opts.Store.Families()
+	pushed := a.opts.Store.Exposed()
 	since := time.Now().Add(-warmWindow).UnixNano()
 	for _, k := range keys {
 		fc := cache.byKey(k)
@@ -167,7 +167,7 @@ type part struct {
 // compressed with gzip when compressed is set. Everything is encoded
 // before the first byte is sent, so an encoding error is returned (the
 // caller answers 500) instead of cutting a 200 short.
-func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compressed bool, self, pushed []*dto.MetricFamily, cached []part) error {
+func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compressed bool, self []*dto.MetricFamily, pushed []*fsm.ExposedFamily, cached []part) error {
 	var own bytes.Buffer
 	enc := expfmt.NewEncoder(&own, format)
 	parts := make([]part, 0, len(self)+len(pushed))
@@ -183,14 +183,14 @@ func (a *API) writeCached(w http.ResponseWriter, format expfmt.Format, compresse
 	for i < len(self) || j < len(pushed) {
 		var err error
 		switch {
-		case j >= len(pushed) || (i < len(self) && self[i].GetName() < pushed[j].GetName()):
+		case j >= len(pushed) || (i < len(self) && self[i].GetName() < pushed[j].Name()):
 			err = encode(self[i])
 			i++
-		case i >= len(self) || pushed[j].GetName() < self[i].GetName():
+		case i >= len(self) || pushed[j].Name() < self[i].GetName():
 			parts = append(parts, cached[j])
 			j++
 		default:
-			err = encode(mergeFamilies(self[i:i+1], pushed[j:j+1])[0])
+			err = encode(mergeFamilies(self[i:i+1], []*dto.MetricFamily{pushed[j].Proto()})[0])
 			i++
 			j++
 		}
@@ -348,7 +348,7 @@ func mergeFamilies(self, pushed []*dto.MetricFamily) []*dto.MetricFamily {
 				Type:   a.Type,
 				Metric: append(append(make([]*dto.Metric, 0, len(a.Metric)+len(b.Metric)), a.Metric...), b.Metric...),
 			}
-			sort.SliceStable(m.Metric, func(x, y int) bool { return fsm.MetricLess(m.Metric[x], m.Metric[y]) })
+			sort.SliceStable(m.Metric, func(x, y int) bool { return fsm.LabelsLess(m.Metric[x].Label, m.Metric[y].Label) })
 			out = append(out, m)
 			i++
 			j++

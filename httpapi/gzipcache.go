@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	dto "github.com/prometheus/client_model/go"
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // Compressed scrapes. Prometheus always asks for gzip, and compressing a
@@ -65,7 +65,7 @@ func (rf *renderedFamily) compressedBytes() int {
 // prepare does, and returns each family's compressed pieces in the same
 // order.
 // Families are compressed in parallel when there is much to compress.
-func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, error) {
+func (fc *formatCache) prepareGzip(pushed []*fsm.ExposedFamily) ([][]deflated, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	if _, err := fc.prepareLocked(pushed); err != nil {
@@ -75,8 +75,8 @@ func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, er
 	errs := make([]error, len(pushed))
 	var todo []int
 	work := 0
-	for i, mf := range pushed {
-		rf := fc.families[mf.GetName()]
+	for i, ef := range pushed {
+		rf := fc.families[ef.Name()]
 		if rf.gz != nil {
 			out[i] = rf.gz
 			continue
@@ -86,7 +86,7 @@ func (fc *formatCache) prepareGzip(pushed []*dto.MetricFamily) ([][]deflated, er
 	}
 	compress := func(k int) {
 		i := todo[k]
-		out[i], errs[i] = fc.families[pushed[i].GetName()].gzipped()
+		out[i], errs[i] = fc.families[pushed[i].Name()].gzipped()
 	}
 	forEach(len(todo), work >= parallelGzipBytes, compress)
 	for _, err := range errs {

@@ -246,7 +246,7 @@ func FuzzWholePath(f *testing.F) {
 func pushVisible(s *fsm.FSM) bool {
 	for _, g := range s.Groups() {
 		if f := g.Families.Get(fsm.PushTimeMetricName); f != nil && f.TimeUnixNano == fuzzTime.UnixNano() &&
-			f.Metrics()[0].GetGauge().GetValue() != 0 {
+			f.Metrics()[0].GaugeValue() != 0 {
 			return true
 		}
 	}

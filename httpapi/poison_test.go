@@ -141,6 +141,11 @@ func (brokenStore) Families() []*dto.MetricFamily {
 		Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(1)}}}}}
 }
 
+func (b brokenStore) Exposed() []*fsm.ExposedFamily {
+	mf := b.Families()[0]
+	return []*fsm.ExposedFamily{{Header: &dto.MetricFamily{Name: mf.Name, Type: mf.Type}, Metrics: []*fsm.Metric{fsm.NewMetric(mf.Metric[0])}}}
+}
+
 func TestExpositionAnswers500InsteadOfATruncated200(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	state := fsm.New(nil)

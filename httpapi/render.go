@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/fsm"
 )
 
 // renderCache keeps the encoded bytes of every pushed family, per
@@ -98,43 +99,43 @@ const parallelMetrics = 20000
 // Families that changed are encoded again (their unchanged segments
 // shared), in parallel when there is much to encode, as in the first
 // scrape of a large store; families no longer pushed are dropped.
-func (fc *formatCache) prepare(pushed []*dto.MetricFamily) ([][][]byte, error) {
+func (fc *formatCache) prepare(pushed []*fsm.ExposedFamily) ([][][]byte, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.prepareLocked(pushed)
 }
 
 // prepareLocked is prepare with fc.mu held.
-func (fc *formatCache) prepareLocked(pushed []*dto.MetricFamily) ([][][]byte, error) {
+func (fc *formatCache) prepareLocked(pushed []*fsm.ExposedFamily) ([][][]byte, error) {
 	out := make([][][]byte, len(pushed))
 	var stale []int
 	work := 0
-	for i, mf := range pushed {
-		if rf := fc.families[mf.GetName()]; rf != nil && rf.from == mf {
+	for i, ef := range pushed {
+		if rf := fc.families[ef.Name()]; rf != nil && rf.from == ef {
 			out[i] = rf.parts
 		} else {
 			stale = append(stale, i)
-			work += len(mf.Metric)
+			work += len(ef.Metrics)
 		}
 	}
 	rendered := make([]*renderedFamily, len(stale))
 	errs := make([]error, len(stale))
 	render := func(k int) {
-		mf := pushed[stale[k]]
-		rendered[k], errs[k] = renderFamily(fc.key, mf, fc.families[mf.GetName()])
+		ef := pushed[stale[k]]
+		rendered[k], errs[k] = renderFamily(fc.key, ef, fc.families[ef.Name()])
 	}
 	forEach(len(stale), work >= parallelMetrics, render)
 	for k, i := range stale {
 		if errs[k] != nil {
 			return nil, errs[k]
 		}
-		fc.families[pushed[i].GetName()] = rendered[k]
+		fc.families[pushed[i].Name()] = rendered[k]
 		out[i] = rendered[k].parts
 	}
 	if len(fc.families) > len(pushed) {
 		names := make(map[string]bool, len(pushed))
-		for _, mf := range pushed {
-			names[mf.GetName()] = true
+		for _, ef := range pushed {
+			names[ef.Name()] = true
 		}
 		for name := range fc.families {
 			if !names[name] {

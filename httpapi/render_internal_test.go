@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -87,7 +88,7 @@ func TestMetricEncoderMatchesExpfmt(t *testing.T) {
 			mf.Metric = append(mf.Metric, randomMetric(rng, typ, labelNames))
 		}
 		for _, f := range cachedFormats {
-			rf, err := renderFamily(keyOf(f), mf, nil)
+			rf, err := renderFamily(keyOf(f), exposedOf(mf), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,13 +130,13 @@ func TestRenderFamilyReusesChunks(t *testing.T) {
 					next[k] = &dto.Metric{Label: next[k].Label, Gauge: &dto.Gauge{Value: proto.Float64(float64(rng.IntN(100)))}}
 				}
 			}
-			sort.SliceStable(next, func(i, j int) bool { return fsm.MetricLess(next[i], next[j]) })
+			sort.SliceStable(next, func(i, j int) bool { return fsm.LabelsLess(next[i].Label, next[j].Label) })
 			metrics = next
 			if len(metrics) == 0 {
 				continue
 			}
 			mf := &dto.MetricFamily{Name: proto.String("g"), Help: proto.String("h"), Type: dto.MetricType_GAUGE.Enum(), Metric: metrics}
-			rf, err := renderFamily(keyOf(f), mf, prev)
+			rf, err := renderFamily(keyOf(f), exposedOf(mf), prev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +165,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	}
 	f := expfmt.Format("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
 	v1 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: ms}
-	r1, err := renderFamily(keyOf(f), v1, nil)
+	r1, err := renderFamily(keyOf(f), exposedOf(v1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	added := &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("i"), Value: proto.String("050a")}}, Gauge: &dto.Gauge{Value: proto.Float64(7)}}
 	v2ms := append(append(append([]*dto.Metric(nil), ms[:50]...), changed, added), ms[52:]...) // 51 removed
 	v2 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: v2ms}
-	r2, err := renderFamily(keyOf(f), v2, r1)
+	r2, err := renderFamily(keyOf(f), exposedOf(v2), r1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +189,31 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 			t.Errorf("metric %d (fresh %v): chunk %q", i, fresh, r2.chunk(i))
 		}
 	}
+}
+
+// records are the stored records of test metrics, by message: a family
+// made again of some of the same messages holds the same records, as a
+// new exposition holds the same stored metrics.
+var records = struct {
+	sync.Mutex
+	of map[*dto.Metric]*fsm.Metric
+}{of: map[*dto.Metric]*fsm.Metric{}}
+
+// exposedOf returns mf as the exposition holds it: its header and the
+// records of its metrics.
+func exposedOf(mf *dto.MetricFamily) *fsm.ExposedFamily {
+	records.Lock()
+	defer records.Unlock()
+	ef := &fsm.ExposedFamily{Header: &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type, Unit: mf.Unit}}
+	for _, m := range mf.Metric {
+		r := records.of[m]
+		if r == nil {
+			r = fsm.NewMetric(m)
+			records.of[m] = r
+		}
+		ef.Metrics = append(ef.Metrics, r)
+	}
+	return ef
 }
 
 // bytes returns the encoded family in one piece.
@@ -215,7 +241,7 @@ func TestRenderFamilySharesSegments(t *testing.T) {
 	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
 		k := keyOf(f)
 		mf := gaugeFamily(5000, func(i int) float64 { return float64(i) })
-		prev, err := renderFamily(k, mf, nil)
+		prev, err := renderFamily(k, exposedOf(mf), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,14 +273,14 @@ func TestRenderFamilySharesSegments(t *testing.T) {
 				}
 			}
 			mf = &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: ms}
-			next, err := renderFamily(k, mf, prev)
+			next, err := renderFamily(k, exposedOf(mf), prev)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := expfmtFamily(t, f, mf); !bytes.Equal(next.bytes(), want) {
 				t.Fatalf("%s version %d: bytes differ from expfmt's", f, version)
 			}
-			fresh, err := renderFamily(k, mf, nil)
+			fresh, err := renderFamily(k, exposedOf(mf), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -56,10 +55,10 @@ type segment struct {
 // header, in delimited protobuf preceded by the message length), segments
 // of metrics and a tail (the unit field of a delimited protobuf family).
 type renderedFamily struct {
-	from *dto.MetricFamily // the merged family these bytes were made from
+	from *fsm.ExposedFamily // the merged family these bytes were made from
 	head []byte
 	segs []*segment
-	// starts[k] is the index in from.Metric of segs[k]'s first metric.
+	// starts[k] is the index in from.Metrics of segs[k]'s first metric.
 	starts []int
 	tail   []byte
 	// parts is the encoded family as consecutive pieces: head, the
@@ -74,7 +73,7 @@ type renderedFamily struct {
 // metrics that sort equal to it (same label values, other grouping key).
 const maxTieScan = 64
 
-// renderFamily encodes mf in format k, sharing the segments of prev (an
+// renderFamily encodes ef in format k, sharing the segments of prev (an
 // earlier version of the family, or nil) that hold metrics of mf unchanged
 // and copying the bytes of every other metric prev holds as well.
 //
@@ -83,23 +82,24 @@ const maxTieScan = 64
 // place relative to the others, so one forward walk over prev finds the
 // shared metrics. A metric is only ever reused by pointer identity, so a
 // metric the walk misses is encoded again, never encoded wrong.
-func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*renderedFamily, error) {
-	enc := newMetricEncoder(k, mf)
-	header, err := familyHeader(enc.typ, enc.scheme, mf)
+func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*renderedFamily, error) {
+	enc := newMetricEncoder(k, ef.Header)
+	header, err := familyHeader(enc.typ, enc.scheme, ef)
 	if err != nil {
 		return nil, err
 	}
-	next := &renderedFamily{from: mf}
-	var old []*dto.Metric
+	mf := ef.Header
+	next := &renderedFamily{from: ef}
+	var old []*fsm.Metric
 	if prev != nil {
-		old = prev.from.Metric
+		old = prev.from.Metrics
 		next.segs = make([]*segment, 0, len(prev.segs)+2)
 		next.starts = make([]int, 0, len(prev.segs)+2)
 	}
 	var w segmentWriter
 	ps := 0 // the segment of prev holding old[j] or a later metric
 	j := 0
-	metrics := mf.Metric
+	metrics := ef.Metrics
 	for i := 0; i < len(metrics); {
 		m := metrics[i]
 		k := -1
@@ -183,7 +183,7 @@ func renderFamily(k cacheKey, mf *dto.MetricFamily, prev *renderedFamily) (*rend
 
 // samePointers reports whether a and b (of the same length) hold the same
 // metrics.
-func samePointers(a, b []*dto.Metric) bool {
+func samePointers(a, b []*fsm.Metric) bool {
 	for i := range a {
 		if a[i] != b[i] {
 			return false

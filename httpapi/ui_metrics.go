@@ -218,7 +218,7 @@ func pushTime(f *fsm.Family) time.Time {
 	if f == nil || len(f.Metrics()) == 0 {
 		return time.Time{}
 	}
-	s := f.Metrics()[0].GetGauge().GetValue()
+	s := f.Metrics()[0].GaugeValue()
 	if s <= 0 || math.IsNaN(s) || math.IsInf(s, 0) {
 		return time.Time{}
 	}
@@ -241,7 +241,7 @@ func uiFamilyOf(name string, f *fsm.Family, grouping map[string]string) uiFamily
 	case dto.MetricType_SUMMARY:
 		out.Kind = "summary"
 	}
-	for _, m := range f.Metrics() {
+	for _, m := range f.MF().Metric {
 		s := uiSample{}
 		for _, lp := range m.GetLabel() {
 			gv, isGrouping := grouping[lp.GetName()]

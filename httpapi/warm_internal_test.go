@@ -162,12 +162,12 @@ func TestPushesWarmTheExpositionBeforeAnyScrape(t *testing.T) {
 		fc := a.renderCache.byKey(k)
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
-		fams := state.Families()
+		fams := state.Exposed()
 		if len(fc.families) != len(fams) {
 			return false
 		}
-		for _, mf := range fams {
-			if rf := fc.families[mf.GetName()]; rf == nil || rf.from != mf {
+		for _, ef := range fams {
+			if rf := fc.families[ef.Name()]; rf == nil || rf.from != ef {
 				return false
 			}
 		}

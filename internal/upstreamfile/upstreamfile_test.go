@@ -54,7 +54,7 @@ func TestDecodeBothKeyKinds(t *testing.T) {
 		if len(got) != 2 || got[0].Labels["job"] != "b" || got[1].Labels["job"] != "a" || got[0].Key >= got[1].Key {
 			t.Fatalf("%s: groups %v", name, got)
 		}
-		if f := got[0].Families.Get("x"); f.TimeUnixNano != pushed.UnixNano() || f.Metrics()[0].GetGauge().GetValue() != 1 {
+		if f := got[0].Families.Get("x"); f.TimeUnixNano != pushed.UnixNano() || f.Metrics()[0].GaugeValue() != 1 {
 			t.Fatalf("%s: family x %+v", name, f)
 		}
 		if f := got[1].Families.Get("y"); f.TimeUnixNano != 0 {
