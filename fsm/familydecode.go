@@ -65,6 +65,10 @@ type familyDecoding struct {
 	// spareLabels is room left after every metric's labels, so that adding
 	// that many (sanitizing adds the grouping labels) does not allocate.
 	spareLabels int
+	// records: the families are decoded into stored records
+	// (decodeStoredFamilies), so a metric of the fast shape holds at most
+	// one value message.
+	records bool
 }
 
 // familyCounts is how many objects of each kind the fast families need.
@@ -85,7 +89,46 @@ type familyCounts struct {
 // as proto.Marshal writes them). raws[i] is read only during the call.
 func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, error) {
 	out := make([]*dto.MetricFamily, len(raws))
-	fast := make([]bool, len(raws))
+	s, err := countFamilies(raws, how, out)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return out, nil
+	}
+	for i, raw := range raws {
+		if out[i] == nil {
+			out[i] = s.family(raw)
+		}
+	}
+	return out, nil
+}
+
+// decodeStoredFamilies decodes the families of a stored group (a snapshot
+// record's), stored at times[i], straight into families of records: the
+// fast ones without a message in between; the others from proto's.
+func decodeStoredFamilies(raws [][]byte, times []int64, how familyDecoding) ([]Family, error) {
+	how.records = true
+	slow := make([]*dto.MetricFamily, len(raws))
+	s, err := countFamilies(raws, how, slow)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Family, len(raws))
+	for i, raw := range raws {
+		if slow[i] != nil {
+			out[i] = familyOf(slow[i], times[i], nil)
+		} else {
+			out[i] = s.storedFamily(raw, times[i])
+		}
+	}
+	return out, nil
+}
+
+// countFamilies counts what the families of the fast shape need and
+// returns slabs of that size (nil if there are none); the others it
+// decodes with proto into slow, at their index.
+func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) (*familySlabs, error) {
 	// Interned values (intern.go): a name and a help text per family, a
 	// label or two per metric, usually.
 	c := familyCounts{
@@ -104,21 +147,13 @@ func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, err
 			if err := proto.Unmarshal(raw, mf); err != nil {
 				return nil, err
 			}
-			out[i] = mf
-			continue
+			slow[i] = mf
 		}
-		fast[i] = true
 	}
 	if c.families == 0 {
-		return out, nil
+		return nil, nil
 	}
-	s := newFamilySlabs(c, string(text))
-	for i, raw := range raws {
-		if fast[i] {
-			out[i] = s.family(raw)
-		}
-	}
-	return out, nil
+	return newFamilySlabs(c, string(text)), nil
 }
 
 // countFamily checks that raw is a family of the fast shape and adds what
@@ -153,6 +188,7 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 
 func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 	var seenGauge, seenCounter, seenUntyped, seenTS bool
+	values := 0
 	ok := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
 		switch {
 		case num == metricLabel && typ == protowire.BytesType:
@@ -162,14 +198,17 @@ func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		case num == metricGauge && typ == protowire.BytesType && !seenGauge:
 			seenGauge = true
 			c.gauges++
+			values++
 			return countValue(v, c)
 		case num == metricCounter && typ == protowire.BytesType && !seenCounter:
 			seenCounter = true
 			c.counters++
+			values++
 			return countValue(v, c)
 		case num == metricUntyped && typ == protowire.BytesType && !seenUntyped:
 			seenUntyped = true
 			c.untypeds++
+			values++
 			return countValue(v, c)
 		case num == metricTimestampMs && typ == protowire.VarintType && !seenTS:
 			seenTS = true
@@ -179,6 +218,9 @@ func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		}
 		return true
 	})
+	if c.decoding.records && values > 1 {
+		return text, false // a record holds one value message
+	}
 	if ok {
 		c.metrics++
 		c.labelSlots += c.decoding.spareLabels
@@ -307,6 +349,11 @@ type familySlabs struct {
 	metricPtrs              []*dto.Metric
 	labelPtrs               []*dto.LabelPair
 	nMetricPtrs, nLabelPtrs int
+	// records are the stored records, in records mode (then the message
+	// slabs above, but for the label pairs, are not made); nRecords
+	// counts those handed out.
+	records  []Metric
+	nRecords int
 	// text holds every string's bytes; strings are substrings of it.
 	text     string
 	decoding familyDecoding
@@ -317,24 +364,29 @@ type familySlabs struct {
 }
 
 func newFamilySlabs(c familyCounts, text string) *familySlabs {
-	return &familySlabs{
-		decoding:   c.decoding,
-		families:   make([]dto.MetricFamily, c.families),
-		metrics:    make([]dto.Metric, c.metrics),
-		metricPtrs: make([]*dto.Metric, c.metrics),
-		labels:     make([]dto.LabelPair, c.labels),
-		labelPtrs:  make([]*dto.LabelPair, c.labelSlots),
-		gauges:     make([]dto.Gauge, c.gauges),
-		counters:   make([]dto.Counter, c.counters),
-		untypeds:   make([]dto.Untyped, c.untypeds),
-		floats:     make([]float64, c.floats),
-		timestamps: make([]int64, c.timestamps),
-		strings:    make([]string, c.strings),
-		text:       text,
+	s := &familySlabs{
+		decoding:  c.decoding,
+		labels:    make([]dto.LabelPair, c.labels),
+		labelPtrs: make([]*dto.LabelPair, c.labelSlots),
+		strings:   make([]string, c.strings),
+		text:      text,
 
 		internedStrs:  c.internedStrs,
 		internedPairs: c.internedPairs,
 	}
+	if c.decoding.records {
+		s.records = make([]Metric, c.metrics)
+		return s
+	}
+	s.families = make([]dto.MetricFamily, c.families)
+	s.metrics = make([]dto.Metric, c.metrics)
+	s.metricPtrs = make([]*dto.Metric, c.metrics)
+	s.gauges = make([]dto.Gauge, c.gauges)
+	s.counters = make([]dto.Counter, c.counters)
+	s.untypeds = make([]dto.Untyped, c.untypeds)
+	s.floats = make([]float64, c.floats)
+	s.timestamps = make([]int64, c.timestamps)
+	return s
 }
 
 // next returns the next element of *slab and moves past it. The counting
@@ -389,8 +441,7 @@ func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
 	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
 		switch num {
 		case metricLabel:
-			s.labelPtrs[s.nLabelPtrs] = s.label(v)
-			s.nLabelPtrs++
+			s.nextLabel(v)
 		case metricGauge:
 			g := next(&s.gauges)
 			g.Value = s.value(v)
@@ -410,11 +461,84 @@ func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
 		}
 		return true
 	})
+	m.Label = s.labelsFrom(first)
+}
+
+// nextLabel takes the label pair raw holds into the next label slot.
+func (s *familySlabs) nextLabel(raw []byte) {
+	s.labelPtrs[s.nLabelPtrs] = s.label(raw)
+	s.nLabelPtrs++
+}
+
+// labelsFrom returns the label slots of one metric, from first to the
+// last taken, and leaves the spare room after them (nil if there are
+// neither).
+func (s *familySlabs) labelsFrom(first int) []*dto.LabelPair {
 	end := s.nLabelPtrs
 	s.nLabelPtrs += s.decoding.spareLabels
 	if end > first || s.decoding.spareLabels > 0 {
-		m.Label = s.labelPtrs[first:end:s.nLabelPtrs]
+		return s.labelPtrs[first:end:s.nLabelPtrs]
 	}
+	return nil
+}
+
+// storedFamily returns the next family from raw, which countFamily
+// accepted, as stored at unixNano: its records filled in records mode.
+func (s *familySlabs) storedFamily(raw []byte, unixNano int64) Family {
+	var h familyHeader
+	first := s.nRecords
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case mfName:
+			h.name = s.famStr()
+		case mfHelp:
+			h.help = s.famStr()
+		case mfType:
+			h.typ = &metricTypes[x]
+		case mfMetric:
+			s.record(&s.records[s.nRecords], v)
+			s.nRecords++
+		}
+		return true
+	})
+	f := Family{hdr: interned.header(h), TimeUnixNano: unixNano}
+	if s.nRecords > first {
+		f.metrics = s.records[first:s.nRecords:s.nRecords]
+	}
+	return f
+}
+
+// record fills r from raw, a metric countMetric accepted in records mode.
+func (s *familySlabs) record(r *Metric, raw []byte) {
+	first := s.nLabelPtrs
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case metricLabel:
+			s.nextLabel(v)
+		case metricGauge:
+			r.kind |= kindGauge | recordValue(r, v)
+		case metricCounter:
+			r.kind |= kindCounter | recordValue(r, v)
+		case metricUntyped:
+			r.kind |= kindUntyped | recordValue(r, v)
+		case metricTimestampMs:
+			r.kind |= hasTimestamp
+			r.ts = int64(x)
+		}
+		return true
+	})
+	r.labels = s.labelsFrom(first)
+}
+
+// recordValue reads a Gauge, Counter or Untyped message holding at most its
+// value into r, and returns hasValue if it held one.
+func recordValue(r *Metric, raw []byte) metricKind {
+	var has metricKind
+	eachField(raw, func(_ protowire.Number, _ protowire.Type, _ []byte, x uint64) bool {
+		r.value, has = math.Float64frombits(x), hasValue
+		return true
+	})
+	return has
 }
 
 // label returns the label pair raw holds: a shared one, an interned one,

@@ -115,6 +115,7 @@ func compareFamilyDecode(t *testing.T, raws [][]byte, how familyDecoding) {
 	if err != nil {
 		return
 	}
+	compareStoredDecode(t, raws, how, want)
 	for i := range raws {
 		if !proto.Equal(got[i], want[i]) {
 			t.Fatalf("family %d: got %v, want %v", i, got[i], want[i])
@@ -124,6 +125,35 @@ func compareFamilyDecode(t *testing.T, raws [][]byte, how familyDecoding) {
 		wb, err2 := proto.MarshalOptions{Deterministic: true}.Marshal(want[i])
 		if err1 != nil || err2 != nil || string(gb) != string(wb) {
 			t.Fatalf("family %d: encodes to %x (%v), proto's to %x (%v)", i, gb, err1, wb, err2)
+		}
+	}
+}
+
+// compareStoredDecode checks decodeStoredFamilies against proto's messages
+// (want, decoded without error): every family gives back its message (but
+// the family's own unknown fields, which a Family does not keep) and
+// encodes to proto's bytes of it.
+func compareStoredDecode(t *testing.T, raws [][]byte, how familyDecoding, want []*dto.MetricFamily) {
+	t.Helper()
+	times := make([]int64, len(raws))
+	for i := range times {
+		times[i] = int64(i) + 1
+	}
+	got, err := decodeStoredFamilies(raws, times, how)
+	if err != nil {
+		t.Fatalf("decodeStoredFamilies: %v", err)
+	}
+	for i := range raws {
+		w := proto.Clone(want[i]).(*dto.MetricFamily)
+		w.ProtoReflect().SetUnknown(nil)
+		f := &got[i]
+		if f.TimeUnixNano != times[i] || !proto.Equal(f.MF(), w) {
+			t.Fatalf("stored family %d: got %v at %d, want %v", i, f.MF(), f.TimeUnixNano, w)
+		}
+		gb, err := appendFamilyMessage(nil, f)
+		wb, err2 := proto.MarshalOptions{Deterministic: true}.Marshal(w)
+		if err != nil || err2 != nil || string(gb) != string(wb) || familyMessageSize(f) != len(wb) {
+			t.Fatalf("stored family %d: encodes to %x (%v), proto's to %x (%v)", i, gb, err, wb, err2)
 		}
 	}
 }

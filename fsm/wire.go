@@ -193,15 +193,9 @@ func decodeGroup(b []byte) (*Group, error) {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
-		mfs, err := decodeFamilies(rawMFs, familyDecoding{shared: gp.stored()})
+		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored()})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
-		}
-		// The group's families in one allocation.
-		stored := make([]Family, len(mfs))
-		slab := newMetricSlab(mfs)
-		for i, mf := range mfs {
-			stored[i] = familyOf(mf, times[i], &slab)
 		}
 		g.Families = NewFamilies(pointersTo(stored))
 	}
