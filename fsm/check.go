@@ -43,8 +43,7 @@ func (s *FSM) check(prev, next *Group) []error {
 		}
 		liveTyp, live := s.ix.liveType(name, next.Key)
 		if live && liveTyp != typ {
-			for i := range f.Metrics() {
-				m := &f.Metrics()[i]
+			for m := range f.All() {
 				errs = append(errs, fmt.Errorf("collected metric %q { %s} is not a %s", name, m, liveTyp))
 			}
 			continue
@@ -74,13 +73,12 @@ func (s *FSM) check(prev, next *Group) []error {
 		if prev != nil {
 			if old := prev.Families.Get(name); old != nil {
 				replaced = make(map[uint64]int32, len(old.Metrics()))
-				for i := range old.Metrics() {
-					replaced[seriesHash(name, &old.Metrics()[i])]++
+				for m := range old.All() {
+					replaced[seriesHash(name, m)]++
 				}
 			}
 		}
-		for i := range f.Metrics() {
-			m := &f.Metrics()[i]
+		for m := range f.All() {
 			if err := metricConsistency(name, typ, m); err != nil {
 				errs = append(errs, err)
 				continue

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"iter"
 	"slices"
 	"strings"
 
@@ -73,14 +74,15 @@ func newMetricSlab(mfs []*dto.MetricFamily) metricSlab {
 	return make(metricSlab, n)
 }
 
-// records returns the records of ms, cut from the slab if it has room
-// (nil for no metrics).
+// records returns the records of ms, cut from the slab if it has room, in
+// an allocation of their own otherwise (nil for no metrics).
 func (s *metricSlab) records(ms []*dto.Metric) []Metric {
 	if len(ms) == 0 {
 		return nil
 	}
 	if s == nil || len(*s) < len(ms) {
-		return recordsOf(ms)
+		own := make(metricSlab, len(ms))
+		s = &own
 	}
 	rs := (*s)[:len(ms):len(ms)]
 	*s = (*s)[len(ms):]
@@ -130,6 +132,17 @@ func (f *Family) Type() dto.MetricType {
 // Metrics returns the family's metrics, shared: callers must not modify
 // them. A record's address identifies the metric.
 func (f *Family) Metrics() []Metric { return f.metrics }
+
+// All yields the family's metrics by address, in order.
+func (f *Family) All() iter.Seq[*Metric] {
+	return func(yield func(*Metric) bool) {
+		for i := range f.metrics {
+			if !yield(&f.metrics[i]) {
+				return
+			}
+		}
+	}
+}
 
 // Families are the families of a group, one per name, sorted by name, and
 // never changed once stored: a change builds a new list. A slice rather

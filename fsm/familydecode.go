@@ -13,26 +13,26 @@ import (
 //
 // proto.Unmarshal allocates every message, every optional scalar and every
 // string on its own: about nine objects for one gauge sample with one
-// label. Those objects are most of the stored state, the garbage
-// collector's marking work is proportional to them, and a restore decodes
-// all of them. The families a command carries (or a snapshot group holds)
-// live and die together, so decodeFamilies takes the common shape — name,
-// help, type, metrics with labels, a gauge, counter or untyped value and a
+// label. The families a command carries (or a snapshot group holds) live
+// and die together, so decodeFamilies takes the common shape — name, help,
+// type, metrics with labels, a gauge, counter or untyped value and a
 // timestamp — into one slab per kind of object (all metrics of the command
-// in one []dto.Metric, all values in one []float64). Family names, help
-// texts, types and label pairs come from the process's intern table
-// (intern.go), so every decoded message is stored as it is and never
-// modified; only a label pair lacking its name or value (which proto tells
-// apart from an empty one) is decoded into a slab, its strings substrings
-// of one string. A family of any other shape (summaries,
-// histograms, exemplars, created timestamps, units, unknown fields, a field
-// repeated that proto would merge) is decoded by proto.Unmarshal, so the
-// result is always the message proto.Unmarshal would give (a fuzz test
-// compares the two).
+// in one []dto.Metric, all values in one []float64), which the push stores
+// as records (metric.go); a snapshot group's families are decoded straight
+// into records (recorddecode.go) with the same counting pass and slabs.
+// Family names, help texts, types and label pairs come from the process's
+// intern table (intern.go), so no decoded label pair is ever modified;
+// only a label pair lacking its name or value (which proto tells apart
+// from an empty one) is decoded into a slab, its strings substrings of one
+// string. A family of any other shape (summaries, histograms, exemplars,
+// created timestamps, units, unknown fields, a field repeated that proto
+// would merge) is decoded by proto.Unmarshal, so the result is always the
+// message proto.Unmarshal would give (a fuzz test compares the two).
 //
-// A slab stays alive while any family of it is stored: a POST that keeps
-// some families of an earlier push keeps that push's slabs. That is bounded
-// by one push per stored family.
+// The label slab (and a stored group's records) stays alive while any
+// family of it is stored: a POST that keeps some families of an earlier
+// push keeps that push's slabs. That is bounded by one push per stored
+// family.
 
 // metric family fields (io.prometheus.client), by number.
 const (
@@ -89,11 +89,11 @@ type familyCounts struct {
 // as proto.Marshal writes them). raws[i] is read only during the call.
 func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, error) {
 	out := make([]*dto.MetricFamily, len(raws))
-	s, err := countFamilies(raws, how, out)
+	s, fast, err := countFamilies(raws, how, out)
 	if err != nil {
 		return nil, err
 	}
-	if s == nil {
+	if !fast {
 		return out, nil
 	}
 	for i, raw := range raws {
@@ -104,31 +104,11 @@ func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, err
 	return out, nil
 }
 
-// decodeStoredFamilies decodes the families of a stored group (a snapshot
-// record's), stored at times[i], straight into families of records: the
-// fast ones without a message in between; the others from proto's.
-func decodeStoredFamilies(raws [][]byte, times []int64, how familyDecoding) ([]Family, error) {
-	how.records = true
-	slow := make([]*dto.MetricFamily, len(raws))
-	s, err := countFamilies(raws, how, slow)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Family, len(raws))
-	for i, raw := range raws {
-		if slow[i] != nil {
-			out[i] = familyOf(slow[i], times[i], nil)
-		} else {
-			out[i] = s.storedFamily(raw, times[i])
-		}
-	}
-	return out, nil
-}
-
 // countFamilies counts what the families of the fast shape need and
-// returns slabs of that size (nil if there are none); the others it
-// decodes with proto into slow, at their index.
-func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) (*familySlabs, error) {
+// returns slabs of that size, and whether there are any; the others it
+// decodes with proto into slow, at their index. (The slabs are a value:
+// the callers keep them on the stack.)
+func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) (familySlabs, bool, error) {
 	// Interned values (intern.go): a name and a help text per family, a
 	// label or two per metric, usually.
 	c := familyCounts{
@@ -145,15 +125,15 @@ func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) 
 			c, text = before, text[:beforeText]
 			mf := &dto.MetricFamily{}
 			if err := proto.Unmarshal(raw, mf); err != nil {
-				return nil, err
+				return familySlabs{}, false, err
 			}
 			slow[i] = mf
 		}
 	}
 	if c.families == 0 {
-		return nil, nil
+		return familySlabs{}, false, nil
 	}
-	return newFamilySlabs(c, string(text)), nil
+	return newFamilySlabs(c, string(text)), true, nil
 }
 
 // countFamily checks that raw is a family of the fast shape and adds what
@@ -363,8 +343,8 @@ type familySlabs struct {
 	internedPairs []*dto.LabelPair
 }
 
-func newFamilySlabs(c familyCounts, text string) *familySlabs {
-	s := &familySlabs{
+func newFamilySlabs(c familyCounts, text string) familySlabs {
+	s := familySlabs{
 		decoding:  c.decoding,
 		labels:    make([]dto.LabelPair, c.labels),
 		labelPtrs: make([]*dto.LabelPair, c.labelSlots),
@@ -480,65 +460,6 @@ func (s *familySlabs) labelsFrom(first int) []*dto.LabelPair {
 		return s.labelPtrs[first:end:s.nLabelPtrs]
 	}
 	return nil
-}
-
-// storedFamily returns the next family from raw, which countFamily
-// accepted, as stored at unixNano: its records filled in records mode.
-func (s *familySlabs) storedFamily(raw []byte, unixNano int64) Family {
-	var h familyHeader
-	first := s.nRecords
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
-		switch num {
-		case mfName:
-			h.name = s.famStr()
-		case mfHelp:
-			h.help = s.famStr()
-		case mfType:
-			h.typ = &metricTypes[x]
-		case mfMetric:
-			s.record(&s.records[s.nRecords], v)
-			s.nRecords++
-		}
-		return true
-	})
-	f := Family{hdr: interned.header(h), TimeUnixNano: unixNano}
-	if s.nRecords > first {
-		f.metrics = s.records[first:s.nRecords:s.nRecords]
-	}
-	return f
-}
-
-// record fills r from raw, a metric countMetric accepted in records mode.
-func (s *familySlabs) record(r *Metric, raw []byte) {
-	first := s.nLabelPtrs
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
-		switch num {
-		case metricLabel:
-			s.nextLabel(v)
-		case metricGauge:
-			r.kind |= kindGauge | recordValue(r, v)
-		case metricCounter:
-			r.kind |= kindCounter | recordValue(r, v)
-		case metricUntyped:
-			r.kind |= kindUntyped | recordValue(r, v)
-		case metricTimestampMs:
-			r.kind |= hasTimestamp
-			r.ts = int64(x)
-		}
-		return true
-	})
-	r.labels = s.labelsFrom(first)
-}
-
-// recordValue reads a Gauge, Counter or Untyped message holding at most its
-// value into r, and returns hasValue if it held one.
-func recordValue(r *Metric, raw []byte) metricKind {
-	var has metricKind
-	eachField(raw, func(_ protowire.Number, _ protowire.Type, _ []byte, x uint64) bool {
-		r.value, has = math.Float64frombits(x), hasValue
-		return true
-	})
-	return has
 }
 
 // label returns the label pair raw holds: a shared one, an interned one,

@@ -32,11 +32,11 @@ type FSM struct {
 	// counts the times it went stale.
 	exposed   []*ExposedFamily
 	exposeGen uint64
-	// exposeMu is held by whoever builds the exposition (Families), before
+	// exposeMu is held by whoever builds the exposition (Exposed), before
 	// mu: only its holder orders the exposition (nameEntry.sorted), so the
 	// order stays still while the holder reads it without mu.
 	exposeMu sync.Mutex
-	// afterSettle, if set (by tests), runs in Families between ordering
+	// afterSettle, if set (by tests), runs in Exposed between ordering
 	// the changes and building the metric lists, without mu.
 	afterSettle func()
 	// onChange is called after every applied command and restore.

@@ -157,8 +157,8 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	}
 	e.merged = nil
 	e.version++
-	for i := range f.Metrics() {
-		ix.countSeries(name, seriesHash(name, &f.Metrics()[i]))
+	for m := range f.All() {
+		ix.countSeries(name, seriesHash(name, m))
 	}
 	return e
 }
@@ -232,8 +232,8 @@ func (ix *index) remove(key, name string, f *Family) {
 	if e.holders == 0 {
 		delete(ix.names, name)
 	}
-	for i := range f.Metrics() {
-		ix.uncountSeries(seriesHash(name, &f.Metrics()[i]))
+	for m := range f.All() {
+		ix.uncountSeries(seriesHash(name, m))
 	}
 }
 
@@ -268,8 +268,7 @@ func (ix *index) storeErrors() []error {
 			if _, ok := dupNames[name]; !ok {
 				continue
 			}
-			for i := range f.Metrics() {
-				m := &f.Metrics()[i]
+			for m := range f.All() {
 				h := seriesHash(name, m)
 				if d, dup := ix.dups[h]; dup && d.name == name {
 					found[h] = append(found[h], stored{k, m})

@@ -117,18 +117,6 @@ func flatShape(m *dto.Metric) bool {
 // unknown reports whether a message carries fields unknown to this build.
 func unknown(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
 
-// recordsOf returns the records of ms, in one allocation.
-func recordsOf(ms []*dto.Metric) []Metric {
-	if len(ms) == 0 {
-		return nil
-	}
-	rs := make([]Metric, len(ms))
-	for i, m := range ms {
-		rs[i] = recordOf(m)
-	}
-	return rs
-}
-
 // Labels returns the metric's label pairs, shared: callers must not modify
 // them.
 func (m *Metric) Labels() []*dto.LabelPair { return m.labels }
@@ -225,8 +213,8 @@ func (m *Metric) holds(t dto.MetricType) bool {
 	return true
 }
 
-// Metric message fields (io.prometheus.client.Metric), by number, as
-// familydecode.go reads them.
+// valueFields are the Metric message's fields (familydecode.go's numbers)
+// of the value messages a record holds, by kind.
 var valueFields = [...]protowire.Number{kindGauge: metricGauge, kindCounter: metricCounter, kindUntyped: metricUntyped}
 
 // deterministic is how metrics kept in full are encoded.
@@ -256,6 +244,7 @@ func (m *Metric) ProtoSize() int {
 	return n
 }
 
+// labelPairSize is the size of a LabelPair message as AppendProto writes it.
 func labelPairSize(lp *dto.LabelPair) int {
 	n := 0
 	if lp.Name != nil {

@@ -152,3 +152,26 @@ func TestStoredMetricIsARecord(t *testing.T) {
 		t.Errorf("the families' records are not cut from one slab, each to its length")
 	}
 }
+
+// TestRecordKnowsEveryField pins the fields of the messages a record holds
+// without its message: flatShape lists them by hand, so a field a new
+// client_model adds would be dropped from a record without a word. When
+// this fails, teach flatShape (and the record) the new field, then the
+// count here.
+func TestRecordKnowsEveryField(t *testing.T) {
+	for _, c := range []struct {
+		msg    proto.Message
+		fields int
+	}{
+		{&dto.Metric{}, 7}, // label, gauge, counter, summary, untyped, histogram, timestamp_ms
+		{&dto.Gauge{}, 1},
+		{&dto.Counter{}, 3}, // value, exemplar, created_timestamp
+		{&dto.Untyped{}, 1},
+		{&dto.LabelPair{}, 2},
+	} {
+		d := c.msg.ProtoReflect().Descriptor()
+		if n := d.Fields().Len(); n != c.fields {
+			t.Errorf("%s has %d fields, flatShape knows %d", d.FullName(), n, c.fields)
+		}
+	}
+}

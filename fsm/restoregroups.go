@@ -127,8 +127,7 @@ func indexGroups(groups []*Group, byKey map[string]*Group) (*index, int) {
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
 			e.hold(key, f)
-			for j := range f.Metrics() {
-				m := &f.Metrics()[j]
+			for m := range f.All() {
 				r.ms = append(r.ms, sortedMetric{m: m, key: key})
 				r.hashes = append(r.hashes, seriesHash(name, m))
 			}

@@ -115,8 +115,7 @@ func validateGroup(g *Group, stored bool) error {
 		if err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
 		}
-		for j := range f.Metrics() {
-			m := &f.Metrics()[j]
+		for m := range f.All() {
 			if m.HasTimestamp() {
 				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
 			}
@@ -181,8 +180,7 @@ func validateStoredFamily(f *Family, grouping map[string]string) error {
 	if err := validateHeader(name, f.Help(), typ, grouping); err != nil {
 		return err
 	}
-	for i := range f.metrics {
-		m := &f.metrics[i]
+	for m := range f.All() {
 		if err := validateMetric(name, typ, m.labels, m, m.full); err != nil {
 			return err
 		}

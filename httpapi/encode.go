@@ -50,7 +50,7 @@ func (e *metricEncoder) appendMetric(b []byte, m *fsm.Metric) ([]byte, error) {
 			// Escaping leaves a metric with plain label names as it is.
 			var err error
 			if e.scratch, err = m.AppendProto(e.scratch[:0]); err != nil {
-				return nil, fmt.Errorf("encode a metric of %s: %w", e.mf.GetName(), err)
+				return nil, fmt.Errorf("family %s: %w", e.mf.GetName(), err)
 			}
 			b = protowire.AppendTag(b, 4, protowire.BytesType)
 			return protowire.AppendBytes(b, e.scratch), nil

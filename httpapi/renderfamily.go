@@ -74,7 +74,7 @@ type renderedFamily struct {
 const maxTieScan = 64
 
 // renderFamily encodes ef in format k, sharing the segments of prev (an
-// earlier version of the family, or nil) that hold metrics of mf unchanged
+// earlier version of the family, or nil) that hold metrics of ef unchanged
 // and copying the bytes of every other metric prev holds as well.
 //
 // Both versions list their metrics in exposition order (fsm.MetricLess,
