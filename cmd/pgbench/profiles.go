@@ -155,7 +155,7 @@ func (r *report) profilesMarkdown() string {
 	}
 	var b strings.Builder
 	b.WriteString("## Profiles\n\n")
-	fmt.Fprintf(&b, "Taken with `--profile-dir` from the first node of each of our targets at the largest G: the heap in use right after the fill and after the soak (`/debug/pprof/heap?gc=1`) and the CPU over the push phase with %d clients (`/debug/pprof/profile`); the top %d functions of each by `go tool pprof -top` (flat: in the function itself, cum: with what it calls).\n\n",
+	fmt.Fprintf(&b, "Taken with `--profile-dir` from the first node of each of our targets at the largest G: the heap in use right after the fill and after the soak (`/debug/pprof/heap?gc=1`) and the CPU over the push phase with %d clients (`/debug/pprof/profile`); the top %d functions of each by `go tool pprof -top` (flat: in the function itself, cum: with what it calls). What they show is left, and why, is in the README, \"What bounds the figures that are missed\" (under \"A million series\").\n\n",
 		r.cfg.clients[len(r.cfg.clients)-1], profileTopNodes)
 	for _, p := range r.profiles {
 		fmt.Fprintf(&b, "### %s\n\n`%s`\n\n```\n%s\n```\n\n", p.title, filepath.Base(p.file), p.top)
