@@ -277,40 +277,6 @@ func countValue(raw []byte, c *familyCounts) bool {
 	})
 }
 
-// eachField calls f with every field of a message: its number, wire type
-// and, by type, its bytes (BytesType) or its value (VarintType,
-// Fixed64Type). It reports false if the message does not parse, has a
-// field of another wire type, or f returns false.
-func eachField(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(b)
-		default:
-			return false
-		}
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		if !f(num, typ, v, x) {
-			return false
-		}
-	}
-	return true
-}
-
 // familySlabs holds the objects of the fast families, handed out in the
 // order countFamily counted them.
 type familySlabs struct {
@@ -392,28 +358,38 @@ func (s *familySlabs) famStr() *string { return *next(&s.internedStrs) }
 func (s *familySlabs) family(raw []byte) *dto.MetricFamily {
 	mf := next(&s.families)
 	first := s.nMetricPtrs
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
-		switch num {
-		case mfName:
-			mf.Name = s.famStr()
-		case mfHelp:
-			mf.Help = s.famStr()
-		case mfType:
-			mf.Type = &metricTypes[x]
-		case mfMetric:
-			m := next(&s.metrics)
-			s.metricPtrs[s.nMetricPtrs] = m
-			s.nMetricPtrs++
-			s.metric(m, v)
-		}
-		return true
+	var h familyHeader
+	s.familyFields(raw, &h, func(v []byte) {
+		m := next(&s.metrics)
+		s.metricPtrs[s.nMetricPtrs] = m
+		s.nMetricPtrs++
+		s.metric(m, v)
 	})
+	mf.Name, mf.Help, mf.Type = h.name, h.help, h.typ
 	if s.nMetricPtrs > first {
 		// The capacity ends at the family's last metric: appending to
 		// mf.Metric never overwrites another family's.
 		mf.Metric = s.metricPtrs[first:s.nMetricPtrs:s.nMetricPtrs]
 	}
 	return mf
+}
+
+// familyFields reads a family countFamily accepted: its name, help and type
+// (interned) into h, and every metric's bytes, in order, to metric.
+func (s *familySlabs) familyFields(raw []byte, h *familyHeader, metric func(v []byte)) {
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case mfName:
+			h.name = s.famStr()
+		case mfHelp:
+			h.help = s.famStr()
+		case mfType:
+			h.typ = &metricTypes[x]
+		case mfMetric:
+			metric(v)
+		}
+		return true
+	})
 }
 
 func (s *familySlabs) metric(m *dto.Metric, raw []byte) {

@@ -246,14 +246,26 @@ func (m *Metric) ProtoSize() int {
 
 // labelPairSize is the size of a LabelPair message as AppendProto writes it.
 func labelPairSize(lp *dto.LabelPair) int {
-	n := 0
-	if lp.Name != nil {
-		n += protowire.SizeTag(labelName) + protowire.SizeBytes(len(*lp.Name))
+	return stringFieldSize(labelName, lp.Name) + stringFieldSize(labelValue, lp.Value)
+}
+
+// stringFieldSize is the size of an optional string field holding *v (0
+// when v is nil: the field is absent).
+func stringFieldSize(num protowire.Number, v *string) int {
+	if v == nil {
+		return 0
 	}
-	if lp.Value != nil {
-		n += protowire.SizeTag(labelValue) + protowire.SizeBytes(len(*lp.Value))
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(*v))
+}
+
+// appendStringField appends an optional string field holding *v, if v is
+// set.
+func appendStringField(b []byte, num protowire.Number, v *string) []byte {
+	if v == nil {
+		return b
 	}
-	return n
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, *v)
 }
 
 // AppendProto appends the metric's message: the bytes proto's
@@ -269,14 +281,8 @@ func (m *Metric) AppendProto(b []byte) ([]byte, error) {
 	for _, lp := range m.labels {
 		b = protowire.AppendTag(b, metricLabel, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(labelPairSize(lp)))
-		if lp.Name != nil {
-			b = protowire.AppendTag(b, labelName, protowire.BytesType)
-			b = protowire.AppendString(b, *lp.Name)
-		}
-		if lp.Value != nil {
-			b = protowire.AppendTag(b, labelValue, protowire.BytesType)
-			b = protowire.AppendString(b, *lp.Value)
-		}
+		b = appendStringField(b, labelName, lp.Name)
+		b = appendStringField(b, labelValue, lp.Value)
 	}
 	if k := m.kind & kindMask; k != kindNone {
 		b = protowire.AppendTag(b, valueFields[k], protowire.BytesType)

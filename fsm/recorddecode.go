@@ -40,19 +40,9 @@ func decodeStoredFamilies(raws [][]byte, times []int64, how familyDecoding) ([]F
 func (s *familySlabs) storedFamily(raw []byte, unixNano int64) Family {
 	var h familyHeader
 	first := s.nRecords
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
-		switch num {
-		case mfName:
-			h.name = s.famStr()
-		case mfHelp:
-			h.help = s.famStr()
-		case mfType:
-			h.typ = &metricTypes[x]
-		case mfMetric:
-			s.record(&s.records[s.nRecords], v)
-			s.nRecords++
-		}
-		return true
+	s.familyFields(raw, &h, func(v []byte) {
+		s.record(&s.records[s.nRecords], v)
+		s.nRecords++
 	})
 	f := Family{hdr: interned.header(h), TimeUnixNano: unixNano}
 	if s.nRecords > first {

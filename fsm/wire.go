@@ -85,22 +85,13 @@ const (
 // familyMessageSize is the size of f's MetricFamily message, as
 // appendFamilyMessage writes it.
 func familyMessageSize(f *Family) int {
-	n := 0
 	h := f.header()
-	if h.name != nil {
-		n += protowire.SizeTag(mfFieldName) + protowire.SizeBytes(len(*h.name))
-	}
-	if h.help != nil {
-		n += protowire.SizeTag(mfFieldHelp) + protowire.SizeBytes(len(*h.help))
-	}
+	n := stringFieldSize(mfFieldName, h.name) + stringFieldSize(mfFieldHelp, h.help) + stringFieldSize(mfFieldUnit, h.unit)
 	if h.typ != nil {
 		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*h.typ))
 	}
 	for i := range f.metrics {
 		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(f.metrics[i].ProtoSize())
-	}
-	if h.unit != nil {
-		n += protowire.SizeTag(mfFieldUnit) + protowire.SizeBytes(len(*h.unit))
 	}
 	return n
 }
@@ -110,14 +101,8 @@ func familyMessageSize(f *Family) int {
 // without building that message.
 func appendFamilyMessage(b []byte, f *Family) ([]byte, error) {
 	h := f.header()
-	if h.name != nil {
-		b = protowire.AppendTag(b, mfFieldName, protowire.BytesType)
-		b = protowire.AppendString(b, *h.name)
-	}
-	if h.help != nil {
-		b = protowire.AppendTag(b, mfFieldHelp, protowire.BytesType)
-		b = protowire.AppendString(b, *h.help)
-	}
+	b = appendStringField(b, mfFieldName, h.name)
+	b = appendStringField(b, mfFieldHelp, h.help)
 	if h.typ != nil {
 		b = protowire.AppendTag(b, mfFieldType, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(*h.typ))
@@ -131,11 +116,7 @@ func appendFamilyMessage(b []byte, f *Family) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if h.unit != nil {
-		b = protowire.AppendTag(b, mfFieldUnit, protowire.BytesType)
-		b = protowire.AppendString(b, *h.unit)
-	}
-	return b, nil
+	return appendStringField(b, mfFieldUnit, h.unit), nil
 }
 
 func decodeGroup(b []byte) (*Group, error) {
@@ -348,4 +329,38 @@ func decodeMatcher(b []byte) (Matcher, error) {
 		}
 	}
 	return m, nil
+}
+
+// eachField calls f with every field of a message: its number, wire type
+// and, by type, its bytes (BytesType) or its value (VarintType,
+// Fixed64Type). It reports false if the message does not parse, has a
+// field of another wire type, or f returns false.
+func eachField(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			x, n = protowire.ConsumeFixed64(b)
+		default:
+			return false
+		}
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if !f(num, typ, v, x) {
+			return false
+		}
+	}
+	return true
 }
