@@ -14,7 +14,7 @@ import (
 // group that never had a successful push (push_time_seconds is 0, the group
 // was created by a rejected push), the time of its last change.
 func (g *Group) LastPushUnixNano() int64 {
-	if f := g.Families.Get(PushTimeMetricName); f != nil && gaugeValue(f) != 0 {
+	if f := g.Families.Get(PushTimeMetricName); f != nil && f.GaugeValue() != 0 {
 		return f.TimeUnixNano
 	}
 	var last int64

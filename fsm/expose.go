@@ -154,10 +154,6 @@ func (e *ExposedFamily) Name() string { return e.Header.GetName() }
 // Proto returns the family as a message, its metrics built from the
 // records (Metric.Proto). Callers must not modify it.
 func (e *ExposedFamily) Proto() *dto.MetricFamily {
-	mf := &dto.MetricFamily{Name: e.Header.Name, Help: e.Header.Help, Type: e.Header.Type, Unit: e.Header.Unit}
-	mf.Metric = make([]*dto.Metric, len(e.Metrics))
-	for i, m := range e.Metrics {
-		mf.Metric[i] = m.Proto()
-	}
-	return mf
+	return &dto.MetricFamily{Name: e.Header.Name, Help: e.Header.Help, Type: e.Header.Type, Unit: e.Header.Unit,
+		Metric: messages(len(e.Metrics), slices.Values(e.Metrics))}
 }

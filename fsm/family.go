@@ -105,12 +105,28 @@ func (f *Family) proto() dto.MetricFamily {
 	h := f.header()
 	var ms []*dto.Metric
 	if len(f.metrics) > 0 {
-		ms = make([]*dto.Metric, len(f.metrics))
-		for i := range f.metrics {
-			ms[i] = f.metrics[i].Proto()
-		}
+		ms = messages(len(f.metrics), f.All())
 	}
 	return dto.MetricFamily{Name: h.name, Help: h.help, Type: h.typ, Unit: h.unit, Metric: ms}
+}
+
+// messages returns the messages of n records (Metric.Proto), in order.
+func messages(n int, records iter.Seq[*Metric]) []*dto.Metric {
+	ms := make([]*dto.Metric, 0, n)
+	for m := range records {
+		ms = append(ms, m.Proto())
+	}
+	return ms
+}
+
+// GaugeValue returns the value of the family's first metric as a gauge (0
+// if it has none): what push_time_seconds and push_failure_time_seconds
+// hold.
+func (f *Family) GaugeValue() float64 {
+	if len(f.metrics) == 0 {
+		return 0
+	}
+	return f.metrics[0].GaugeValue()
 }
 
 // Help returns the family's help text ("" if it has none).

@@ -40,6 +40,7 @@ const (
 	mfHelp   = 2
 	mfType   = 3
 	mfMetric = 4
+	mfUnit   = 5
 
 	metricLabel       = 1
 	metricGauge       = 2
@@ -393,11 +394,8 @@ func (s *familySlabs) familyFields(raw []byte, h *familyHeader, metric func(v []
 }
 
 func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
-	first := s.nLabelPtrs
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+	m.Label = s.metricFields(raw, func(num protowire.Number, v []byte) {
 		switch num {
-		case metricLabel:
-			s.nextLabel(v)
 		case metricGauge:
 			g := next(&s.gauges)
 			g.Value = s.value(v)
@@ -410,26 +408,33 @@ func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
 			u := next(&s.untypeds)
 			u.Value = s.value(v)
 			m.Untyped = u
+		}
+	}, func(ts int64) {
+		t := next(&s.timestamps)
+		*t = ts
+		m.TimestampMs = t
+	})
+}
+
+// metricFields reads a metric countMetric accepted, for metric and record:
+// its label pairs into the next label slots, which it returns (nil if
+// there are none and no spare room) with the spare room after them; each
+// value message's field number and bytes to value, and its timestamp to
+// timestamp.
+func (s *familySlabs) metricFields(raw []byte, value func(num protowire.Number, v []byte), timestamp func(int64)) []*dto.LabelPair {
+	first := s.nLabelPtrs
+	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+		switch num {
+		case metricLabel:
+			s.labelPtrs[s.nLabelPtrs] = s.label(v)
+			s.nLabelPtrs++
 		case metricTimestampMs:
-			t := next(&s.timestamps)
-			*t = int64(x)
-			m.TimestampMs = t
+			timestamp(int64(x))
+		default:
+			value(num, v)
 		}
 		return true
 	})
-	m.Label = s.labelsFrom(first)
-}
-
-// nextLabel takes the label pair raw holds into the next label slot.
-func (s *familySlabs) nextLabel(raw []byte) {
-	s.labelPtrs[s.nLabelPtrs] = s.label(raw)
-	s.nLabelPtrs++
-}
-
-// labelsFrom returns the label slots of one metric, from first to the
-// last taken, and leaves the spare room after them (nil if there are
-// neither).
-func (s *familySlabs) labelsFrom(first int) []*dto.LabelPair {
 	end := s.nLabelPtrs
 	s.nLabelPtrs += s.decoding.spareLabels
 	if end > first || s.decoding.spareLabels > 0 {

@@ -38,8 +38,8 @@ func TestFamilyMessageIsProtoMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		size := familyMessageSize(f)
-		got, err := appendFamilyMessage([]byte("prefix"), f)
+		size, sizes := familyMessageSize(f, nil)
+		got, err := appendFamilyMessage([]byte("prefix"), f, sizes)
 		if err != nil {
 			t.Fatal(err)
 		}

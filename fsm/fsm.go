@@ -172,10 +172,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	for _, mf := range cmd.Families {
 		stored = append(stored, familyOf(mf, cmd.TimeUnixNano, &slab))
 	}
-	stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano))
-	if next.Families.Get(PushFailureTimeMetricName) == nil {
-		stored = append(stored, timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, 0, cmd.TimeUnixNano))
-	}
+	stored = appendTimestampFamilies(stored, next, gp, cmd.TimeUnixNano, false)
 	next.Families = next.Families.with(keep, pointersTo(stored))
 
 	if err := s.checkQuotas(prev, next, cmd); err != nil {
@@ -244,11 +241,7 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 		names = sortedNames(next.Labels)
 	}
 	gp := newGroupingPairs(next.Labels, names)
-	stored := make([]Family, 1, 2)
-	stored[0] = timestampFamily(pushFailureTimeName, pushFailureTimeHelp, gp, cmd.TimeUnixNano, cmd.TimeUnixNano)
-	if next.Families.Get(PushTimeMetricName) == nil {
-		stored = append(stored, timestampFamily(pushTimeName, pushTimeHelp, gp, 0, cmd.TimeUnixNano))
-	}
+	stored := appendTimestampFamilies(make([]Family, 0, 2), next, gp, cmd.TimeUnixNano, true)
 	next.Families = next.Families.with(nil, pointersTo(stored))
 	s.setGroup(key, next)
 }

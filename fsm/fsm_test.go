@@ -63,7 +63,7 @@ func TestEmptyPutKeepsGroupWithPushTime(t *testing.T) {
 	if g == nil || len(g.Families) != 2 || g.Families.Get(PushTimeMetricName) == nil || g.Families.Get(PushFailureTimeMetricName) == nil {
 		t.Fatalf("group after empty PUT: %+v", g)
 	}
-	if v := gaugeValue(g.Families.Get(PushTimeMetricName)); v != float64(t2)/1e9 {
+	if v := g.Families.Get(PushTimeMetricName).GaugeValue(); v != float64(t2)/1e9 {
 		t.Fatalf("push_time_seconds = %v", v)
 	}
 }
@@ -111,7 +111,7 @@ func TestTimestampsRejectedAndFailureRecorded(t *testing.T) {
 	if g.LastPushSuccess() {
 		t.Fatal("last push must be marked failed")
 	}
-	if v := gaugeValue(g.Families.Get(PushFailureTimeMetricName)); v != float64(t2)/1e9 {
+	if v := g.Families.Get(PushFailureTimeMetricName).GaugeValue(); v != float64(t2)/1e9 {
 		t.Fatalf("push_failure_time_seconds = %v", v)
 	}
 	if v := g.Families.Get("a").Metrics()[0].Proto().GetUntyped().GetValue(); v != 1 {
@@ -133,13 +133,13 @@ func TestFailedPushCreatesNewGroupLikeUpstream(t *testing.T) {
 	if g == nil {
 		t.Fatal("upstream creates the group of a rejected push")
 	}
-	if len(g.Families) != 2 || gaugeValue(g.Families.Get(PushTimeMetricName)) != 0 || gaugeValue(g.Families.Get(PushFailureTimeMetricName)) != float64(t2)/1e9 {
+	if len(g.Families) != 2 || g.Families.Get(PushTimeMetricName).GaugeValue() != 0 || g.Families.Get(PushFailureTimeMetricName).GaugeValue() != float64(t2)/1e9 {
 		t.Fatalf("rejected new group: %+v", g.Families)
 	}
 	// A later good push keeps the failure time but marks success.
 	a.mustOK(pushCmd(t, OpPut, t3, "# TYPE a counter\na 2\n", "job", "j2"))
 	g = a.s.Group(map[string]string{"job": "j2"})
-	if !g.LastPushSuccess() || gaugeValue(g.Families.Get(PushFailureTimeMetricName)) != float64(t2)/1e9 {
+	if !g.LastPushSuccess() || g.Families.Get(PushFailureTimeMetricName).GaugeValue() != float64(t2)/1e9 {
 		t.Fatal("successful push after a failure must keep push_failure_time_seconds and be successful")
 	}
 }

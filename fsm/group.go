@@ -59,16 +59,7 @@ func (g *Group) LastPushSuccess() bool {
 	if fail == nil || success == nil {
 		return true
 	}
-	return gaugeValue(fail) <= gaugeValue(success)
-}
-
-// gaugeValue returns the value of the family's first metric as a gauge (0
-// if it has none).
-func gaugeValue(f *Family) float64 {
-	if len(f.metrics) == 0 {
-		return 0
-	}
-	return f.metrics[0].GaugeValue()
+	return fail.GaugeValue() <= success.GaugeValue()
 }
 
 // seriesCount returns the number of metrics in the group (0 for nil).

@@ -53,24 +53,19 @@ func (s *familySlabs) storedFamily(raw []byte, unixNano int64) Family {
 
 // record fills r from raw, a metric countMetric accepted in records mode.
 func (s *familySlabs) record(r *Metric, raw []byte) {
-	first := s.nLabelPtrs
-	eachField(raw, func(num protowire.Number, _ protowire.Type, v []byte, x uint64) bool {
+	r.labels = s.metricFields(raw, func(num protowire.Number, v []byte) {
 		switch num {
-		case metricLabel:
-			s.nextLabel(v)
 		case metricGauge:
 			r.kind |= kindGauge | recordValue(r, v)
 		case metricCounter:
 			r.kind |= kindCounter | recordValue(r, v)
 		case metricUntyped:
 			r.kind |= kindUntyped | recordValue(r, v)
-		case metricTimestampMs:
-			r.kind |= hasTimestamp
-			r.ts = int64(x)
 		}
-		return true
+	}, func(ts int64) {
+		r.kind |= hasTimestamp
+		r.ts = ts
 	})
-	r.labels = s.labelsFrom(first)
 }
 
 // recordValue reads a Gauge, Counter or Untyped message holding at most its

@@ -121,22 +121,38 @@ func sortedNames(labels map[string]string) []string {
 	return names
 }
 
+// appendTimestampFamilies appends the timestamp families that a change of
+// group g (as it was, or its clone) at unixNano stores, as upstream:
+// push_time_seconds at unixNano, or push_failure_time_seconds when the
+// change failed, and the other one at 0 if g has none.
+func appendTimestampFamilies(stored []Family, g *Group, gp *groupingPairs, unixNano int64, failed bool) []Family {
+	set, other := pushTimeHeader, pushFailureTimeHeader
+	if failed {
+		set, other = other, set
+	}
+	stored = append(stored, timestampFamily(set, gp, unixNano, unixNano))
+	if g.Families.Get(*other.name) == nil {
+		stored = append(stored, timestampFamily(other, gp, 0, unixNano))
+	}
+	return stored
+}
+
 // timestampFamily builds the push_time_seconds or push_failure_time_seconds
-// gauge of a group. A zero time gives the value 0, as upstream.
-func timestampFamily(name, help *string, gp *groupingPairs, valueUnixNano, storedUnixNano int64) Family {
+// gauge of a group, of header h. A zero time gives the value 0, as
+// upstream.
+func timestampFamily(h *familyHeader, gp *groupingPairs, valueUnixNano, storedUnixNano int64) Family {
 	// One record, its label pairs the group's (shared by both timestamp
-	// families of a command), with the name, help and type strings
-	// shared: stored families are never modified.
-	h := interned.header(familyHeader{name: name, help: help, typ: &metricTypes[dto.MetricType_GAUGE]})
+	// families of a command), and the header shared by every timestamp
+	// family: stored families are never modified.
 	m := []Metric{{labels: gp.sortedStored(), value: float64(valueUnixNano) / 1e9, kind: kindGauge | hasValue}}
 	return Family{hdr: h, metrics: m, TimeUnixNano: storedUnixNano}
 }
 
-// The timestamp families' names and help are shared by every timestamp
-// family (their type is metricTypes', intern.go).
+// The timestamp families' headers, made once rather than looked up in the
+// intern table for every push.
 var (
-	pushTimeName        = proto.String(PushTimeMetricName)
-	pushTimeHelp        = proto.String(pushTimeMetricHelp)
-	pushFailureTimeName = proto.String(PushFailureTimeMetricName)
-	pushFailureTimeHelp = proto.String(pushFailureTimeMetricHelp)
+	pushTimeHeader = &familyHeader{name: proto.String(PushTimeMetricName), help: proto.String(pushTimeMetricHelp),
+		typ: &metricTypes[dto.MetricType_GAUGE]}
+	pushFailureTimeHeader = &familyHeader{name: proto.String(PushFailureTimeMetricName), help: proto.String(pushFailureTimeMetricHelp),
+		typ: &metricTypes[dto.MetricType_GAUGE]}
 )

@@ -52,10 +52,13 @@ func decodeLabelSet(b []byte) (map[string]string, error) {
 
 func encodeGroup(b []byte, g *Group) ([]byte, error) {
 	b = appendLabels(b, groupFieldLabel, g.Labels)
+	var scratch [32]int // the metric sizes of a family, usually on the stack
+	sizes := scratch[:0]
 	for _, f := range g.Families {
 		// The family record, {time, metric family}, written in place: its
 		// length and the message's are computed first.
-		mfSize := familyMessageSize(f)
+		var mfSize int
+		mfSize, sizes = familyMessageSize(f, sizes)
 		recSize := protowire.SizeTag(famFieldTime) + protowire.SizeVarint(uint64(f.TimeUnixNano)) +
 			protowire.SizeTag(famFieldMF) + protowire.SizeBytes(mfSize)
 		b = protowire.AppendTag(b, groupFieldFamily, protowire.BytesType)
@@ -65,58 +68,52 @@ func encodeGroup(b []byte, g *Group) ([]byte, error) {
 		b = protowire.AppendTag(b, famFieldMF, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(mfSize))
 		var err error
-		if b, err = appendFamilyMessage(b, f); err != nil {
+		if b, err = appendFamilyMessage(b, f, sizes); err != nil {
 			return nil, fmt.Errorf("encode family %q of group %v: %w", f.Name(), g.Labels, err)
 		}
 	}
 	return appendGroupMeta(b, g.Expiry, g.LastPushBy, metaFields{groupFieldExpireAfter, groupFieldPushedByUser, groupFieldPushedByAddr}), nil
 }
 
-// MetricFamily's fields (io.prometheus.client), for writing one from a
-// Family.
-const (
-	mfFieldName   = 1
-	mfFieldHelp   = 2
-	mfFieldType   = 3
-	mfFieldMetric = 4
-	mfFieldUnit   = 5
-)
-
 // familyMessageSize is the size of f's MetricFamily message, as
-// appendFamilyMessage writes it.
-func familyMessageSize(f *Family) int {
+// appendFamilyMessage writes it. The sizes of its metrics' messages are
+// left in sizes (reused when it has room), for appendFamilyMessage.
+func familyMessageSize(f *Family, sizes []int) (int, []int) {
 	h := f.header()
-	n := stringFieldSize(mfFieldName, h.name) + stringFieldSize(mfFieldHelp, h.help) + stringFieldSize(mfFieldUnit, h.unit)
+	n := stringFieldSize(mfName, h.name) + stringFieldSize(mfHelp, h.help) + stringFieldSize(mfUnit, h.unit)
 	if h.typ != nil {
-		n += protowire.SizeTag(mfFieldType) + protowire.SizeVarint(uint64(*h.typ))
+		n += protowire.SizeTag(mfType) + protowire.SizeVarint(uint64(*h.typ))
 	}
+	sizes = sizes[:0]
 	for i := range f.metrics {
-		n += protowire.SizeTag(mfFieldMetric) + protowire.SizeBytes(f.metrics[i].ProtoSize())
+		size := f.metrics[i].ProtoSize()
+		sizes = append(sizes, size)
+		n += protowire.SizeTag(mfMetric) + protowire.SizeBytes(size)
 	}
-	return n
+	return n, sizes
 }
 
 // appendFamilyMessage appends f as a MetricFamily message: the bytes
 // proto's deterministic marshalling gives f.MF() (fields in number order),
-// without building that message.
-func appendFamilyMessage(b []byte, f *Family) ([]byte, error) {
+// without building that message. sizes are its metrics' sizes, from
+// familyMessageSize.
+func appendFamilyMessage(b []byte, f *Family, sizes []int) ([]byte, error) {
 	h := f.header()
-	b = appendStringField(b, mfFieldName, h.name)
-	b = appendStringField(b, mfFieldHelp, h.help)
+	b = appendStringField(b, mfName, h.name)
+	b = appendStringField(b, mfHelp, h.help)
 	if h.typ != nil {
-		b = protowire.AppendTag(b, mfFieldType, protowire.VarintType)
+		b = protowire.AppendTag(b, mfType, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(*h.typ))
 	}
 	for i := range f.metrics {
-		m := &f.metrics[i]
-		b = protowire.AppendTag(b, mfFieldMetric, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(m.ProtoSize()))
+		b = protowire.AppendTag(b, mfMetric, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizes[i]))
 		var err error
-		if b, err = m.AppendProto(b); err != nil {
+		if b, err = f.metrics[i].AppendProto(b); err != nil {
 			return nil, err
 		}
 	}
-	return appendStringField(b, mfFieldUnit, h.unit), nil
+	return appendStringField(b, mfUnit, h.unit), nil
 }
 
 func decodeGroup(b []byte) (*Group, error) {

@@ -121,7 +121,7 @@ const (
 )
 
 // warmExposition brings the cached exposition up to date off the request
-// path: the order of every changed family (fsm.FSM.Families) and its encoding
+// path: the order of every changed family (fsm.FSM.Exposed) and its encoding
 // in each format scraped within warmWindow, compressed too when that
 // format was scraped with gzip. Before the first scrape it
 // encodes the format of a client that states no preference (text with

@@ -196,7 +196,7 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 		}
 	}
 	for _, f := range g.Families {
-		out.Families = append(out.Families, uiFamilyOf(f.Name(), f, g.Labels))
+		out.Families = append(out.Families, uiFamilyOf(f, g.Labels))
 	}
 	return out
 }
@@ -215,10 +215,10 @@ func pushedByText(by fsm.PushedBy) string {
 
 // pushTime reads push_time_seconds or push_failure_time_seconds.
 func pushTime(f *fsm.Family) time.Time {
-	if f == nil || len(f.Metrics()) == 0 {
+	if f == nil {
 		return time.Time{}
 	}
-	s := f.Metrics()[0].GaugeValue()
+	s := f.GaugeValue()
 	if s <= 0 || math.IsNaN(s) || math.IsInf(s, 0) {
 		return time.Time{}
 	}
@@ -226,8 +226,8 @@ func pushTime(f *fsm.Family) time.Time {
 	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
-func uiFamilyOf(name string, f *fsm.Family, grouping map[string]string) uiFamily {
-	typ := f.Type()
+func uiFamilyOf(f *fsm.Family, grouping map[string]string) uiFamily {
+	name, typ := f.Name(), f.Type()
 	out := uiFamily{
 		Name:   name,
 		Help:   f.Help(),
