@@ -140,8 +140,8 @@ func valuePushes(b *testing.B, first, n, groups int) [][]byte {
 // BenchmarkFamiliesAfterChurn measures the exposition of a store of G
 // groups after 100 groups were deleted and pushed again with series of a
 // new label value (churn: their metrics leave the order and come back
-// elsewhere), the work a scrape or the warmer does under the state
-// machine's lock while writes wait.
+// elsewhere), the work a scrape or the warmer does (writes wait only while
+// the changes are taken: BenchmarkApplyWhileExposing).
 func BenchmarkFamiliesAfterChurn(b *testing.B) {
 	for _, groups := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
@@ -168,8 +168,7 @@ func BenchmarkFamiliesAfterChurn(b *testing.B) {
 
 // BenchmarkFirstExposition measures ordering a whole store of 10,000
 // groups that was never exposed (after a fill), the work the first
-// exposition after a restart would do under the state machine's lock if
-// the restore did not do it first.
+// exposition after a restart would do if the restore did not do it first.
 func BenchmarkFirstExposition(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

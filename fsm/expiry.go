@@ -1,10 +1,5 @@
 package fsm
 
-import (
-	"slices"
-	"strings"
-)
-
 // Expiry (OpExpire): which groups are old enough, and their removal. A
 // group expires by its own expiry (X-Pushgateway-Expire-After of its last
 // push) or, without one, by --push.expire-after.
@@ -54,7 +49,7 @@ func (s *FSM) ExpiryCandidates(nowUnixNano, cutoffUnixNano int64, max int) []map
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(expired, func(a, b *Group) int { return strings.Compare(a.Key, b.Key) })
+	sortByKey(expired)
 	if max > 0 && len(expired) > max {
 		expired = expired[:max]
 	}

@@ -29,12 +29,15 @@ func (s *FSM) Families() []*dto.MetricFamily {
 // The result is cached and rebuilt only for names changed since the last
 // call. The returned families are shared: callers must not modify them.
 //
-// Writes wait only while the changes are ordered: the metric lists of the
-// changed names (a copy of a name's whole order, 100,000 pointers at
-// 100,000 groups, slowed by the collector's write barriers while it marks)
-// are built after the state machine's lock is released. exposeMu keeps
-// the order still meanwhile: only the holder of exposeMu settles it, and
-// Apply only records changes beside it.
+// Writes wait only while the changes are taken: the changed names' pending
+// changes are swapped out and their headers made under the state machine's
+// lock, which is all that must see one state. Settling the changes into
+// each name's order (a binary search per changed metric, slowed by cache
+// misses: 135 ms for 36,000 changed metrics at 100,000 groups) and copying
+// the changed names' metric lists (100,000 pointers a name at 100,000
+// groups) happen after the lock is released. exposeMu keeps the order
+// still meanwhile: only its holder settles or reads it, and Apply records
+// its changes beside the ones being settled.
 func (s *FSM) Exposed() []*ExposedFamily {
 	s.mu.RLock()
 	if out := s.exposed; out != nil {
@@ -50,33 +53,36 @@ func (s *FSM) Exposed() []*ExposedFamily {
 		s.mu.Unlock()
 		return out
 	}
-	s.ix.settleAll()
 	gen := s.exposeGen
 	names := slices.Sorted(maps.Keys(s.ix.names))
 	out := make([]*ExposedFamily, len(names))
-	type merge struct {
-		i       int
-		e       *nameEntry
-		version uint64
-	}
-	var merges []merge
+	var (
+		entries  []*nameEntry
+		changes  []pendingChanges
+		at       []int    // the position in out of entries[k]
+		versions []uint64 // entries[k]'s version when its changes were taken
+	)
 	for i, name := range names {
 		e := s.ix.names[name]
 		if e.merged != nil {
 			out[i] = e.merged
 			continue
 		}
-		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e)}
-		merges = append(merges, merge{i: i, e: e, version: e.version})
+		taken := e.takePending()
+		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e, taken)}
+		entries, changes = append(entries, e), append(changes, taken)
+		at, versions = append(at, i), append(versions, e.version)
 	}
 	s.mu.Unlock()
-	if s.afterSettle != nil {
-		s.afterSettle()
-	}
 
-	for _, m := range merges {
-		// Settled above; unchanged while exposeMu is held.
-		out[m.i].Metrics = slices.Clone(m.e.metrics)
+	if s.beforeSettle != nil {
+		s.beforeSettle()
+	}
+	settleEach(entries, changes)
+	for k, e := range entries {
+		// Settled above to the state the changes were taken from, and
+		// unchanged while exposeMu is held.
+		out[at[k]].Metrics = slices.Clone(e.metrics)
 	}
 
 	kept := make([]*ExposedFamily, 0, len(out))
@@ -86,13 +92,13 @@ func (s *FSM) Exposed() []*ExposedFamily {
 		}
 	}
 	// Cache what no command changed meanwhile (what did is the exposition
-	// of the state at the settle above: right for this caller, stale for
-	// the next).
+	// of the state the changes were taken from: right for this caller,
+	// stale for the next).
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range merges {
-		if m.e.version == m.version {
-			m.e.merged = out[m.i]
+	for k, e := range entries {
+		if e.version == versions[k] {
+			e.merged = out[at[k]]
 		}
 	}
 	if s.exposeGen == gen {
@@ -104,22 +110,30 @@ func (s *FSM) Exposed() []*ExposedFamily {
 // exposedHeader returns the exposition of one family name across groups
 // without its metrics: the name, and the help and type of the group with
 // the smallest key (a reserved name's help is the gateway's). Callers hold
-// s.mu and have settled the name's order.
-func (s *FSM) exposedHeader(name string, e *nameEntry) *dto.MetricFamily {
+// s.mu and exposeMu, and have taken the name's pending changes (taken),
+// not yet settled.
+func (s *FSM) exposedHeader(name string, e *nameEntry, taken pendingChanges) *dto.MetricFamily {
 	if s.ix.family(e.minKey, name) == nil {
 		// That group left this name: find the new smallest key among the
-		// groups holding it, which the settled order and the groups with
-		// an empty family of the name list.
-		first := true
-		for _, om := range e.sorted {
-			if first || om.key < e.minKey {
-				e.minKey, first = om.key, false
+		// groups holding it. Each is in the order (not settled yet, so
+		// groups that left may be there too), among the taken additions,
+		// or among the groups with an empty family of the name; the map
+		// of groups says which still hold it, looked up only for a key
+		// smaller than the best so far.
+		found := false
+		consider := func(key string) {
+			if (!found || key < e.minKey) && s.ix.family(key, name) != nil {
+				e.minKey, found = key, true
 			}
 		}
-		for k := range e.empty {
-			if first || k < e.minKey {
-				e.minKey, first = k, false
-			}
+		for _, om := range e.sorted {
+			consider(om.key)
+		}
+		for key := range taken.add {
+			consider(key)
+		}
+		for key := range e.empty {
+			consider(key)
 		}
 	}
 	first := s.ix.family(e.minKey, name)

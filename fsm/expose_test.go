@@ -111,8 +111,8 @@ func TestFamiliesCachesNothingChangedWhileBuilding(t *testing.T) {
 		pushCmd(t, OpPut, 12e9, "c 1\n", "job", "j", "instance", "7"),  // a new group and name
 		pushCmd(t, OpDelete, 13e9, "", "job", "j", "instance", "3"),    // every name
 	}
-	s.s.afterSettle = func() {
-		s.s.afterSettle = nil
+	s.s.beforeSettle = func() {
+		s.s.beforeSettle = nil
 		for _, c := range during {
 			s.mustOK(c)
 		}

@@ -164,9 +164,31 @@ func sameLabels(a, b []Metric) bool {
 	return true
 }
 
-// settle applies the pending changes to the ordered list. The result is
-// the same however the changes are batched: the order is a function of
-// the stored metrics and their group keys alone.
+// pendingChanges are changes to a name's exposition order, taken from its
+// entry to be settled: the metrics to take out (remove) and to put in
+// (add), by group key.
+type pendingChanges struct {
+	remove, add map[string][]Metric
+}
+
+// takePending returns the changes pending in the entry and leaves it none,
+// so that Apply records the next changes beside the ones being settled.
+// Callers hold the state machine's lock (Apply records changes under it)
+// and exposeMu (the spare maps are the settler's).
+func (e *nameEntry) takePending() pendingChanges {
+	p := pendingChanges{remove: e.pendingRemove, add: e.pendingAdd}
+	e.pendingRemove, e.pendingAdd = e.spareRemove, e.spareAdd
+	e.spareRemove, e.spareAdd = nil, nil
+	if e.pendingRemove == nil {
+		e.pendingRemove, e.pendingAdd = map[string][]Metric{}, map[string][]Metric{}
+	}
+	return p
+}
+
+// settle applies changes p, taken from the entry, to the ordered list. The
+// result is the same however the changes are batched: the order is a
+// function of the stored metrics and their group keys alone. Callers hold
+// exposeMu, not the state machine's lock: Apply does not read the order.
 //
 //   - A group whose new metrics have the same labels as its old ones (a
 //     push that changes values only, the usual case) keeps their places:
@@ -175,14 +197,13 @@ func sameLabels(a, b []Metric) bool {
 //     then the list is compacted in one pass; many are filtered by key.
 //   - Added metrics are sorted among themselves, then merged into the
 //     list in one backward pass that finds their places by binary search.
-func (e *nameEntry) settle() {
-	if len(e.pendingAdd)+len(e.pendingRemove) > shrinkPending {
-		// Emptied maps keep their size: after a fill or a restore that
-		// is a slot for every group, twice, for good.
-		defer func() { e.pendingAdd, e.pendingRemove = map[string][]Metric{}, map[string][]Metric{} }()
-	}
-	for key, old := range e.pendingRemove {
-		added, ok := e.pendingAdd[key]
+func (e *nameEntry) settle(p pendingChanges) {
+	// Emptied maps keep their size: after a fill or a restore that would
+	// be a slot for every group, twice, for good. Smaller ones are kept
+	// for the next changes.
+	keep := len(p.add)+len(p.remove) <= shrinkPending
+	for key, old := range p.remove {
+		added, ok := p.add[key]
 		if !ok || !sameLabels(old, added) {
 			continue
 		}
@@ -197,47 +218,60 @@ func (e *nameEntry) settle() {
 		if !found {
 			continue
 		}
-		for i, p := range pos {
-			e.sorted[p].m = &added[i]
-			e.metrics[p] = &added[i]
+		for i, at := range pos {
+			e.sorted[at].m = &added[i]
+			e.metrics[at] = &added[i]
 		}
-		delete(e.pendingRemove, key)
-		delete(e.pendingAdd, key)
+		delete(p.remove, key)
+		delete(p.add, key)
 	}
-	if len(e.pendingRemove) > 0 {
-		e.removePending()
+	if len(p.remove) > 0 {
+		e.removePending(p.remove)
 	}
-	if len(e.pendingAdd) > 0 {
-		e.mergePending()
+	if len(p.add) > 0 {
+		e.mergePending(p.add)
+	}
+	if keep {
+		e.spareRemove, e.spareAdd = p.remove, p.add
 	}
 }
 
-// shrinkPending is the number of pending groups from which settle replaces
+// shrinkPending is the number of pending groups above which settle drops
 // the maps of pending changes once it emptied them.
 const shrinkPending = 1024
 
-// parallelSettle is the number of pending metrics from which settleAll
+// parallelSettle is the number of pending metrics from which settleEach
 // orders the names on every core.
 const parallelSettle = 20000
 
-// settleAll settles every name with pending changes, the names in
-// parallel when there are many changes (a restored or freshly filled
-// store: ordering a million metrics takes seconds of one core). Names are
-// independent and each settles to the same order however its changes are
-// batched, so the result is the one of settling them one by one.
+// settleAll takes and settles the changes of every name (a restored state,
+// before it is swapped in).
 func (ix *index) settleAll() {
 	var entries []*nameEntry
-	pending := 0
+	var changes []pendingChanges
 	for _, e := range ix.names {
 		if len(e.pendingAdd)+len(e.pendingRemove) == 0 {
 			continue
 		}
 		entries = append(entries, e)
-		for _, ms := range e.pendingAdd {
+		changes = append(changes, e.takePending())
+	}
+	settleEach(entries, changes)
+}
+
+// settleEach settles changes[i] into entries[i], the names in parallel
+// when there are many changes (a restored or freshly filled store:
+// ordering a million metrics takes seconds of one core). Names are
+// independent and each settles to the same order however its changes are
+// batched, so the result is the one of settling them one by one.
+func settleEach(entries []*nameEntry, changes []pendingChanges) {
+	pending := 0
+	for _, p := range changes {
+		for _, ms := range p.add {
 			pending += len(ms)
 		}
 	}
-	forEach(len(entries), pending >= parallelSettle, func(i int) { entries[i].settle() })
+	forEach(len(entries), pending >= parallelSettle, func(i int) { entries[i].settle(changes[i]) })
 }
 
 // forEach calls f for 0 to n-1, on every core when parallel is set (the
@@ -263,22 +297,23 @@ func forEach(n int, parallel bool, f func(int)) {
 	wg.Wait()
 }
 
-// removePending takes the metrics of pendingRemove out of sorted.
-func (e *nameEntry) removePending() {
+// removePending takes the metrics of remove, by group key, out of sorted
+// and empties remove.
+func (e *nameEntry) removePending(remove map[string][]Metric) {
 	removed := 0
-	for _, ms := range e.pendingRemove {
+	for _, ms := range remove {
 		removed += len(ms)
 	}
 	if removed == 0 {
 		// Only families without metrics went: nothing in sorted is
 		// theirs. (Taking positions of none, below, would read pos[0].)
-		clear(e.pendingRemove)
+		clear(remove)
 		return
 	}
 	var pos []int
 	if removed*16 < len(e.sorted) {
 		pos = make([]int, 0, removed)
-		for key, ms := range e.pendingRemove {
+		for key, ms := range remove {
 			for i := range ms {
 				p := e.find(&ms[i], key)
 				if p < 0 {
@@ -309,7 +344,7 @@ func (e *nameEntry) removePending() {
 	} else {
 		kept := e.sorted[:0]
 		for _, sm := range e.sorted {
-			if _, gone := e.pendingRemove[sm.key]; !gone {
+			if _, gone := remove[sm.key]; !gone {
 				kept = append(kept, sm)
 			}
 		}
@@ -321,26 +356,27 @@ func (e *nameEntry) removePending() {
 		clear(e.metrics[len(kept):])
 		e.metrics = e.metrics[:len(kept)]
 	}
-	clear(e.pendingRemove)
+	clear(remove)
 }
 
-// mergePending sorts the metrics of pendingAdd and merges them into sorted.
-func (e *nameEntry) mergePending() {
+// mergePending sorts the metrics of add, by group key, merges them into
+// sorted and empties add.
+func (e *nameEntry) mergePending(add map[string][]Metric) {
 	n := 0
-	keys := make([]string, 0, len(e.pendingAdd))
-	for k, ms := range e.pendingAdd {
+	keys := make([]string, 0, len(add))
+	for k, ms := range add {
 		keys = append(keys, k)
 		n += len(ms)
 	}
 	sort.Strings(keys)
 	keyed := make([]prefixedMetric, 0, n)
 	for _, k := range keys {
-		ms := e.pendingAdd[k]
+		ms := add[k]
 		for i := range ms {
 			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: &ms[i], key: k}, len(keyed)))
 		}
 	}
-	clear(e.pendingAdd)
+	clear(add)
 	sortPrefixed(keyed)
 	// Merge from the back, in place: sorted grows by len(keyed). Each added
 	// metric finds its place among the originals not yet moved by binary

@@ -3,8 +3,8 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,19 +26,18 @@ type FSM struct {
 	// imported records the import of an upstream persistence file; it
 	// survives wipes, so a file is imported once per cluster.
 	imported *ImportRecord
-	// sortedKeys caches the group keys in order; nil when stale.
-	sortedKeys []string
 	// exposed caches the merged exposition; nil when stale. exposeGen
 	// counts the times it went stale.
 	exposed   []*ExposedFamily
 	exposeGen uint64
 	// exposeMu is held by whoever builds the exposition (Exposed), before
 	// mu: only its holder orders the exposition (nameEntry.sorted), so the
-	// order stays still while the holder reads it without mu.
+	// order stays still while the holder settles and reads it without mu.
 	exposeMu sync.Mutex
-	// afterSettle, if set (by tests), runs in Exposed between ordering
-	// the changes and building the metric lists, without mu.
-	afterSettle func()
+	// beforeSettle, if set (by tests), runs in Exposed once the changed
+	// names' pending changes are taken, on the goroutine that settles them,
+	// before it does, without mu.
+	beforeSettle func()
 	// onChange is called after every applied command and restore.
 	onChange []func()
 }
@@ -260,9 +259,6 @@ func (s *FSM) setGroup(key string, next *Group) {
 	} else {
 		s.groups[key] = next
 	}
-	if prev == nil || next == nil {
-		s.sortedKeys = nil
-	}
 	s.exposed = nil
 	s.exposeGen++
 }
@@ -278,30 +274,27 @@ func (s *FSM) AppliedIndex() uint64 {
 // immutable; the slice belongs to the caller.
 func (s *FSM) Groups() []*Group {
 	s.mu.RLock()
-	if s.sortedKeys != nil {
-		out := s.groupsLocked()
-		s.mu.RUnlock()
-		return out
-	}
+	out := s.groupsUnsorted()
 	s.mu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.groupsLocked()
+	sortByKey(out)
+	return out
 }
 
-func (s *FSM) groupsLocked() []*Group {
-	keys := s.sortedKeys
-	if keys == nil {
-		keys = slices.Sorted(maps.Keys(s.groups))
-		// Only cache under the write lock; callers under the read lock
-		// only get here when the cache is already filled.
-		s.sortedKeys = keys
-	}
-	out := make([]*Group, len(keys))
-	for i, k := range keys {
-		out[i] = s.groups[k]
+// groupsUnsorted returns all groups in no order: one pass over the map,
+// which is all a caller needs the lock for (sorting 100,000 group keys
+// takes about 100 ms, and a snapshot that did it under the lock held
+// writes back that long). Callers hold s.mu.
+func (s *FSM) groupsUnsorted() []*Group {
+	out := make([]*Group, 0, len(s.groups))
+	for _, g := range s.groups {
+		out = append(out, g)
 	}
 	return out
+}
+
+// sortByKey sorts groups by grouping key.
+func sortByKey(groups []*Group) {
+	slices.SortFunc(groups, func(a, b *Group) int { return strings.Compare(a.Key, b.Key) })
 }
 
 // Group returns the group with the given grouping labels, or nil.

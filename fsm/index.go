@@ -28,7 +28,10 @@ type nameEntry struct {
 	// to put in, by group key), so Apply stays O(1) per family and a
 	// scrape pays for what changed, not for a full sort. The family of
 	// this name held by group key is either in sorted or in
-	// pendingAdd[key].
+	// pendingAdd[key], or in the changes an exposition took to settle
+	// (takePending), which it puts into sorted. Only the holder of the
+	// state machine's exposeMu reads or changes sorted and metrics, and
+	// Apply never does: the order is settled without the lock writes need.
 	sorted []orderedMetric
 	// metrics are sorted's metrics, in the same order, kept in step with
 	// it: the exposition copies them in one move (gathering them from
@@ -37,6 +40,9 @@ type nameEntry struct {
 	metrics       []*Metric
 	pendingRemove map[string][]Metric
 	pendingAdd    map[string][]Metric
+	// spareRemove and spareAdd are emptied maps of changes settled before,
+	// for the next takePending (nil: none); the settler's, under exposeMu.
+	spareRemove, spareAdd map[string][]Metric
 	// empty holds the keys of the groups holding a family of this name
 	// without metrics (nil when there are none, the usual case): with
 	// sorted, every group holding the name, once the changes are settled.

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
@@ -24,38 +25,9 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
 	lazy := &applier{t: t, s: newTestFSM()}
 	eager := &applier{t: t, s: newTestFSM()}
-	keys := []map[string]string{
-		{"job": "j"}, {"job": "j", "a": "1"}, {"job": "j", "b": "1"}, {"job": "j", "a": "2"}, {"job": "k", "b": "1"}, {"job": "j", "a": "1", "b": "1"},
-	}
-	for i := 0; i < 40; i++ {
-		keys = append(keys, map[string]string{"job": "many", "instance": fmt.Sprint(i)})
-	}
 	compared := 0
 	for step := 0; step < 4000; step++ {
-		ts := int64(step+1) * 1e9
-		labels := map[string]string{}
-		for k, v := range keys[r.Intn(len(keys))] {
-			labels[k] = v
-		}
-		var c *Command
-		switch n := r.Intn(100); {
-		case n < 4:
-			c = &Command{Op: OpDelete, Labels: labels, TimeUnixNano: ts}
-		case n == 4 && r.Intn(10) == 0:
-			c = &Command{Op: OpWipe, TimeUnixNano: ts}
-		default:
-			c = &Command{Op: []Op{OpPut, OpPost}[r.Intn(2)], Labels: labels, TimeUnixNano: ts, Unchecked: true}
-			for _, name := range []string{"a", "b", "c"} {
-				if r.Intn(3) == 0 {
-					continue
-				}
-				mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
-				for m := r.Intn(3); m >= 0; m-- {
-					mf.Metric = append(mf.Metric, randomGauge(r, true))
-				}
-				c.Families = append(c.Families, mf)
-			}
-		}
+		c := randomOrderCommand(r, int64(step+1)*1e9, false)
 		applyToAll(t, c, lazy, eager)
 		eager.s.Families()
 		if r.Intn(25) != 0 {
@@ -73,6 +45,115 @@ func TestIncrementalOrderEqualsFullSort(t *testing.T) {
 	}
 	if compared < 100 {
 		t.Fatalf("only %d comparisons", compared)
+	}
+}
+
+// orderTestKeys are the grouping keys of randomOrderCommand: keys whose
+// label values tie, and many instances.
+var orderTestKeys = func() []map[string]string {
+	keys := []map[string]string{
+		{"job": "j"}, {"job": "j", "a": "1"}, {"job": "j", "b": "1"}, {"job": "j", "a": "2"}, {"job": "k", "b": "1"}, {"job": "j", "a": "1", "b": "1"},
+	}
+	for i := 0; i < 40; i++ {
+		keys = append(keys, map[string]string{"job": "many", "instance": fmt.Sprint(i)})
+	}
+	return keys
+}()
+
+// randomOrderCommand is a random unchecked push (duplicate series, value
+// and label changes), delete or, rarely, wipe at time ts, to one of
+// orderTestKeys. With help, each family's help names its group, so the
+// exposition shows which group's family heads each name.
+func randomOrderCommand(r *rand.Rand, ts int64, help bool) *Command {
+	labels := maps.Clone(orderTestKeys[r.Intn(len(orderTestKeys))])
+	switch n := r.Intn(100); {
+	case n < 4:
+		return &Command{Op: OpDelete, Labels: labels, TimeUnixNano: ts}
+	case n == 4 && r.Intn(10) == 0:
+		return &Command{Op: OpWipe, TimeUnixNano: ts}
+	}
+	c := &Command{Op: []Op{OpPut, OpPost}[r.Intn(2)], Labels: labels, TimeUnixNano: ts, Unchecked: true}
+	for _, name := range []string{"a", "b", "c"} {
+		if r.Intn(3) == 0 {
+			continue
+		}
+		mf := &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum()}
+		if help {
+			mf.Help = proto.String(fmt.Sprintf("pushed to %v", labels))
+		}
+		for m := r.Intn(3); m >= 0; m-- {
+			mf.Metric = append(mf.Metric, randomGauge(r, true))
+		}
+		c.Families = append(c.Families, mf)
+	}
+	return c
+}
+
+// TestCommandsWhileSettling applies random commands while an exposition
+// settles the changes it took, from another goroutine, which the settle
+// must not keep waiting (it runs without the lock Apply takes). That
+// exposition shows the state the changes were taken from; the next one
+// shows the state after the commands, in the order a full sort gives, with
+// each name's help from the group with the smallest key. Commands that
+// change a group again, delete it or wipe everything meet changes of the
+// same groups being settled.
+func TestCommandsWhileSettling(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	live := &applier{t: t, s: newTestFSM()}
+	ref := &applier{t: t, s: newTestFSM()}
+	ts := int64(0)
+	next := func() *Command {
+		ts += 1e9
+		return randomOrderCommand(r, ts, true)
+	}
+	settledWhileApplying := 0
+	for round := 0; round < 300; round++ {
+		for n := r.Intn(20); n >= 0; n-- {
+			applyToAll(t, next(), live, ref)
+		}
+		before := render(t, ref.s)
+		var during [][]byte
+		for n := r.Intn(6); n > 0; n-- {
+			b, err := next().Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			during = append(during, b)
+		}
+		live.s.beforeSettle = func() {
+			live.s.beforeSettle = nil
+			applied := make(chan struct{})
+			go func() {
+				defer close(applied)
+				for _, b := range during {
+					live.applyEncoded(b)
+				}
+			}()
+			select {
+			case <-applied:
+				settledWhileApplying++
+			case <-time.After(30 * time.Second):
+				t.Fatal("commands applied while settling did not complete in 30s: they wait for the settle")
+			}
+		}
+		if got := render(t, live.s); got != before {
+			t.Fatalf("round %d: the exposition taken before the commands shows another state\n--- got\n%s\n--- want\n%s", round, got, before)
+		}
+		live.s.beforeSettle = nil
+		for _, b := range during {
+			ref.applyEncoded(b)
+		}
+		got, want := render(t, live.s), render(t, ref.s)
+		if got != want {
+			t.Fatalf("round %d: the exposition after the commands differs\n--- got\n%s\n--- want\n%s", round, got, want)
+		}
+		if full := render(t, clone(t, live.s)); got != full {
+			t.Fatalf("round %d: the exposition differs from a full sort\n--- got\n%s\n--- full sort\n%s", round, got, full)
+		}
+		checkFullSortOrder(t, live.s)
+	}
+	if settledWhileApplying < 100 {
+		t.Fatalf("commands were applied while settling in only %d rounds", settledWhileApplying)
 	}
 }
 

@@ -60,11 +60,14 @@ type Snapshot struct {
 	imported *ImportRecord
 }
 
-// Snapshot captures the current state. It only copies group pointers.
+// Snapshot captures the current state. It only copies group pointers,
+// under the read lock, and puts them in key order after releasing it.
 func (s *FSM) Snapshot() *Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &Snapshot{groups: s.groupsLocked(), applied: s.applied, imported: s.imported}
+	s.mu.RLock()
+	sn := &Snapshot{groups: s.groupsUnsorted(), applied: s.applied, imported: s.imported}
+	s.mu.RUnlock()
+	sortByKey(sn.groups)
+	return sn
 }
 
 // AppliedIndex returns the log index the snapshot was taken at.
@@ -204,8 +207,8 @@ func (s *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	// Order the exposition now, on every core, while nothing waits for the
-	// state machine: otherwise the first exposition after a restart would
-	// do it under the lock that writes need.
+	// state machine: otherwise the first scrape after a restart would wait
+	// for it, on a node busy replaying its log.
 	st.ix.settleAll()
 	s.mu.Lock()
 	s.install(st)
@@ -229,7 +232,7 @@ type restoredState struct {
 // the caches of the old one. Callers hold s.mu.
 func (s *FSM) install(st *restoredState) {
 	s.groups, s.ix, s.imported = st.groups, st.ix, st.imported
-	s.sortedKeys, s.exposed = nil, nil
+	s.exposed = nil
 	s.exposeGen++
 	s.series = st.series
 }

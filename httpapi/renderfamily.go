@@ -80,7 +80,9 @@ const maxTieScan = 64
 // Both versions list their metrics in exposition order (fsm.MetricLess,
 // ties broken by grouping key), and a metric that is in both keeps its
 // place relative to the others, so one forward walk over prev finds the
-// shared metrics. A metric is only ever reused by pointer identity, so a
+// shared metrics: by pointer where the versions agree, by position where
+// one metric replaced another between shared neighbours, and by label
+// order otherwise. A metric is only ever reused by pointer identity, so a
 // metric the walk misses is encoded again, never encoded wrong.
 func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*renderedFamily, error) {
 	enc := newMetricEncoder(k, ef.Header)
@@ -106,6 +108,13 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 		if j < len(old) {
 			if old[j] == m {
 				k = j
+			} else if j+1 < len(old) && i+1 < len(metrics) && old[j+1] == metrics[i+1] {
+				// m took old[j]'s place between unchanged neighbours (a
+				// push of new values, the usual change): m is new and
+				// old[j] is gone, told without comparing labels, which
+				// costs cache misses on every metric a refresh walks past
+				// when pushes touched groups all over the order.
+				j++
 			} else {
 				for j < len(old) && fsm.MetricLess(old[j], m) {
 					j++

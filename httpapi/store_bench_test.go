@@ -178,3 +178,36 @@ func BenchmarkScrapeAfterPush(b *testing.B) {
 	b.Run("enc=identity", func(b *testing.B) { benchGetAfterPush(b, "/metrics", "") })
 	b.Run("enc=gzip", func(b *testing.B) { benchGetAfterPush(b, "/metrics", "gzip") })
 }
+
+// BenchmarkScrapeAfterSpreadPushes measures GET /metrics (text, identity)
+// of a store of 100,000 groups after 3,000 of them, spread over the whole
+// order, were pushed again with new values (not timed): the work of one
+// refresh of the exposition warmer under steady pushes from many clients,
+// which changes nearly every segment of every family. The handler sees
+// the store without its change notifications, so no warmer does the work
+// in the background.
+func BenchmarkScrapeAfterSpreadPushes(b *testing.B) {
+	const groups, pushes = 100000, 3000
+	reg := prometheus.NewRegistry()
+	reserved, err := httpapi.ReservedFamilies(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &benchStore{state: fsm.New(reserved)}
+	for i := 0; i < groups; i++ {
+		s.push(b, i, i)
+	}
+	s.handler = httpapi.New(httpapi.Options{Store: struct{ httpapi.Store }{s.state}, Registry: reg}).Handler()
+	s.get(b, "/metrics", "")
+	v := groups
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for k := 0; k < pushes; k++ {
+			v++
+			s.push(b, (v*7919)%groups, v)
+		}
+		b.StartTimer()
+		b.SetBytes(int64(s.get(b, "/metrics", "")))
+	}
+}
