@@ -145,7 +145,9 @@ func (e *nameEntry) find(m *Metric, key string) int {
 }
 
 // sameLabels reports whether two metric lists have the same label pairs,
-// pairwise and in order.
+// pairwise and in order. Equal pointers are equal pairs: the metrics of a
+// push to a group share most pairs with those they replace (interned, or
+// the group's own: groupingPairsOf), and reading a pair costs a cache miss.
 func sameLabels(a, b []Metric) bool {
 	if len(a) != len(b) {
 		return false
@@ -156,7 +158,7 @@ func sameLabels(a, b []Metric) bool {
 			return false
 		}
 		for j := range la {
-			if la[j].GetName() != lb[j].GetName() || la[j].GetValue() != lb[j].GetValue() {
+			if la[j] != lb[j] && (la[j].GetName() != lb[j].GetName() || la[j].GetValue() != lb[j].GetValue()) {
 				return false
 			}
 		}

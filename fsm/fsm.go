@@ -151,7 +151,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 		s.recordFailure(prev, key, cmd, names)
 		return &Result{Err: ErrTimestamp}
 	}
-	gp := newGroupingPairs(cmd.Labels, names)
+	gp := groupingPairsOf(prev, cmd.Labels, names)
 	for _, mf := range cmd.Families {
 		sanitizeLabels(mf, gp)
 	}
@@ -239,7 +239,7 @@ func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []strin
 		next = prev.clone()
 		names = sortedNames(next.Labels)
 	}
-	gp := newGroupingPairs(next.Labels, names)
+	gp := groupingPairsOf(prev, next.Labels, names)
 	stored := appendTimestampFamilies(make([]Family, 0, 2), next, gp, cmd.TimeUnixNano, true)
 	next.Families = next.Families.with(nil, pointersTo(stored))
 	s.setGroup(key, next)

@@ -46,6 +46,57 @@ func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs
 	return gp
 }
 
+// groupingPairsOf returns the grouping pairs of a command on the group
+// stored as prev (nil: none yet). A group's grouping labels are the same
+// for every command on it (its key is made of them), so the pairs of
+// prev's push_time_seconds metric, which holds them all, sorted, are taken
+// over when they say exactly that: a push to an existing group then makes
+// no pairs, and its metrics carry the same pair pointers as the ones they
+// replace, which settling the exposition order compares without reading
+// the pairs (sameLabels). Otherwise new pairs are made.
+func groupingPairsOf(prev *Group, grouping map[string]string, names []string) *groupingPairs {
+	if prev != nil {
+		if f := prev.Families.Get(PushTimeMetricName); f != nil && len(f.metrics) == 1 {
+			if gp := reusedGroupingPairs(f.metrics[0].labels, grouping, names); gp != nil {
+				return gp
+			}
+		}
+	}
+	return newGroupingPairs(grouping, names)
+}
+
+// reusedGroupingPairs returns the grouping pairs found in sorted (the
+// labels of a metric holding only the stored pairs, sorted by name), or nil
+// if sorted is not exactly what sortedStored would make of them.
+func reusedGroupingPairs(sorted []*dto.LabelPair, grouping map[string]string, names []string) *groupingPairs {
+	_, hasInstance := slices.BinarySearch(names, model.InstanceLabel)
+	want := len(names)
+	if !hasInstance {
+		want++
+	}
+	if len(sorted) != want {
+		return nil
+	}
+	gp := &groupingPairs{names: names, pairs: make([]*dto.LabelPair, len(names)), sorted: sorted}
+	for k, lp := range sorted {
+		name := lp.GetName()
+		if k > 0 && sorted[k-1].GetName() >= name {
+			return nil
+		}
+		if i, ok := slices.BinarySearch(names, name); ok {
+			if lp.GetValue() != grouping[name] {
+				return nil
+			}
+			gp.pairs[i] = lp
+		} else if name == model.InstanceLabel && lp.GetValue() == "" {
+			gp.instance = lp
+		} else {
+			return nil
+		}
+	}
+	return gp
+}
+
 // emptyInstance returns the shared instance="" pair, creating it once.
 func (gp *groupingPairs) emptyInstance() *dto.LabelPair {
 	if gp.instance == nil {
