@@ -110,9 +110,11 @@ func (a *API) exposition() http.Handler {
 
 // Timing of the exposition warmer (see warmer): it refreshes after
 // warmDelay without a change, after warmBatch changes or warmMaxWait after
-// a change, stops after warmIdle without a change, and keeps the formats
+// a change, but not before warmSpacing times its last refresh's duration
+// has passed, stops after warmIdle without a change, and keeps the formats
 // scraped within warmWindow.
 const (
+	warmSpacing = 12
 	warmDelay   = 250 * time.Millisecond
 	warmBatch   = 1000
 	warmMaxWait = 5 * time.Second
@@ -138,17 +140,19 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	if len(keys) == 0 {
 		return
 	}
+	// What is cached is noted before the state is read: a family a scrape
+	// brings up to date after that, from this state or a newer one, is
+	// left as the scrape made it (formatCache.warm).
+	fcs := make([]*formatCache, len(keys))
+	seen := make([]map[string]*renderedFamily, len(keys))
+	for i, k := range keys {
+		fcs[i] = cache.byKey(k)
+		seen[i] = fcs[i].cached()
+	}
 	pushed := a.opts.Store.Exposed()
 	since := time.Now().Add(-warmWindow).UnixNano()
-	for _, k := range keys {
-		fc := cache.byKey(k)
-		var err error
-		if fc.lastGzipScrape.Load() >= since {
-			_, err = fc.prepareGzip(pushed)
-		} else {
-			_, err = fc.prepare(pushed)
-		}
-		if err != nil {
+	for i, fc := range fcs {
+		if err := fc.warm(pushed, seen[i], fc.lastGzipScrape.Load() >= since); err != nil {
 			a.logger.Debug("warm exposition", "err", err)
 		}
 	}

@@ -45,6 +45,9 @@ type formatCache struct {
 	// nanoseconds; 0 if only the warmer did), lastGzipScrape when one
 	// asked for it compressed.
 	lastScrape, lastGzipScrape atomic.Int64
+	// afterWarmFamily, if set (by tests), runs in warm after each family,
+	// without mu.
+	afterWarmFamily func()
 }
 
 func newRenderCache() *renderCache {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,6 +64,59 @@ func TestWarmerRunsWhileKickedAndStopsWhenIdle(t *testing.T) {
 	lastKick.Store(time.Now().UnixNano())
 	waitUntil(t, "a refresh after the last kick", func() bool { return afterLastKick.Load() > 0 })
 	waitUntil(t, "the warmer to stop again", func() bool { return !w.running.Load() })
+}
+
+// TestWarmerKeepsToTheBackground: while changes keep coming, a refresh
+// starts no sooner than spacing times the last one's duration after it
+// ended; once they stop, the store is caught up well before that.
+func TestWarmerKeepsToTheBackground(t *testing.T) {
+	const took = 50 * time.Millisecond
+	var (
+		mu        sync.Mutex
+		starts    []time.Time
+		ends      []time.Time
+		loadEnded = make(chan struct{})
+	)
+	w := newWarmer(5*time.Millisecond, 20*time.Millisecond, time.Second, 1, func() bool {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		time.Sleep(took)
+		mu.Lock()
+		defer mu.Unlock()
+		ends = append(ends, time.Now())
+		if len(ends) == 3 {
+			close(loadEnded)
+		}
+		return true
+	})
+	// Changes every millisecond until the third refresh ends, then none.
+	kicking := true
+	for kicking {
+		select {
+		case <-loadEnded:
+			kicking = false
+		default:
+			w.kick()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitUntil(t, "the refresh after the changes stopped", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(starts) >= 4
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	spaced := time.Duration(w.spacing) * took
+	for i := 1; i < 3; i++ {
+		if gap := starts[i].Sub(ends[i-1]); gap < spaced {
+			t.Errorf("under changes, refresh %d started %v after the one before ended, want at least %v", i+1, gap, spaced)
+		}
+	}
+	if gap := starts[3].Sub(ends[2]); gap >= spaced {
+		t.Errorf("the refresh after the changes stopped came %v after the last one, want less than %v", gap, spaced)
+	}
 }
 
 // TestWarmerRetriesADeclinedRefresh checks that a refresh that declines
@@ -185,4 +240,104 @@ func TestPushesWarmTheExpositionBeforeAnyScrape(t *testing.T) {
 		push(i, 1000+i)
 	}
 	waitUntil(t, "the scraped format encoded after changes", func() bool { return warm(protoKey) })
+}
+
+// warmTestStore is a store of 20 groups of families m0, m1 and m2, and a
+// function that pushes them all again with value v.
+func warmTestStore(t *testing.T) (*fsm.FSM, func(v int)) {
+	t.Helper()
+	state := fsm.New(nil)
+	index := uint64(0)
+	push := func(v int) {
+		for g := 0; g < 20; g++ {
+			index++
+			cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(g)}, TimeUnixNano: int64(index) * 1e9}
+			for f := 0; f < 3; f++ {
+				cmd.Families = append(cmd.Families, &dto.MetricFamily{Name: proto.String(fmt.Sprint("m", f)), Type: dto.MetricType_GAUGE.Enum(),
+					Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(v))}}}})
+			}
+			if res := state.ApplyCommand(index, cmd); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		}
+	}
+	push(0)
+	return state, push
+}
+
+// TestWarmEncodesWhatAScrapeWould: a refresh of the warmer leaves every
+// family of the state it read encoded (and compressed, when asked), with
+// the bytes a scrape's own encoding of that state has.
+func TestWarmEncodesWhatAScrapeWould(t *testing.T) {
+	state, push := warmTestStore(t)
+	format := keyOf(expfmt.NewFormat(expfmt.TypeTextPlain))
+	warmed := newRenderCache().byKey(format)
+	if _, err := warmed.prepare(state.Exposed()); err != nil {
+		t.Fatal(err)
+	}
+	push(1)
+	seen := warmed.cached()
+	pushed := state.Exposed()
+	if err := warmed.warm(pushed, seen, true); err != nil {
+		t.Fatal(err)
+	}
+	want, err := newRenderCache().byKey(format).prepare(pushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ef := range pushed {
+		rf := warmed.families[ef.Name()]
+		if rf == nil || rf.from != ef {
+			t.Fatalf("%s is not encoded from the state the refresh read", ef.Name())
+		}
+		if got, want := string(rf.bytes()), string(slices.Concat(want[i]...)); got != want {
+			t.Fatalf("%s: the refresh encoded\n%s\na scrape encodes\n%s", ef.Name(), got, want)
+		}
+		if rf.gz == nil {
+			t.Fatalf("%s is not compressed", ef.Name())
+		}
+	}
+}
+
+// TestAScrapeDoesNotWaitForAWholeRefresh: the warmer holds a format's
+// cache for one family at a time, so a scrape that comes while it works
+// gets the cache after that family and encodes the rest itself; the
+// families that scrape brought up to date, from a newer state than the
+// warmer's, stay as the scrape made them.
+func TestAScrapeDoesNotWaitForAWholeRefresh(t *testing.T) {
+	state, push := warmTestStore(t)
+	fc := newRenderCache().byKey(keyOf(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	seen := fc.cached()
+	warmersState := state.Exposed()
+	push(2)
+	newer := state.Exposed()
+	scrapes := 0
+	fc.afterWarmFamily = func() {
+		fc.afterWarmFamily = nil
+		scraped := make(chan error, 1)
+		go func() {
+			_, err := fc.prepare(newer)
+			scraped <- err
+		}()
+		select {
+		case err := <-scraped:
+			if err != nil {
+				t.Fatal(err)
+			}
+			scrapes++
+		case <-time.After(30 * time.Second):
+			t.Fatal("a scrape during a refresh did not get the cache in 30s: it waits for the whole refresh")
+		}
+	}
+	if err := fc.warm(warmersState, seen, false); err != nil {
+		t.Fatal(err)
+	}
+	if scrapes != 1 {
+		t.Fatalf("%d scrapes during the refresh, want 1", scrapes)
+	}
+	for _, ef := range newer {
+		if rf := fc.families[ef.Name()]; rf == nil || rf.from != ef {
+			t.Fatalf("%s: the refresh replaced what a scrape encoded from a newer state", ef.Name())
+		}
+	}
 }
