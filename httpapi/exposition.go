@@ -51,7 +51,7 @@ func (a *API) exposition() http.Handler {
 		w := newWarmer(warmDelay, warmMaxWait, warmIdle, warmBatch, func() bool {
 			// Not while the node catches up (a restart replaying its log):
 			// the exposition would be ordered and encoded for a state about
-			// to change, under the state machine's lock the replay needs.
+			// to change, with the CPU the replay needs.
 			if a.opts.Readiness != nil && a.opts.Readiness.Ready() != nil {
 				return false
 			}
