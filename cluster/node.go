@@ -29,7 +29,7 @@ type Node struct {
 	mux       *muxListener
 	transport *raft.NetworkTransport
 	stores    *walStore
-	snaps     *raft.FileSnapshotStore
+	snaps     *snapshotStore
 	dialer    *dialer
 	rpc       *rpcClient
 	gossip    *gossip
@@ -120,12 +120,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.fsm.logger = n.logger
 	n.disk = &diskGuard{n: n, path: cfg.DataDir, reserve: cfg.MinFreeBytes}
-	recovering, stable, err := prepareRaftStorage(cfg.DataDir, n.logger)
+	prepared, err := prepareRaftStorage(cfg.DataDir, n.logger)
 	if err != nil {
 		return nil, err
 	}
-	n.recovering.Store(recovering)
-	if err := n.startRaft(stable); err != nil {
+	n.recovering.Store(prepared.recovering)
+	if err := n.startRaft(prepared); err != nil {
 		n.closeAll()
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func Start(cfg Config) (*Node, error) {
 	go n.runReadiness()
 	go n.runExpiry() // groups may carry their own expiry
 	switch {
-	case recovering:
+	case prepared.recovering:
 		n.logger.Warn("recovering: waiting for the leader to copy the state to this node", "node", name, "raft_address", n.raftAddr)
 	case !existing:
 		n.wg.Add(1)
@@ -158,9 +158,11 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// startRaft opens the stores and starts raft; stable holds the stable-store
+// startRaft opens the stores and starts raft on the storage
+// prepareRaftStorage checked; prepared.stable holds the stable-store
 // values found in raft.db (see prepareRaftStorage).
-func (n *Node) startRaft(stable map[string][]byte) error {
+func (n *Node) startRaft(prepared preparedStorage) error {
+	stable := prepared.stable
 	hlog := newHCLogger(n.logger)
 	ln, err := net.Listen("tcp", n.cfg.RaftListen)
 	if err != nil {
@@ -185,8 +187,8 @@ func (n *Node) startRaft(stable map[string][]byte) error {
 	if n.stores, err = openWAL(filepath.Join(raftDir, walSubdir), hlog.Named("wal")); err != nil {
 		return err
 	}
-	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog.Named("snapshots")); err != nil {
-		return fmt.Errorf("open snapshot store: %w", err)
+	if n.snaps, err = newSnapshotStore(raftDir, 2, hlog.Named("snapshots"), prepared.verified); err != nil {
+		return err
 	}
 	rc := raft.DefaultConfig()
 	// Followers learn the commit index from the next AppendEntries; a

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -79,34 +80,46 @@ type storageReport struct {
 	stable map[string][]byte
 	// legacy is set when the log store is an earlier build's raft.db.
 	legacy bool
+	// verified holds the snapshots whose CRC the check verified, by ID,
+	// with their state files' stamps (snapshotstore.go).
+	verified map[string]fileStamp
 }
 
 // checkRaftStorage verifies the raft directory before raft opens it: the
 // log store (the write-ahead log, or the raft.db of an earlier build that
 // is about to be migrated), a contiguous and decodable log whose command
 // checksums match, every snapshot's metadata and CRC, and that the log
-// continues the newest snapshot. Errors are conditions that are not
-// corruption (the store is locked by another process, permissions).
+// continues the newest snapshot. The snapshots are read while the log is.
+// Errors are conditions that are not corruption (the store is locked by
+// another process, permissions).
 func checkRaftStorage(dir string) (*storageReport, error) {
 	rep := &storageReport{}
 	var first, last uint64
 	var problem *corruption
 	var err error
+	var (
+		newest        uint64
+		verified      map[string]fileStamp
+		snapProblem   *corruption
+		snapshotsRead sync.WaitGroup
+	)
+	snapshotsRead.Go(func() { newest, verified, snapProblem = checkSnapshots(dir) })
 	if legacy := filepath.Join(dir, legacyLogFile); exists(legacy) && !exists(filepath.Join(dir, walSubdir)) {
 		rep.legacy = true
 		first, last, problem, err = checkLogStore(legacy, rep)
 	} else {
 		first, last, problem, err = checkWAL(filepath.Join(dir, walSubdir), rep)
 	}
+	snapshotsRead.Wait()
 	if err != nil || problem != nil {
 		rep.problem = problem
 		return rep, err
 	}
-	newest, problem := checkSnapshots(dir)
-	if problem != nil {
-		rep.problem = problem
+	if snapProblem != nil {
+		rep.problem = snapProblem
 		return rep, nil
 	}
+	rep.verified = verified
 	if last > 0 && first > newest+1 {
 		if newest == 0 {
 			rep.problem = corrupt("the raft log starts at index %d but there is no snapshot: entries 1 to %d are missing", first, first-1)
@@ -259,16 +272,17 @@ func verifyEntries(store raft.LogStore, where string, first, last uint64) *corru
 }
 
 // checkSnapshots opens every snapshot (raft verifies its CRC while
-// opening) and returns the newest one's index. A snapshot directory whose
-// metadata raft cannot read is corruption too: raft would skip it and
-// replay the log from an older point.
-func checkSnapshots(dir string) (uint64, *corruption) {
-	entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
+// opening), each on its own goroutine, and returns the newest one's index
+// and the stamps of the state files it verified (snapshotstore.go). A
+// snapshot directory whose metadata raft cannot read is corruption too:
+// raft would skip it and replay the log from an older point.
+func checkSnapshots(dir string) (uint64, map[string]fileStamp, *corruption) {
+	entries, err := os.ReadDir(filepath.Join(dir, snapshotDirName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return 0, corrupt("read snapshot directory: %v", err)
+		return 0, nil, corrupt("read snapshot directory: %v", err)
 	}
 	dirs := map[string]bool{}
 	for _, e := range entries {
@@ -277,30 +291,62 @@ func checkSnapshots(dir string) (uint64, *corruption) {
 		}
 	}
 	if len(dirs) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	store, err := raft.NewFileSnapshotStoreWithLogger(dir, len(dirs), hclog.NewNullLogger())
 	if err != nil {
-		return 0, corrupt("open snapshot store: %v", err)
+		return 0, nil, corrupt("open snapshot store: %v", err)
 	}
 	metas, err := store.List()
 	if err != nil {
-		return 0, corrupt("list snapshots: %v", err)
+		return 0, nil, corrupt("list snapshots: %v", err)
 	}
 	for _, m := range metas {
 		delete(dirs, m.ID)
 	}
 	for id := range dirs {
-		return 0, corrupt("snapshot %s has unreadable metadata", id)
+		return 0, nil, corrupt("snapshot %s has unreadable metadata", id)
 	}
-	for _, m := range metas {
-		_, rc, err := store.Open(m.ID)
-		if err != nil {
-			return 0, corrupt("snapshot %s (index %d) failed verification: %v", m.ID, m.Index, err)
+	stamps := make([]fileStamp, len(metas))
+	problems := make([]*corruption, len(metas))
+	var wg sync.WaitGroup
+	for i, m := range metas {
+		wg.Go(func() {
+			stamp, err := stampOf(snapshotStatePath(dir, m.ID))
+			if err == nil {
+				var rc io.ReadCloser
+				if _, rc, err = store.Open(m.ID); err == nil {
+					_ = rc.Close()
+				}
+			}
+			if err != nil {
+				problems[i] = corrupt("snapshot %s (index %d) failed verification: %v", m.ID, m.Index, err)
+			}
+			stamps[i] = stamp
+		})
+	}
+	wg.Wait()
+	verified := make(map[string]fileStamp, len(metas))
+	for i, m := range metas {
+		if problems[i] != nil {
+			return 0, nil, problems[i]
 		}
-		_ = rc.Close()
+		verified[m.ID] = stamps[i]
 	}
-	return metas[0].Index, nil
+	return metas[0].Index, verified, nil
+}
+
+// preparedStorage is what prepareRaftStorage found and left for startRaft.
+type preparedStorage struct {
+	// recovering is set while the node recovers its storage from its
+	// peers (now or still, after a restart during recovery).
+	recovering bool
+	// stable holds the stable-store values the log store now holds (for
+	// the vote record's mirror).
+	stable map[string][]byte
+	// verified holds the snapshots the check read through their CRC
+	// (snapshotstore.go).
+	verified map[string]fileStamp
 }
 
 // prepareRaftStorage runs before raft opens its stores. Intact storage is
@@ -310,22 +356,20 @@ func checkSnapshots(dir string) (uint64, *corruption) {
 // the log store or its mirror), and marked as recovering: the node then copies
 // the state from the leader and neither votes nor stands for election
 // until it has caught up, because its vote must not help elect a leader
-// that lacks entries it had acknowledged. It returns whether the node is
-// recovering (now or still, after a restart during recovery), and the
-// stable-store values the log store now holds (for the vote record's mirror).
-func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][]byte, error) {
+// that lacks entries it had acknowledged. It returns what startRaft needs to know of it.
+func prepareRaftStorage(dataDir string, logger *slog.Logger) (preparedStorage, error) {
 	dir := filepath.Join(dataDir, raftSubdir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return false, nil, nil
+		return preparedStorage{}, nil
 	}
 	_, markerErr := os.Stat(filepath.Join(dir, recoveringMarker))
 	recovering := markerErr == nil
 	if err := finishMigration(dir); err != nil {
-		return false, nil, err
+		return preparedStorage{}, err
 	}
 	rep, err := checkRaftStorage(dir)
 	if err != nil {
-		return false, nil, err
+		return preparedStorage{}, err
 	}
 	mirror := filepath.Join(dir, voteRecordFile)
 	if rep.problem == nil {
@@ -340,47 +384,47 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (bool, map[string][
 			stable = rec
 		} else if len(stable) > 0 {
 			if err := writeVoteRecord(mirror, stable); err != nil {
-				return false, nil, fmt.Errorf("write vote record: %w", err)
+				return preparedStorage{}, fmt.Errorf("write vote record: %w", err)
 			}
 		}
 		if rep.legacy {
 			if err := migrateLegacyLog(dir, logger); err != nil {
-				return false, nil, err
+				return preparedStorage{}, err
 			}
 		}
-		return recovering, stable, nil
+		return preparedStorage{recovering: recovering, stable: stable, verified: rep.verified}, nil
 	}
 	// The vote record is checksummed; the log store is what failed.
 	stable, recErr := readVoteRecord(mirror)
 	if recErr != nil {
 		if stable = rep.stable; stable == nil {
-			return false, nil, fmt.Errorf("the raft storage in %s is corrupt (%s) and this node's record of its term and vote is lost too (%v): "+
+			return preparedStorage{}, fmt.Errorf("the raft storage in %s is corrupt (%s) and this node's record of its term and vote is lost too (%v): "+
 				"remove this member from the cluster on a healthy node (pushgateway-cluster admin remove-member), move %s away, and start it again to join as a new member",
 				dir, rep.problem, recErr, dataDir)
 		}
 	}
 	quarantine := filepath.Join(dataDir, quarantineDir, time.Now().UTC().Format("20060102T150405.000Z"))
 	if err := os.MkdirAll(quarantine, 0o750); err != nil {
-		return false, nil, fmt.Errorf("create quarantine directory: %w", err)
+		return preparedStorage{}, fmt.Errorf("create quarantine directory: %w", err)
 	}
 	if err := os.Rename(dir, filepath.Join(quarantine, raftSubdir)); err != nil {
-		return false, nil, fmt.Errorf("move corrupt raft storage aside: %w", err)
+		return preparedStorage{}, fmt.Errorf("move corrupt raft storage aside: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return false, nil, fmt.Errorf("create raft dir: %w", err)
+		return preparedStorage{}, fmt.Errorf("create raft dir: %w", err)
 	}
 	if err := seedWAL(filepath.Join(dir, walSubdir), stable); err != nil {
-		return false, nil, err
+		return preparedStorage{}, err
 	}
 	if err := writeVoteRecord(mirror, stable); err != nil {
-		return false, nil, err
+		return preparedStorage{}, err
 	}
 	if err := writeFileSync(filepath.Join(dir, recoveringMarker), []byte(rep.problem.reason+"\n")); err != nil {
-		return false, nil, fmt.Errorf("write recovery marker: %w", err)
+		return preparedStorage{}, fmt.Errorf("write recovery marker: %w", err)
 	}
 	logger.Error("local raft storage is corrupt: moved it aside; this node recovers the state from its peers and neither votes nor stands for election until it has caught up",
 		"problem", rep.problem.reason, "moved_to", quarantine)
-	return true, stable, nil
+	return preparedStorage{recovering: true, stable: stable}, nil
 }
 
 // writeFileSync writes data to path through a temporary file, fsynced and
