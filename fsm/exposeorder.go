@@ -410,14 +410,14 @@ func sortPrefixed(keyed []prefixedMetric) {
 }
 
 // orderRestored orders the metrics of a restored name, given with their
-// group keys in increasing key order and each family's metrics in its
-// order, into an empty entry: the order settle gives the same metrics
-// pending (it sorts the pending keys and numbers the metrics alike),
-// without a map of pending changes in between.
-func (e *nameEntry) orderRestored(ms []sortedMetric) {
+// order keys and group keys in increasing key order and each family's
+// metrics in its order, into an empty entry: the order settle gives the
+// same metrics pending (it sorts the pending keys and numbers the metrics
+// alike), without a map of pending changes in between.
+func (e *nameEntry) orderRestored(ms []orderedMetric) {
 	keyed := make([]prefixedMetric, len(ms))
-	for i, sm := range ms {
-		keyed[i] = newPrefixedMetric(sm, i)
+	for i, om := range ms {
+		keyed[i] = prefixedMetric{ord: int32(i), orderedMetric: om}
 	}
 	sortPrefixed(keyed)
 	e.sorted = make([]orderedMetric, len(keyed))

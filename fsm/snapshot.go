@@ -252,40 +252,37 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	if version != snapshotVersion && version != snapshotVersionV2 {
 		return nil, fmt.Errorf("%w: unsupported version %d (this build reads %d and %d)", ErrCorruptSnapshot, version, snapshotVersion, snapshotVersionV2)
 	}
-	var all []*Group
-	batch := &recordBatch{bufs: make([][]byte, restoreBatch), first: 1}
-	flush := func() error {
-		gs, err := batch.decode()
-		if err != nil {
-			return err
+	dec := newGroupDecoder()
+	// firstError reports a bad record being decoded before err, found
+	// later while reading.
+	firstError := func(err error) error {
+		if derr := dec.wait(); derr != nil {
+			return derr
 		}
-		all = append(all, gs...)
-		batch.first += batch.n
-		batch.n = 0
-		return nil
+		return err
 	}
 	for {
 		n, err := binary.ReadUvarint(cr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, len(all)+batch.n, err)
+			return nil, firstError(fmt.Errorf("%w: record length after %d groups: %v", ErrCorruptSnapshot, dec.read(), err))
 		}
 		if n == 0 {
 			break
 		}
 		if n > maxGroupRecord {
-			return nil, fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n)
+			return nil, firstError(fmt.Errorf("%w: group record of %d bytes", ErrCorruptSnapshot, n))
 		}
-		i := batch.n
-		if batch.bufs[i], err = cr.readRecord(batch.bufs[i], n); err != nil {
-			return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, batch.first+i, err)
+		buf, number := dec.slot()
+		rec, err := cr.readRecord(buf, n)
+		if err != nil {
+			return nil, firstError(fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, number, err))
 		}
-		if batch.n++; batch.n == restoreBatch {
-			if err := flush(); err != nil {
-				return nil, err
-			}
+		if err := dec.added(rec); err != nil {
+			return nil, err
 		}
 	}
-	if err := flush(); err != nil {
+	all, keys, err := dec.finish()
+	if err != nil {
 		return nil, err
 	}
 	groups := make(map[string]*Group, len(all))
@@ -295,7 +292,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		}
 		groups[g.Key] = g
 	}
-	ix, series := indexGroups(all, groups)
+	ix, series := indexGroups(all, keys, groups)
 	count, err := binary.ReadUvarint(cr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: trailer: %v", ErrCorruptSnapshot, err)
