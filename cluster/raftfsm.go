@@ -40,18 +40,25 @@ func newRaftFSM(state *fsm.FSM) *raftFSM {
 
 // Apply implements raft.FSM.
 func (r *raftFSM) Apply(l *raft.Log) interface{} {
-	var res *fsm.Result
-	if l.Type == raft.LogCommand {
-		start := time.Now()
-		defer r.metrics.Load().observeStage(stageApply, start)
-		if err := verifyChecksum(l); err != nil {
-			// Applying it would make this node diverge. Stopping is the
-			// safe way out: at the next start the storage check finds
-			// the entry and the node recovers from its peers.
-			panic(fmt.Sprintf("%v; refusing to apply it: restart the node to recover its storage from the peers", err))
-		}
-		res = r.state.Apply(l.Index, l.Data)
+	if l.Type != raft.LogCommand {
+		r.advance(l.Index)
+		return (*fsm.Result)(nil)
 	}
+	start := time.Now()
+	return r.applyDecoded(l, decodeEntry(l), start)
+}
+
+// applyDecoded applies command entry l, decoded (decodeEntry), and records
+// the time since start as the entry's apply stage.
+func (r *raftFSM) applyDecoded(l *raft.Log, d decodedEntry, start time.Time) *fsm.Result {
+	defer r.metrics.Load().observeStage(stageApply, start)
+	if d.checksumErr != nil {
+		// Applying it would make this node diverge. Stopping is the safe
+		// way out: at the next start the storage check finds the entry
+		// and the node recovers from its peers.
+		panic(fmt.Sprintf("%v; refusing to apply it: restart the node to recover its storage from the peers", d.checksumErr))
+	}
+	res := r.state.ApplyDecoded(l.Index, d.cmd, d.err)
 	r.advance(l.Index)
 	return res
 }

@@ -86,9 +86,17 @@ func (e *QuotaError) Error() string { return e.Msg }
 // panics with a message that says to upgrade.
 func (s *FSM) Apply(logIndex uint64, data []byte) *Result {
 	cmd, err := DecodeCommand(data)
-	if err != nil {
+	return s.ApplyDecoded(logIndex, cmd, err)
+}
+
+// ApplyDecoded applies log entry logIndex from what DecodeCommand returned
+// for its data, as Apply does: decoding is pure, so a batch of entries may
+// be decoded on several goroutines and then applied in order. A decode
+// error stops the node, as in Apply.
+func (s *FSM) ApplyDecoded(logIndex uint64, cmd *Command, decodeErr error) *Result {
+	if decodeErr != nil {
 		panic(fmt.Sprintf("fsm: cannot read log entry %d: %v; it was written by a newer build: "+
-			"upgrade this node to the cluster's version (refusing to skip it and diverge)", logIndex, err))
+			"upgrade this node to the cluster's version (refusing to skip it and diverge)", logIndex, decodeErr))
 	}
 	return s.ApplyCommand(logIndex, cmd)
 }
