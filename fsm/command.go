@@ -258,7 +258,7 @@ var bytesFields = map[protowire.Number]struct {
 		return err
 	}},
 	cmdFieldImport: {"imported group", func(c *Command, v []byte) error {
-		g, err := decodeGroup(v)
+		g, err := decodeGroup(v, nil)
 		if err == nil {
 			c.Import = append(c.Import, g)
 		}

@@ -70,6 +70,9 @@ type familyDecoding struct {
 	// (decodeStoredFamilies), so a metric of the fast shape holds at most
 	// one value message.
 	records bool
+	// cache, if set, is the decoding goroutine's cache in front of the
+	// intern table.
+	cache *internCache
 }
 
 // familyCounts is how many objects of each kind the fast families need.
@@ -146,10 +149,10 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		switch {
 		case num == mfName && typ == protowire.BytesType && !seenName:
 			seenName = true
-			c.internedStrs = append(c.internedStrs, interned.str(v))
+			c.internedStrs = append(c.internedStrs, c.decoding.cache.str(v))
 		case num == mfHelp && typ == protowire.BytesType && !seenHelp:
 			seenHelp = true
-			c.internedStrs = append(c.internedStrs, interned.str(v))
+			c.internedStrs = append(c.internedStrs, c.decoding.cache.str(v))
 		case num == mfType && typ == protowire.VarintType && !seenType && x <= maxMetricType:
 			seenType = true
 		case num == mfMetric && typ == protowire.BytesType:
@@ -219,7 +222,7 @@ func countLabel(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		return text, true
 	}
 	if name != nil && value != nil {
-		c.internedPairs = append(c.internedPairs, interned.pair(name, value))
+		c.internedPairs = append(c.internedPairs, c.decoding.cache.pair(name, value))
 		return text, true
 	}
 	c.labels++

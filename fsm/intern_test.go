@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -86,4 +88,62 @@ func TestSanitizingLeavesInternedPairsAlone(t *testing.T) {
 			t.Errorf("exposition lacks %s:\n%s", want, got)
 		}
 	}
+}
+
+// A restore's decoding workers intern through caches of their own: the
+// groups they decode share the table's copies all the same, whichever
+// worker decoded them, with what Apply decodes, and a cache hands out what
+// the table does, once per value.
+func TestInternCachesHandOutTheTablesCopies(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	a := &applier{t: t, s: newTestFSM()}
+	const groups = 2 * restoreBatch
+	for g := range groups {
+		a.mustOK(pushCmd(t, OpPut, int64(g+1)*1e9, "# HELP m_cached help\n# TYPE m_cached gauge\nm_cached{kind=\"cached\"} 1\n", "job", "j", "instance", fmt.Sprint(g)))
+	}
+	var buf bytes.Buffer
+	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestFSM()
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	h := interned.header(familyHeader{name: proto.String("m_cached"), help: proto.String("help"), typ: dto.MetricType_GAUGE.Enum()})
+	pair := interned.pair([]byte("kind"), []byte("cached"))
+	pushed := a.s.Groups()[0].Families.Get("m_cached")
+	for _, g := range s.Groups() {
+		f := g.Families.Get("m_cached")
+		if f.hdr != h || f.hdr != pushed.hdr {
+			t.Fatalf("group %s: its header is not the table's", g.Key)
+		}
+		if lp := labelNamed(f.Metrics()[0].labels, "kind"); lp != pair {
+			t.Fatalf("group %s: its kind pair is not the table's", g.Key)
+		}
+	}
+
+	c := newInternCache()
+	for range 2 {
+		if c.str([]byte("m_cached")) != interned.str([]byte("m_cached")) || c.pair([]byte("kind"), []byte("cached")) != pair ||
+			c.header(familyHeader{name: proto.String("m_cached"), help: proto.String("help"), typ: dto.MetricType_GAUGE.Enum()}) != h {
+			t.Fatal("a cache hands out other copies than the table")
+		}
+	}
+	if len(c.strs) != 1 || len(c.pairs) != 1 || len(c.headers) != 1 {
+		t.Fatalf("the cache holds %d strings, %d pairs, %d headers, want one each", len(c.strs), len(c.pairs), len(c.headers))
+	}
+	var none *internCache
+	if none.str([]byte("m_cached")) != interned.str([]byte("m_cached")) || none.pair([]byte("kind"), []byte("cached")) != pair {
+		t.Fatal("no cache is not the table itself")
+	}
+}
+
+// labelNamed returns the pair named name among labels, or nil.
+func labelNamed(labels []*dto.LabelPair, name string) *dto.LabelPair {
+	for _, lp := range labels {
+		if lp.GetName() == name {
+			return lp
+		}
+	}
+	return nil
 }

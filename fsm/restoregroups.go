@@ -38,8 +38,9 @@ func (b *recordBatch) decode() ([]*Group, [][]metricKeys, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cache := newInternCache()
 			for i := w; i < b.n; i += workers {
-				if groups[i], errs[i] = decodeRecord(b.bufs[i], b.first+i); errs[i] == nil {
+				if groups[i], errs[i] = decodeRecord(b.bufs[i], b.first+i, cache); errs[i] == nil {
 					keys[i] = keysOf(groups[i])
 				}
 			}
@@ -181,9 +182,10 @@ func (d *groupDecoder) read() int {
 	return b.first + b.n - 1
 }
 
-// decodeRecord decodes and checks group record number n.
-func decodeRecord(rec []byte, n int) (*Group, error) {
-	g, err := decodeGroup(rec)
+// decodeRecord decodes and checks group record number n, interning
+// through cache.
+func decodeRecord(rec []byte, n int, cache *internCache) (*Group, error) {
+	g, err := decodeGroup(rec, cache)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, n, err)
 	}

@@ -116,7 +116,7 @@ func appendFamilyMessage(b []byte, f *Family, sizes []int) ([]byte, error) {
 	return appendStringField(b, mfUnit, h.unit), nil
 }
 
-func decodeGroup(b []byte) (*Group, error) {
+func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 	g := &Group{Labels: map[string]string{}}
 	// The families' metric families are decoded together, into shared
 	// slabs (familydecode.go).
@@ -171,7 +171,7 @@ func decodeGroup(b []byte) (*Group, error) {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
-		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored()})
+		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), cache: cache})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
