@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -38,9 +39,54 @@ const (
 )
 
 // walStore is raft-wal's log and stable store with a Close that first
-// waits for a segment change in progress.
+// waits for a segment change in progress, and reads of the log's tail served
+// from what the storage check read until the node is ready (logtail.go).
 type walStore struct {
 	*wal.WAL
+	tail atomic.Pointer[logTail]
+}
+
+// keepTail serves reads of t's entries from t until dropTail or a write
+// that could change them.
+func (s *walStore) keepTail(t *logTail) {
+	if t != nil && len(t.logs) > 0 {
+		s.tail.Store(t)
+	}
+}
+
+// dropTail reads every entry from the store again.
+func (s *walStore) dropTail() { s.tail.Store(nil) }
+
+// GetLog implements raft.LogStore.
+func (s *walStore) GetLog(index uint64, out *raft.Log) error {
+	if t := s.tail.Load(); t != nil && t.get(index, out) {
+		return nil
+	}
+	return s.WAL.GetLog(index, out)
+}
+
+// StoreLog implements raft.LogStore.
+func (s *walStore) StoreLog(l *raft.Log) error {
+	return s.StoreLogs([]*raft.Log{l})
+}
+
+// StoreLogs implements raft.LogStore. Appending after the tail leaves it;
+// anything else that reaches its entries drops it (raft-wal refuses such
+// writes anyway, after a DeleteRange that drops it first).
+func (s *walStore) StoreLogs(logs []*raft.Log) error {
+	if t := s.tail.Load(); t != nil && len(logs) > 0 && logs[0].Index <= t.last() {
+		s.dropTail()
+	}
+	return s.WAL.StoreLogs(logs)
+}
+
+// DeleteRange implements raft.LogStore: deleting entries of the tail drops
+// it.
+func (s *walStore) DeleteRange(lo, hi uint64) error {
+	if t := s.tail.Load(); t != nil && t.overlaps(lo, hi) {
+		s.dropTail()
+	}
+	return s.WAL.DeleteRange(lo, hi)
 }
 
 // Close waits for a segment change in progress, then closes the log store

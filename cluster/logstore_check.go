@@ -105,5 +105,6 @@ func readWAL(dir string, rep *storageReport) (first, last uint64, problem *corru
 		// compacted away entirely (raft's recovery does that).
 		return 0, 0, nil, nil
 	}
-	return first, last, verifyEntries(w, dir, first, last), nil
+	rep.tail = &logTail{}
+	return first, last, verifyEntries(w, dir, first, last, rep.tail), nil
 }

@@ -68,7 +68,7 @@ func TestLogStoreTakesAppendsAfterAStopDuringRotation(t *testing.T) {
 		if err := s.GetLog(last+1, &l); err != nil || string(l.Data) != "after" {
 			t.Fatalf("graceful=%v: read back: %v %q", graceful, err, l.Data)
 		}
-		if bad := verifyEntries(s, dir, 1, last); bad != nil {
+		if bad := verifyEntries(s, dir, 1, last, nil); bad != nil {
 			t.Fatalf("graceful=%v: %v", graceful, bad)
 		}
 		s.Close()
@@ -108,7 +108,7 @@ func TestMigrationOfALargeRaftDBWithoutAVote(t *testing.T) {
 	if first, _ := s.FirstIndex(); first != 5 {
 		t.Fatalf("first index %d, want 5", first)
 	}
-	if got := verifyEntries(s, "migrated", 5, last); got != nil {
+	if got := verifyEntries(s, "migrated", 5, last, nil); got != nil {
 		t.Fatal(got)
 	}
 	if err := s.StoreLogs([]*raft.Log{{Index: last + 1, Term: 7, Type: raft.LogCommand, Data: []byte("after")}}); err != nil {

@@ -187,6 +187,7 @@ func (n *Node) startRaft(prepared preparedStorage) error {
 	if n.stores, err = openWAL(filepath.Join(raftDir, walSubdir), hlog.Named("wal")); err != nil {
 		return err
 	}
+	n.stores.keepTail(prepared.tail)
 	if n.snaps, err = newSnapshotStore(raftDir, 2, hlog.Named("snapshots"), prepared.verified); err != nil {
 		return err
 	}
@@ -294,6 +295,7 @@ func (n *Node) runReadiness() {
 			n.logger.Info("recovered the raft state from the peers; this node votes again", "node", n.name, "applied_index", n.raft.AppliedIndex())
 		}
 		n.ready.Store(true)
+		n.stores.dropTail() // replayed: raft reads what it needs from the store now
 		n.logger.Info("node is ready", "node", n.name, "voters", n.voterCount(), "leader", n.leaderName(),
 			"storage_path", n.cfg.DataDir, "raft_address", n.raftAddr, "gossip_address", n.gossip.advertise, "applied_index", n.raft.AppliedIndex())
 		n.gossip.setHasState()

@@ -83,6 +83,9 @@ type storageReport struct {
 	// verified holds the snapshots whose CRC the check verified, by ID,
 	// with their state files' stamps (snapshotstore.go).
 	verified map[string]fileStamp
+	// tail holds the newest entries of the write-ahead log after the
+	// newest snapshot, as the check read them (logtail.go).
+	tail *logTail
 }
 
 // checkRaftStorage verifies the raft directory before raft opens it: the
@@ -120,6 +123,9 @@ func checkRaftStorage(dir string) (*storageReport, error) {
 		return rep, nil
 	}
 	rep.verified = verified
+	if rep.tail != nil {
+		rep.tail.after(newest)
+	}
 	if last > 0 && first > newest+1 {
 		if newest == 0 {
 			rep.problem = corrupt("the raft log starts at index %d but there is no snapshot: entries 1 to %d are missing", first, first-1)
@@ -250,14 +256,14 @@ func readEntries(path string, first, last uint64) (*corruption, error) {
 		return corrupt("%s cannot be opened: %v", path, err), nil
 	}
 	defer store.Close()
-	return verifyEntries(store, path, first, last), nil
+	return verifyEntries(store, path, first, last, nil), nil
 }
 
 // verifyEntries reads entries first to last of store, checking each one's
 // index and command checksum; where names the store in the report.
-func verifyEntries(store raft.LogStore, where string, first, last uint64) *corruption {
-	var l raft.Log
+func verifyEntries(store raft.LogStore, where string, first, last uint64, tail *logTail) *corruption {
 	for i := first; i <= last; i++ {
+		var l raft.Log
 		if err := store.GetLog(i, &l); err != nil {
 			return corrupt("raft log entry %d in %s cannot be read: %v", i, where, err)
 		}
@@ -266,6 +272,9 @@ func verifyEntries(store raft.LogStore, where string, first, last uint64) *corru
 		}
 		if err := verifyChecksum(&l); err != nil {
 			return corrupt("%v in %s", err, where)
+		}
+		if tail != nil {
+			tail.add(&l)
 		}
 	}
 	return nil
@@ -347,6 +356,9 @@ type preparedStorage struct {
 	// verified holds the snapshots the check read through their CRC
 	// (snapshotstore.go).
 	verified map[string]fileStamp
+	// tail holds the entries after the newest snapshot the check read, for
+	// raft's reads at start (logtail.go).
+	tail *logTail
 }
 
 // prepareRaftStorage runs before raft opens its stores. Intact storage is
@@ -392,7 +404,7 @@ func prepareRaftStorage(dataDir string, logger *slog.Logger) (preparedStorage, e
 				return preparedStorage{}, err
 			}
 		}
-		return preparedStorage{recovering: recovering, stable: stable, verified: rep.verified}, nil
+		return preparedStorage{recovering: recovering, stable: stable, verified: rep.verified, tail: rep.tail}, nil
 	}
 	// The vote record is checksummed; the log store is what failed.
 	stable, recErr := readVoteRecord(mirror)
