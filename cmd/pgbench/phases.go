@@ -238,6 +238,10 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		}
 		f["restart.ready"] = d.Seconds()
 		logf("G=%d %s: kill -9 of every node and restart to ready: %v (storage of the largest node %.1f MiB)", G, target, d.Round(time.Millisecond), f["disk.bytes"]/(1<<20))
+		if restore, replayed, ok := restartParts(in); ok {
+			f["restart.restore"], f["restart.replayed"] = restore.Seconds(), float64(replayed)
+			logf("G=%d %s: the first node restored its snapshot in %v and applied %d log entries after it before it was ready", G, target, restore.Round(time.Millisecond), replayed)
+		}
 	}
 	return f, notes, nil
 }

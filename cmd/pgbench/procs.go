@@ -101,6 +101,9 @@ type instance struct {
 	name  string
 	dir   string
 	nodes []*child
+	// restartLogFrom is where the first node's log stood when restartAll
+	// restarted it.
+	restartLogFrom int64
 }
 
 // stop kills every process, waits for it and removes the temp dir. Safe to

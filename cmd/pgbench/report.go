@@ -140,6 +140,8 @@ func (c *config) rows() []row {
 		row{"snapshot.bytes", "snapshot of the whole state: size", unitBytes, betterNone},
 		row{"disk.bytes", "storage on disk after the run (largest node: log, snapshots)", unitBytes, betterNone},
 		row{"restart.ready", "kill -9 of every node, restart to ready (ours; ours-3: the whole cluster)", unitSeconds, betterLower},
+		row{"restart.restore", "restart: restore of the snapshot (first node, from its log)", unitSeconds, betterLower},
+		row{"restart.replayed", "restart: log entries applied after the snapshot before ready (first node)", unitCount, betterNone},
 	)
 	return rs
 }
@@ -346,7 +348,7 @@ func (r *report) workload() string {
 - Scrape: %d GETs of `+"`/metrics`"+` per format on one node, text (`+"`%s`"+`) and delimited protobuf, `+"`Accept-Encoding: identity`"+`, and text with `+"`Accept-Encoding: gzip`"+` (the compressed body read as it comes); one uncounted push to the same node before each scrape.
 - Convergence: %s.
 - Memory: VmRSS of /proc/PID/status right after the fill (ours-3: the node with the largest RSS); per stored series = (RSS after fill − RSS at start) / (groups × (M+2)), the +2 being push_time_seconds and push_failure_time_seconds.
-- Restart (ours only, last): the files under the largest node's --storage.path are summed (log segments count at their preallocated size), then every node is killed with SIGKILL and started again at once on its storage; the figure is the time until every node answers `+"`/-/ready`"+` with 200 (ours-3: the whole cluster).
+- Restart (ours only, last): the files under the largest node's --storage.path are summed (log segments count at their preallocated size), then every node is killed with SIGKILL and started again at once on its storage; the figure is the time until every node answers `+"`/-/ready`"+` with 200 (ours-3: the whole cluster). The first node's log says how long it restored its snapshot and how many log entries it applied after it before it was ready.
 - The load generator (this tool) runs on the same machine and shares its CPUs with the gateways; so do the three nodes of ours-3.
 - Rounds: %d, the order of targets alternating on even rounds (upstream, ours-1, ours-3, then reversed); each figure is the median over the rounds (error counts are summed).`,
 		strings.Join(gs, ", "), groupDigits(float64(c.upstreamMaxGroups)), c.families, c.fillClients, c.fillTimeout,
