@@ -70,14 +70,17 @@ func TestWarmerRunsWhileKickedAndStopsWhenIdle(t *testing.T) {
 // starts no sooner than spacing times the last one's duration after it
 // ended; once they stop, the store is caught up well before that.
 func TestWarmerKeepsToTheBackground(t *testing.T) {
-	const took = 50 * time.Millisecond
+	// The store counts as quiet after quiet without a change: far longer
+	// than the millisecond between the changes below, so that a loaded
+	// machine's scheduling delays do not pass for the end of the changes.
+	const took, quiet = 50 * time.Millisecond, 50 * time.Millisecond
 	var (
 		mu        sync.Mutex
 		starts    []time.Time
 		ends      []time.Time
 		loadEnded = make(chan struct{})
 	)
-	w := newWarmer(5*time.Millisecond, 20*time.Millisecond, time.Second, 1, func() bool {
+	w := newWarmer(quiet, 20*time.Millisecond, time.Second, 1, func() bool {
 		mu.Lock()
 		starts = append(starts, time.Now())
 		mu.Unlock()
