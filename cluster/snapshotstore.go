@@ -49,9 +49,15 @@ func stampOf(path string) (fileStamp, error) {
 	return fileStamp{size: info.Size(), mod: info.ModTime()}, nil
 }
 
-// snapshotStatePath is the state file of snapshot id under raftDir.
+// snapshotStatePath is the state file of snapshot id under raftDir (raft's
+// file snapshot store's layout; snapshotMetaPath its metadata).
 func snapshotStatePath(raftDir, id string) string {
 	return filepath.Join(raftDir, snapshotDirName, id, "state.bin")
+}
+
+// snapshotMetaPath is the metadata file of snapshot id under raftDir.
+func snapshotMetaPath(raftDir, id string) string {
+	return filepath.Join(raftDir, snapshotDirName, id, "meta.json")
 }
 
 // snapshotStore is raft's file snapshot store whose first open of a
@@ -100,7 +106,7 @@ func (s *snapshotStore) openVerified(id string, stamp fileStamp) (*raft.Snapshot
 	if now, err := stampOf(statePath); err != nil || now != stamp {
 		return nil, nil, fmt.Errorf("snapshot %s changed since it was verified", id)
 	}
-	b, err := os.ReadFile(filepath.Join(s.raftDir, snapshotDirName, id, "meta.json"))
+	b, err := os.ReadFile(snapshotMetaPath(s.raftDir, id))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -196,13 +196,14 @@ func decodeRecord(rec []byte, n int, cache *internCache) (*Group, error) {
 }
 
 // indexGroups builds the index of restored groups (byKey holds them by
-// key; keys holds each group's metrics' keys, keysOf), its maps sized for them, and orders the exposition of every name,
-// and returns it with the number of series the groups hold. Groups in
-// increasing key order (as snapshots write them) are indexed name by name
-// on every core, each name's families straight into its order; only the
-// series counts, one set for all names, are entered on one core. Groups in
-// any other order go through the pending changes, as Apply adds them, and
-// Restore settles them.
+// key; keys holds each group's metrics' keys, keysOf), its maps sized for
+// them, and orders the exposition of every name, and returns it with the
+// number of series the groups hold. Groups in increasing key order (as
+// snapshots write them) are indexed name by name on every core, each
+// name's families straight into its order; only the series counts, one
+// set for all names, are entered on one core. Groups in any other order go
+// through the pending changes, as Apply adds them, and Restore settles
+// them.
 func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) (*index, int) {
 	type keyedFamily struct {
 		key  string
@@ -229,8 +230,8 @@ func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) 
 			n := len(f.Metrics())
 			r.fams = append(r.fams, keyedFamily{g.Key, f, gk[:n:n]})
 			gk = gk[n:]
-			r.metrics += len(f.Metrics())
-			series += len(f.Metrics())
+			r.metrics += n
+			series += n
 		}
 	}
 	ix := newIndex(byKey)
@@ -262,10 +263,9 @@ func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) 
 		for _, kf := range r.fams {
 			key, f := kf.key, kf.f
 			e.hold(key, f)
-			i := 0
-			for m := range f.All() {
-				r.ms = append(r.ms, orderedMetric{kf.keys[i].order, sortedMetric{m: m, key: key}})
-				i++
+			ms := f.Metrics()
+			for i := range ms {
+				r.ms = append(r.ms, orderedMetric{kf.keys[i].order, sortedMetric{m: &ms[i], key: key}})
 			}
 		}
 		e.version = uint64(len(r.fams))
