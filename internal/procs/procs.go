@@ -167,7 +167,10 @@ func (p *Process) Paused() bool {
 }
 
 // Signal sends sig, remembering SIGSTOP and SIGCONT; an error when the
-// process is gone.
+// process is gone. After SIGSTOP it returns once the kernel shows the
+// process stopped (within stopWait): the signal is delivered
+// asynchronously, and a caller that pauses a node to test what happens
+// without it must not race the node's last answers.
 func (p *Process) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -180,10 +183,32 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	switch sig {
 	case syscall.SIGSTOP:
 		p.paused = true
+		return p.waitStopped()
 	case syscall.SIGCONT:
 		p.paused = false
 	}
 	return nil
+}
+
+// stopWait bounds how long Signal waits for a SIGSTOP to take effect.
+const stopWait = 10 * time.Second
+
+// waitStopped polls the process's state until it is stopped.
+func (p *Process) waitStopped() error {
+	deadline := time.Now().Add(stopWait)
+	for {
+		stopped, err := processStopped(p.cmd.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("pause %s: %w", p.name, err)
+		}
+		if stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pause %s: not stopped within %v of SIGSTOP", p.name, stopWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Wait waits up to timeout for the process to exit.
