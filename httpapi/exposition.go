@@ -76,21 +76,22 @@ func (a *API) exposition() http.Handler {
 			slow.ServeHTTP(w, r)
 			return
 		}
-		fc := cache.byKey(keyOf(format))
 		now := time.Now().UnixNano()
-		fc.lastScrape.Store(now)
+		fc := cache.forScrape(keyOf(format), now)
 		pushed := a.opts.Store.Exposed()
 		compressed := acceptsGzip(r)
 		var cached []part
 		if compressed {
 			fc.lastGzipScrape.Store(now)
 			var pieces [][]deflated
-			if pieces, err = fc.prepareGzip(pushed); err == nil {
+			plain := fc.keepsPlain(now - int64(warmWindow))
+			if pieces, err = fc.prepareGzip(pushed, plain); err == nil {
 				for _, p := range pieces {
 					cached = append(cached, part{pieces: p})
 				}
 			}
 		} else {
+			fc.lastPlainScrape.Store(now)
 			var bodies [][][]byte
 			if bodies, err = fc.prepare(pushed); err == nil {
 				for _, b := range bodies {
@@ -124,17 +125,21 @@ const (
 
 // warmExposition brings the cached exposition up to date off the request
 // path: the order of every changed family (fsm.FSM.Exposed) and its encoding
-// in each format scraped within warmWindow, compressed too when that
-// format was scraped with gzip. Before the first scrape it
-// encodes the format of a client that states no preference (text with
-// the default escaping), which is also what Prometheus before 3.0 and
-// curl get.
+// in each format scraped within warmWindow, with its plain bytes when that
+// format was scraped without compression and compressed when it was
+// scraped with gzip (compressed only when it was not scraped without).
+// Before the first scrape it encodes, compressed only, the format of a
+// client that states no preference (text with the default escaping), which
+// is what Prometheus before 3.0 gets, with gzip as every Prometheus asks.
+// The caches of formats not scraped within warmWindow are dropped.
 func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	if !a.opts.Store.Consistent() {
 		return
 	}
 	keys, ever := cache.scrapedSince(time.Now().Add(-warmWindow))
-	if !ever {
+	if ever {
+		cache.dropScrapedBefore(time.Now().Add(-warmWindow))
+	} else {
 		keys = []cacheKey{unasked}
 	}
 	if len(keys) == 0 {
@@ -152,7 +157,9 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	pushed := a.opts.Store.Exposed()
 	since := time.Now().Add(-warmWindow).UnixNano()
 	for i, fc := range fcs {
-		if err := fc.warm(pushed, seen[i], fc.lastGzipScrape.Load() >= since); err != nil {
+		plain := fc.keepsPlain(since)
+		compressed := !plain || fc.lastGzipScrape.Load() >= since
+		if err := fc.warm(pushed, seen[i], plain, compressed); err != nil {
 			a.logger.Debug("warm exposition", "err", err)
 		}
 	}

@@ -17,8 +17,9 @@ import (
 const parallelGzipBytes = 1 << 20
 
 // gzipped returns rf's bytes as compressed pieces: the head, every segment
-// (compressed once, kept with the segment) and the tail. The caller holds
-// the format cache's lock.
+// (compressed once, kept with the segment; a segment rendered compressed
+// only was compressed as it was made) and the tail. The caller holds the
+// format cache's lock.
 func (rf *renderedFamily) gzipped() ([]deflated, error) {
 	if rf.gz != nil {
 		return rf.gz, nil
@@ -65,10 +66,11 @@ func (rf *renderedFamily) compressedBytes() int {
 // prepare does, and returns each family's compressed pieces in the same
 // order.
 // Families are compressed in parallel when there is much to compress.
-func (fc *formatCache) prepareGzip(pushed []*fsm.ExposedFamily) ([][]deflated, error) {
+// With plain unset the families are rendered compressed only.
+func (fc *formatCache) prepareGzip(pushed []*fsm.ExposedFamily, plain bool) ([][]deflated, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if _, err := fc.prepareLocked(pushed); err != nil {
+	if _, err := fc.prepareLocked(pushed, plain); err != nil {
 		return nil, err
 	}
 	out := make([][]deflated, len(pushed))

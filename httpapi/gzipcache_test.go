@@ -79,7 +79,7 @@ func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testin
 		t.Run(name, func(t *testing.T) {
 			k := keyOf(f)
 			before := gaugeFamily(20000, func(i int) float64 { return float64(i) })
-			rf, err := renderFamily(k, exposedOf(before), nil)
+			rf, err := renderFamily(k, exposedOf(before), nil, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +96,7 @@ func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testin
 
 			after := &dto.MetricFamily{Name: before.Name, Type: before.Type, Metric: slices.Clone(before.Metric)}
 			after.Metric[12345] = &dto.Metric{Label: before.Metric[12345].Label, Gauge: &dto.Gauge{Value: proto.Float64(-1)}}
-			next, err := renderFamily(k, exposedOf(after), rf)
+			next, err := renderFamily(k, exposedOf(after), rf, true)
 			if err != nil {
 				t.Fatal(err)
 			}

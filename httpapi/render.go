@@ -43,8 +43,8 @@ type formatCache struct {
 	families map[string]*renderedFamily
 	// lastScrape is when a scrape last asked for this format (Unix
 	// nanoseconds; 0 if only the warmer did), lastGzipScrape when one
-	// asked for it compressed.
-	lastScrape, lastGzipScrape atomic.Int64
+	// asked for it compressed, lastPlainScrape uncompressed.
+	lastScrape, lastGzipScrape, lastPlainScrape atomic.Int64
 	// afterWarmFamily, if set (by tests), runs in warm after each family,
 	// without mu.
 	afterWarmFamily func()
@@ -66,6 +66,20 @@ func (c *renderCache) byKey(k cacheKey) *formatCache {
 	return fc
 }
 
+// forScrape returns the cache of encoding k for a scrape at now (Unix
+// nanoseconds), noted as its last scrape before the cache can be dropped.
+func (c *renderCache) forScrape(k cacheKey, now int64) *formatCache {
+	fc := c.byKey(k)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fc.lastScrape.Store(now)
+	if c.formats[k] != fc {
+		// Dropped between the two: in again, as scraped now.
+		c.formats[k] = fc
+	}
+	return fc
+}
+
 // scrapedSince returns the formats scraped at or after t, and whether any
 // format was ever scraped.
 func (c *renderCache) scrapedSince(t time.Time) (keys []cacheKey, ever bool) {
@@ -81,6 +95,20 @@ func (c *renderCache) scrapedSince(t time.Time) (keys []cacheKey, ever bool) {
 		}
 	}
 	return keys, ever
+}
+
+// dropScrapedBefore drops the caches of the formats no scrape asked for at
+// or after t (those only the warmer made included): their memory is kept
+// only for formats scraped lately. A scrape of a dropped format renders it
+// again.
+func (c *renderCache) dropScrapedBefore(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, fc := range c.formats {
+		if fc.lastScrape.Load() < t.UnixNano() {
+			delete(c.formats, k)
+		}
+	}
 }
 
 // cacheable reports whether the format has a cached encoding: the text
@@ -105,16 +133,18 @@ const parallelMetrics = 20000
 func (fc *formatCache) prepare(pushed []*fsm.ExposedFamily) ([][][]byte, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	return fc.prepareLocked(pushed)
+	return fc.prepareLocked(pushed, true)
 }
 
-// prepareLocked is prepare with fc.mu held.
-func (fc *formatCache) prepareLocked(pushed []*fsm.ExposedFamily) ([][][]byte, error) {
+// prepareLocked is prepare with fc.mu held, the families rendered with
+// their plain bytes kept or compressed only (renderFamily); the bytes
+// returned are nil for families rendered compressed only.
+func (fc *formatCache) prepareLocked(pushed []*fsm.ExposedFamily, plain bool) ([][][]byte, error) {
 	out := make([][][]byte, len(pushed))
 	var stale []int
 	work := 0
 	for i, ef := range pushed {
-		if rf := fc.families[ef.Name()]; rf != nil && rf.from == ef {
+		if rf := fc.families[ef.Name()]; rf.current(ef, plain) {
 			out[i] = rf.parts
 		} else {
 			stale = append(stale, i)
@@ -125,7 +155,7 @@ func (fc *formatCache) prepareLocked(pushed []*fsm.ExposedFamily) ([][][]byte, e
 	errs := make([]error, len(stale))
 	render := func(k int) {
 		ef := pushed[stale[k]]
-		rendered[k], errs[k] = renderFamily(fc.key, ef, fc.families[ef.Name()])
+		rendered[k], errs[k] = renderFamily(fc.key, ef, fc.families[ef.Name()], plain)
 	}
 	forEach(len(stale), work >= parallelMetrics, render)
 	for k, i := range stale {
@@ -147,6 +177,20 @@ func (fc *formatCache) prepareLocked(pushed []*fsm.ExposedFamily) ([][][]byte, e
 		}
 	}
 	return out, nil
+}
+
+// current reports whether rf (nil: nothing cached) is ef rendered as plain
+// asks.
+func (rf *renderedFamily) current(ef *fsm.ExposedFamily, plain bool) bool {
+	return rf != nil && rf.from == ef && rf.plain == plain
+}
+
+// keepsPlain reports whether the cache keeps the plain bytes of what it
+// renders: when a scrape asked for the format uncompressed at or after
+// since (Unix nanoseconds). Prometheus always asks for gzip, and the
+// compressed pieces alone take a sixth of the memory.
+func (fc *formatCache) keepsPlain(since int64) bool {
+	return fc.lastPlainScrape.Load() >= since
 }
 
 // acceptsGzip reports whether the request accepts a gzip response body.

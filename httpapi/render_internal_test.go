@@ -88,7 +88,7 @@ func TestMetricEncoderMatchesExpfmt(t *testing.T) {
 			mf.Metric = append(mf.Metric, randomMetric(rng, typ, labelNames))
 		}
 		for _, f := range cachedFormats {
-			rf, err := renderFamily(keyOf(f), exposedOf(mf), nil)
+			rf, err := renderFamily(keyOf(f), exposedOf(mf), nil, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func TestRenderFamilyReusesChunks(t *testing.T) {
 				continue
 			}
 			mf := &dto.MetricFamily{Name: proto.String("g"), Help: proto.String("h"), Type: dto.MetricType_GAUGE.Enum(), Metric: metrics}
-			rf, err := renderFamily(keyOf(f), exposedOf(mf), prev)
+			rf, err := renderFamily(keyOf(f), exposedOf(mf), prev, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +165,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	}
 	f := expfmt.Format("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
 	v1 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: ms}
-	r1, err := renderFamily(keyOf(f), exposedOf(v1), nil)
+	r1, err := renderFamily(keyOf(f), exposedOf(v1), nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestRenderFamilyCopiesSharedMetrics(t *testing.T) {
 	added := &dto.Metric{Label: []*dto.LabelPair{{Name: proto.String("i"), Value: proto.String("050a")}}, Gauge: &dto.Gauge{Value: proto.Float64(7)}}
 	v2ms := append(append(append([]*dto.Metric(nil), ms[:50]...), changed, added), ms[52:]...) // 51 removed
 	v2 := &dto.MetricFamily{Name: proto.String("g"), Type: dto.MetricType_GAUGE.Enum(), Metric: v2ms}
-	r2, err := renderFamily(keyOf(f), exposedOf(v2), r1)
+	r2, err := renderFamily(keyOf(f), exposedOf(v2), r1, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,84 +231,117 @@ func (rf *renderedFamily) chunk(i int) []byte {
 	return rf.segs[k].chunk(i - rf.starts[k])
 }
 
+// renderedBytes returns the encoded family in one piece, decompressed
+// when it was rendered compressed only.
+func renderedBytes(t *testing.T, rf *renderedFamily) []byte {
+	t.Helper()
+	if rf.plain {
+		return rf.bytes()
+	}
+	for _, s := range rf.segs {
+		if s.data != nil || s.gz == nil {
+			t.Fatal("a segment of a family rendered compressed only keeps its plain bytes or has no compressed ones")
+		}
+	}
+	gz, err := rf.gzipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gunzip(t, gz)
+}
+
 // TestRenderFamilySharesSegments changes a family of 5,000 metrics version
 // after version (metrics replaced, removed, added): every version's bytes
 // equal expfmt's, it is cut into the same segments as a fresh encoding of
 // it would be (so segments do not fragment with churn), and it shares every
-// segment of the previous version whose metrics it holds unchanged.
+// segment of the previous version whose metrics it holds unchanged. So
+// does a family rendered compressed only (without its plain bytes), and
+// every few versions the family is rendered the other way, sharing
+// nothing with the version before.
 func TestRenderFamilySharesSegments(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
-		k := keyOf(f)
-		mf := gaugeFamily(5000, func(i int) float64 { return float64(i) })
-		prev, err := renderFamily(k, exposedOf(mf), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(prev.segs) < 5000/segmentMetrics/4 {
-			t.Fatalf("%s: %d segments for 5,000 metrics", f, len(prev.segs))
-		}
-		for version := 0; version < 30; version++ {
-			ms := slices.Clone(mf.Metric)
-			changed := map[*dto.Metric]bool{}
-			ops := rng.IntN(4) + 1
-			for range ops {
-				i := rng.IntN(len(ms))
-				if rng.IntN(4) == 0 {
-					i = len(ms) - 1 // after the last metric
-				}
-				switch rng.IntN(3) {
-				case 0:
-					ms[i] = &dto.Metric{Label: ms[i].Label, Gauge: &dto.Gauge{Value: proto.Float64(rng.Float64())}}
-					changed[ms[i]] = true
-				case 1:
-					ms = slices.Delete(ms, i, i+1)
-				default:
-					m := &dto.Metric{
-						Label: []*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String(fmt.Sprintf("%s+%d", ms[i].Label[0].GetValue(), version))}, {Name: proto.String("job"), Value: proto.String("j")}},
-						Gauge: &dto.Gauge{Value: proto.Float64(1)},
+		for _, plain := range []bool{true, false} {
+			k := keyOf(f)
+			mf := gaugeFamily(5000, func(i int) float64 { return float64(i) })
+			prev, err := renderFamily(k, exposedOf(mf), nil, plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(prev.segs) < 5000/segmentMetrics/4 {
+				t.Fatalf("%s: %d segments for 5,000 metrics", f, len(prev.segs))
+			}
+			for version := 0; version < 30; version++ {
+				// Every seventh version is rendered the other way.
+				asked := plain != (version%7 == 3)
+				ms := slices.Clone(mf.Metric)
+				changed := map[*dto.Metric]bool{}
+				ops := rng.IntN(4) + 1
+				for range ops {
+					i := rng.IntN(len(ms))
+					if rng.IntN(4) == 0 {
+						i = len(ms) - 1 // after the last metric
 					}
-					ms = slices.Insert(ms, i+1, m)
-					changed[m] = true
+					switch rng.IntN(3) {
+					case 0:
+						ms[i] = &dto.Metric{Label: ms[i].Label, Gauge: &dto.Gauge{Value: proto.Float64(rng.Float64())}}
+						changed[ms[i]] = true
+					case 1:
+						ms = slices.Delete(ms, i, i+1)
+					default:
+						m := &dto.Metric{
+							Label: []*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String(fmt.Sprintf("%s+%d", ms[i].Label[0].GetValue(), version))}, {Name: proto.String("job"), Value: proto.String("j")}},
+							Gauge: &dto.Gauge{Value: proto.Float64(1)},
+						}
+						ms = slices.Insert(ms, i+1, m)
+						changed[m] = true
+					}
 				}
-			}
-			mf = &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: ms}
-			next, err := renderFamily(k, exposedOf(mf), prev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := expfmtFamily(t, f, mf); !bytes.Equal(next.bytes(), want) {
-				t.Fatalf("%s version %d: bytes differ from expfmt's", f, version)
-			}
-			fresh, err := renderFamily(k, exposedOf(mf), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(next.starts, fresh.starts) {
-				t.Fatalf("%s version %d: segments start at %v, a fresh encoding's at %v", f, version, next.starts, fresh.starts)
-			}
-			shared := map[*segment]bool{}
-			for _, s := range prev.segs {
-				shared[s] = true
-			}
-			reused := 0
-			for x, s := range next.segs {
-				if !shared[s] {
+				mf = &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: ms}
+				next, err := renderFamily(k, exposedOf(mf), prev, asked)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := expfmtFamily(t, f, mf); !bytes.Equal(renderedBytes(t, next), want) {
+					t.Fatalf("%s version %d (plain %v): bytes differ from expfmt's", f, version, asked)
+				}
+				fresh, err := renderFamily(k, exposedOf(mf), nil, asked)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(next.starts, fresh.starts) {
+					t.Fatalf("%s version %d: segments start at %v, a fresh encoding's at %v", f, version, next.starts, fresh.starts)
+				}
+				shared := map[*segment]bool{}
+				for _, s := range prev.segs {
+					shared[s] = true
+				}
+				reused := 0
+				for x, s := range next.segs {
+					if !shared[s] {
+						continue
+					}
+					reused++
+					for i := next.starts[x]; i < next.starts[x]+len(s.ends); i++ {
+						if changed[ms[i]] {
+							t.Fatalf("%s version %d: segment %d holds a changed metric but was shared", f, version, x)
+						}
+					}
+				}
+				if prev.plain != next.plain {
+					if reused > 0 {
+						t.Fatalf("%s version %d: rendered plain %v after plain %v, %d segments shared", f, version, next.plain, prev.plain, reused)
+					}
+					prev = next
 					continue
 				}
-				reused++
-				for i := next.starts[x]; i < next.starts[x]+len(s.ends); i++ {
-					if changed[ms[i]] {
-						t.Fatalf("%s version %d: segment %d holds a changed metric but was shared", f, version, x)
-					}
+				// An operation changes the segment it falls in, and may join
+				// it with the next one or split it.
+				if reused < len(next.segs)-2*ops {
+					t.Fatalf("%s version %d: %d of %d segments shared after %d operations", f, version, reused, len(next.segs), ops)
 				}
+				prev = next
 			}
-			// An operation changes the segment it falls in, and may join
-			// it with the next one or split it.
-			if reused < len(next.segs)-2*ops {
-				t.Fatalf("%s version %d: %d of %d segments shared after %d operations", f, version, reused, len(next.segs), ops)
-			}
-			prev = next
 		}
 	}
 }

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -22,6 +24,13 @@ import (
 // per changed family and copies nothing else. A segment is also the unit of
 // compression (gzipcache.go): it keeps its compressed bytes once a
 // compressed scrape asked for them.
+//
+// A format cache that no scrape asked for uncompressed lately (render.go:
+// keepsPlain; Prometheus always asks for gzip) renders its families
+// compressed only: each new segment is compressed as it is closed and keeps
+// its piece and the ends of its metrics, not its plain bytes, a sixth of
+// the memory. A family is rendered again, whole, when the cache changes
+// between the two, and only segments made the same way are shared.
 
 const (
 	// segmentMetrics is the average number of metrics per segment: a
@@ -40,8 +49,10 @@ var blockSeed = maphash.MakeSeed()
 // immutable once made, except gz, and shared by the versions of the family
 // that hold the same metrics.
 type segment struct {
+	// data is the plain bytes, nil in a segment rendered compressed only.
 	data []byte
-	// ends[i] is the end of the bytes of the segment's metric i in data.
+	// ends[i] is the end of the bytes of the segment's metric i in data
+	// (in the plain bytes, also when they are not kept).
 	ends []uint32
 	// closed: the segment ended by the rule above, not at the family's
 	// last metric.
@@ -56,8 +67,11 @@ type segment struct {
 // of metrics and a tail (the unit field of a delimited protobuf family).
 type renderedFamily struct {
 	from *fsm.ExposedFamily // the merged family these bytes were made from
-	head []byte
-	segs []*segment
+	// plain: the segments keep their plain bytes; otherwise they were
+	// rendered compressed only, and parts is nil.
+	plain bool
+	head  []byte
+	segs  []*segment
 	// starts[k] is the index in from.Metrics of segs[k]'s first metric.
 	starts []int
 	tail   []byte
@@ -75,7 +89,10 @@ const maxTieScan = 64
 
 // renderFamily encodes ef in format k, sharing the segments of prev (an
 // earlier version of the family, or nil) that hold metrics of ef unchanged
-// and copying the bytes of every other metric prev holds as well.
+// and were rendered as plain asks, and copying the bytes of every other
+// metric prev holds as well where it kept them (encoding it again where it
+// did not). With plain unset the new segments keep only their compressed
+// bytes.
 //
 // Both versions list their metrics in exposition order (fsm.MetricLess,
 // ties broken by grouping key), and a metric that is in both keeps its
@@ -84,14 +101,14 @@ const maxTieScan = 64
 // one metric replaced another between shared neighbours, and by label
 // order otherwise. A metric is only ever reused by pointer identity, so a
 // metric the walk misses is encoded again, never encoded wrong.
-func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*renderedFamily, error) {
+func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily, plain bool) (*renderedFamily, error) {
 	enc := newMetricEncoder(k, ef.Header)
 	header, err := familyHeader(enc.typ, enc.scheme, ef)
 	if err != nil {
 		return nil, err
 	}
 	mf := ef.Header
-	next := &renderedFamily{from: ef}
+	next := &renderedFamily{from: ef, plain: plain}
 	var old []*fsm.Metric
 	if prev != nil {
 		old = prev.from.Metrics
@@ -99,6 +116,7 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 		next.starts = make([]int, 0, len(prev.segs)+2)
 	}
 	var w segmentWriter
+	var unpacked segmentBytes
 	ps := 0 // the segment of prev holding old[j] or a later metric
 	j := 0
 	metrics := ef.Metrics
@@ -139,7 +157,7 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 				ps++
 			}
 			s := prev.segs[ps]
-			if n := len(s.ends); w.empty() && prev.starts[ps] == k && i+n <= len(metrics) &&
+			if n := len(s.ends); w.empty() && prev.starts[ps] == k && i+n <= len(metrics) && s.plain() == plain &&
 				(s.closed || i+n == len(metrics)) && samePointers(metrics[i:i+n], old[k:k+n]) {
 				next.segs = append(next.segs, s)
 				next.starts = append(next.starts, i)
@@ -147,25 +165,31 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 				j = k + n
 				continue
 			}
+			data, err := unpacked.of(s)
+			if err != nil {
+				return nil, err
+			}
 			w.begin(i)
 			start := len(w.data)
-			w.data = append(w.data, s.chunk(k-prev.starts[ps])...)
+			w.data = append(w.data, s.chunkIn(data, k-prev.starts[ps])...)
 			w.ended(start)
 			j = k + 1
 		}
 		if w.full() {
-			next.segs = append(next.segs, w.close(true))
-			next.starts = append(next.starts, w.first)
+			if err := next.closeSegment(&w, true); err != nil {
+				return nil, err
+			}
 		}
 		i++
 	}
 	if !w.empty() {
-		next.segs = append(next.segs, w.close(false))
-		next.starts = append(next.starts, w.first)
+		if err := next.closeSegment(&w, false); err != nil {
+			return nil, err
+		}
 	}
 	body := 0
 	for _, s := range next.segs {
-		body += len(s.data)
+		body += s.size()
 	}
 	if enc.typ == expfmt.TypeProtoDelim {
 		// A delimited message: its length, then the family's fields, the
@@ -179,6 +203,9 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 	} else {
 		next.head = header
 	}
+	if !plain {
+		return next, nil
+	}
 	next.parts = make([][]byte, 0, len(next.segs)+2)
 	next.parts = append(next.parts, next.head)
 	for _, s := range next.segs {
@@ -188,6 +215,19 @@ func renderFamily(k cacheKey, ef *fsm.ExposedFamily, prev *renderedFamily) (*ren
 		next.parts = append(next.parts, next.tail)
 	}
 	return next, nil
+}
+
+// closeSegment appends the segment w built to rf, compressed only when rf
+// is not plain.
+func (rf *renderedFamily) closeSegment(w *segmentWriter, closed bool) error {
+	first := w.first
+	s, err := w.close(closed, rf.plain)
+	if err != nil {
+		return err
+	}
+	rf.segs = append(rf.segs, s)
+	rf.starts = append(rf.starts, first)
+	return nil
 }
 
 // samePointers reports whether a and b (of the same length) hold the same
@@ -201,13 +241,50 @@ func samePointers(a, b []*fsm.Metric) bool {
 	return true
 }
 
-// chunk returns the bytes of the segment's metric i.
-func (s *segment) chunk(i int) []byte {
+// plain reports whether the segment keeps its plain bytes.
+func (s *segment) plain() bool { return s.data != nil }
+
+// size is the length of the segment's plain bytes.
+func (s *segment) size() int { return int(s.ends[len(s.ends)-1]) }
+
+// chunk returns the bytes of the segment's metric i; only in a plain
+// segment.
+func (s *segment) chunk(i int) []byte { return s.chunkIn(s.data, i) }
+
+// chunkIn returns the bytes of the segment's metric i from data, the
+// segment's plain bytes.
+func (s *segment) chunkIn(data []byte, i int) []byte {
 	var from uint32
 	if i > 0 {
 		from = s.ends[i-1]
 	}
-	return s.data[from:s.ends[i]]
+	return data[from:s.ends[i]]
+}
+
+// segmentBytes gives renderFamily the plain bytes of the previous
+// version's segments, to copy the metrics it keeps from: a segment
+// rendered compressed only is decompressed, once for the metrics that
+// follow in it. Decompressing a segment costs a tenth of encoding its
+// metrics again, which reads every metric's labels from wherever they are
+// in memory.
+type segmentBytes struct {
+	seg  *segment
+	data []byte
+}
+
+// of returns the plain bytes of s.
+func (u *segmentBytes) of(s *segment) ([]byte, error) {
+	if s.plain() {
+		return s.data, nil
+	}
+	if u.seg != s {
+		data, err := s.gz.inflate(u.data[:0])
+		if err != nil {
+			return nil, err
+		}
+		u.seg, u.data = s, data
+	}
+	return u.data, nil
 }
 
 // segmentWriter builds one segment at a time, reusing its buffers.
@@ -240,10 +317,19 @@ func (w *segmentWriter) full() bool {
 	return len(w.data) >= segmentMax || w.hash%segmentMetrics == segmentMetrics-1
 }
 
-// close returns the segment built so far, its buffers copied, and starts
-// the next one.
-func (w *segmentWriter) close(closed bool) *segment {
-	s := &segment{data: append([]byte(nil), w.data...), ends: append([]uint32(nil), w.ends...), closed: closed}
+// close returns the segment built so far, its buffers copied (its bytes
+// compressed instead when plain is unset), and starts the next one.
+func (w *segmentWriter) close(closed, plain bool) (*segment, error) {
+	s := &segment{ends: slices.Clone(w.ends), closed: closed}
+	if plain {
+		s.data = bytes.Clone(w.data)
+	} else {
+		piece, err := deflate(w.data)
+		if err != nil {
+			return nil, err
+		}
+		s.gz = &piece
+	}
 	w.data, w.ends = w.data[:0], w.ends[:0]
-	return s
+	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,41 @@ func BenchmarkScrapeAfterSpreadPushes(b *testing.B) {
 		}
 		b.StartTimer()
 		b.SetBytes(int64(s.get(b, "/metrics", "")))
+	}
+}
+
+// BenchmarkCachedExpositionHeap reports the live heap per group that the
+// cached text exposition of 10,000 groups holds after scrapes as
+// Prometheus makes them (gzip: compressed pieces only), as curl makes them
+// (identity: plain bytes) and both (plain bytes and compressed pieces).
+// The state machine's exposition order is made before the measurement.
+func BenchmarkCachedExpositionHeap(b *testing.B) {
+	const groups = 10000
+	for _, c := range []struct {
+		name      string
+		encodings []string
+	}{{"as=prometheus", []string{"gzip"}}, {"as=curl", []string{""}}, {"as=both", []string{"gzip", ""}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var heap uint64
+			for n := 0; n < b.N; n++ {
+				b.StopTimer()
+				s := newBenchStore(b, groups)
+				s.state.Exposed()
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				for _, enc := range c.encodings {
+					s.getEncoded(b, "/metrics", "", enc)
+				}
+				b.StopTimer()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(s)
+				heap = after.HeapAlloc - before.HeapAlloc
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(heap)/groups, "heap-bytes/group")
+		})
 	}
 }

@@ -148,17 +148,18 @@ func (fc *formatCache) cached() map[string]*renderedFamily {
 	return maps.Clone(fc.families)
 }
 
-// warm brings the encoded families up to date with pushed, and their
-// compressed pieces too when compressed is set, for the warmer: on one
+// warm brings the encoded families up to date with pushed (rendered with
+// their plain bytes kept when plain is set, compressed only otherwise), and
+// their compressed pieces too when compressed is set, for the warmer: on one
 // core, a family at a time, holding fc.mu for that family only. A scrape
 // that comes meanwhile waits for one family at most and encodes the others
 // itself, on every core. seen are the cached families (cached) from before
 // pushed was read: a family cached otherwise now was brought up to date by
 // a scrape meanwhile, from a state that may be newer than pushed, and is
 // left as it is. Families no longer pushed are left for a scrape to drop.
-func (fc *formatCache) warm(pushed []*fsm.ExposedFamily, seen map[string]*renderedFamily, compressed bool) error {
+func (fc *formatCache) warm(pushed []*fsm.ExposedFamily, seen map[string]*renderedFamily, plain, compressed bool) error {
 	for _, ef := range pushed {
-		if err := fc.warmFamily(ef, seen[ef.Name()], compressed); err != nil {
+		if err := fc.warmFamily(ef, seen[ef.Name()], plain, compressed); err != nil {
 			return err
 		}
 		if fc.afterWarmFamily != nil {
@@ -170,15 +171,15 @@ func (fc *formatCache) warm(pushed []*fsm.ExposedFamily, seen map[string]*render
 
 // warmFamily is warm for one family, seen the cached one before its state
 // was read.
-func (fc *formatCache) warmFamily(ef *fsm.ExposedFamily, seen *renderedFamily, compressed bool) error {
+func (fc *formatCache) warmFamily(ef *fsm.ExposedFamily, seen *renderedFamily, plain, compressed bool) error {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	rf := fc.families[ef.Name()]
 	if rf != seen {
 		return nil
 	}
-	if rf == nil || rf.from != ef {
-		next, err := renderFamily(fc.key, ef, rf)
+	if !rf.current(ef, plain) {
+		next, err := renderFamily(fc.key, ef, rf, plain)
 		if err != nil {
 			return err
 		}

@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -281,7 +284,7 @@ func TestWarmEncodesWhatAScrapeWould(t *testing.T) {
 	push(1)
 	seen := warmed.cached()
 	pushed := state.Exposed()
-	if err := warmed.warm(pushed, seen, true); err != nil {
+	if err := warmed.warm(pushed, seen, true, true); err != nil {
 		t.Fatal(err)
 	}
 	want, err := newRenderCache().byKey(format).prepare(pushed)
@@ -332,7 +335,7 @@ func TestAScrapeDoesNotWaitForAWholeRefresh(t *testing.T) {
 			t.Fatal("a scrape during a refresh did not get the cache in 30s: it waits for the whole refresh")
 		}
 	}
-	if err := fc.warm(warmersState, seen, false); err != nil {
+	if err := fc.warm(warmersState, seen, true, false); err != nil {
 		t.Fatal(err)
 	}
 	if scrapes != 1 {
@@ -342,5 +345,131 @@ func TestAScrapeDoesNotWaitForAWholeRefresh(t *testing.T) {
 		if rf := fc.families[ef.Name()]; rf == nil || rf.from != ef {
 			t.Fatalf("%s: the refresh replaced what a scrape encoded from a newer state", ef.Name())
 		}
+	}
+}
+
+// TestTheCacheKeepsWhatScrapesAskFor: before any scrape the warmer encodes
+// the default format compressed only (what Prometheus asks for, with a
+// sixth of the memory); a compressed scrape keeps it so, an uncompressed
+// one makes it keep the plain bytes as well, both answer the same
+// exposition, and a format's plain bytes, then its whole cache, go once
+// no scrape asked for them within warmWindow.
+func TestTheCacheKeepsWhatScrapesAskFor(t *testing.T) {
+	state := fsm.New(nil)
+	a := New(Options{Store: state, Registry: prometheus.NewRegistry()})
+	h := a.Handler()
+	text := keyOf(expfmt.NegotiateAccept(http.Header{}, expfmt.DefaultAcceptedFormats()...))
+	index := uint64(0)
+	push := func(v int) {
+		for group := range 50 {
+			index++
+			mf := &dto.MetricFamily{Name: proto.String(fmt.Sprint("m", group%3)), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(v))}}}}
+			cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(group)}, Families: []*dto.MetricFamily{mf}, TimeUnixNano: int64(v) * 1e9}
+			if res := state.ApplyCommand(index, cmd); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		}
+	}
+	// cachedAs reports whether format k holds every family of the state,
+	// rendered with its plain bytes or compressed only as plain says.
+	cachedAs := func(k cacheKey, plain bool) bool {
+		a.renderCache.mu.Lock()
+		fc := a.renderCache.formats[k]
+		a.renderCache.mu.Unlock()
+		if fc == nil {
+			return false
+		}
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		for _, ef := range state.Exposed() {
+			rf := fc.families[ef.Name()]
+			if !rf.current(ef, plain) {
+				return false
+			}
+			for _, s := range rf.segs {
+				if s.plain() != plain || (!plain && s.gz == nil) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	scrape := func(gzipped bool) string {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		if gzipped {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("scrape: %d %s", rec.Code, rec.Body)
+		}
+		if !gzipped {
+			return rec.Body.String()
+		}
+		zr, err := gzip.NewReader(rec.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// What differs between two scrapes is the node's own metrics; the
+	// pushed families are compared.
+	pushedOnly := func(body string) string {
+		var keep []string
+		for _, line := range strings.SplitAfter(body, "\n") {
+			if strings.Contains(line, " m0") || strings.Contains(line, " m1") || strings.Contains(line, " m2") ||
+				strings.HasPrefix(line, "m0") || strings.HasPrefix(line, "m1") || strings.HasPrefix(line, "m2") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "")
+	}
+
+	push(1)
+	waitUntil(t, "the default format encoded compressed only before any scrape", func() bool { return cachedAs(text, false) })
+	compressed := pushedOnly(scrape(true))
+	if !cachedAs(text, false) {
+		t.Fatal("a compressed scrape made the cache keep plain bytes")
+	}
+	plain := pushedOnly(scrape(false))
+	if !cachedAs(text, true) {
+		t.Fatal("an uncompressed scrape left the cache without plain bytes")
+	}
+	if compressed != plain || !strings.Contains(plain, `m2{instance="47",job="j"} 1`) {
+		t.Fatalf("compressed scrape:\n%s\nuncompressed scrape:\n%s", compressed, plain)
+	}
+	fc := a.renderCache.byKey(text)
+	push(2)
+	waitUntil(t, "changes warmed with plain bytes", func() bool { return cachedAs(text, true) })
+
+	// No uncompressed scrape within warmWindow: the plain bytes go.
+	longAgo := time.Now().Add(-warmWindow - time.Minute).UnixNano()
+	fc.lastPlainScrape.Store(longAgo)
+	push(3)
+	waitUntil(t, "the plain bytes dropped", func() bool { return cachedAs(text, false) })
+	if got := pushedOnly(scrape(true)); !strings.Contains(got, `m2{instance="47",job="j"} 3`) {
+		t.Fatalf("compressed scrape after the plain bytes went:\n%s", got)
+	}
+
+	// Another format scraped now, this one not within warmWindow: its
+	// cache goes.
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	fc.lastScrape.Store(longAgo)
+	fc.lastGzipScrape.Store(longAgo)
+	push(4)
+	waitUntil(t, "the unscraped format dropped", func() bool {
+		a.renderCache.mu.Lock()
+		defer a.renderCache.mu.Unlock()
+		return a.renderCache.formats[text] == nil
+	})
+	if got := pushedOnly(scrape(false)); !strings.Contains(got, `m2{instance="47",job="j"} 4`) {
+		t.Fatalf("scrape of a dropped format:\n%s", got)
 	}
 }
