@@ -23,6 +23,9 @@ import (
 type renderCache struct {
 	mu      sync.Mutex
 	formats map[cacheKey]*formatCache
+	// scraped: a scrape asked for a cached format once (its cache may be
+	// dropped since); under mu.
+	scraped bool
 }
 
 // cacheKey identifies an encoding: the text format (any version) or
@@ -72,6 +75,7 @@ func (c *renderCache) forScrape(k cacheKey, now int64) *formatCache {
 	fc := c.byKey(k)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.scraped = true
 	fc.lastScrape.Store(now)
 	if c.formats[k] != fc {
 		// Dropped between the two: in again, as scraped now.
@@ -81,20 +85,16 @@ func (c *renderCache) forScrape(k cacheKey, now int64) *formatCache {
 }
 
 // scrapedSince returns the formats scraped at or after t, and whether any
-// format was ever scraped.
+// format was ever scraped (its cache dropped since or not).
 func (c *renderCache) scrapedSince(t time.Time) (keys []cacheKey, ever bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, fc := range c.formats {
-		last := fc.lastScrape.Load()
-		if last != 0 {
-			ever = true
-			if last >= t.UnixNano() {
-				keys = append(keys, k)
-			}
+		if fc.lastScrape.Load() >= t.UnixNano() {
+			keys = append(keys, k)
 		}
 	}
-	return keys, ever
+	return keys, c.scraped
 }
 
 // dropScrapedBefore drops the caches of the formats no scrape asked for at

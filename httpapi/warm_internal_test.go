@@ -469,7 +469,92 @@ func TestTheCacheKeepsWhatScrapesAskFor(t *testing.T) {
 		defer a.renderCache.mu.Unlock()
 		return a.renderCache.formats[text] == nil
 	})
-	if got := pushedOnly(scrape(false)); !strings.Contains(got, `m2{instance="47",job="j"} 4`) {
+
+	// The other format's turn: no cache is left, and the warmer does not
+	// take that for a node never scraped (and render the default format
+	// again for nobody).
+	protoFC := a.renderCache.byKey(keyOf(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	protoFC.lastScrape.Store(longAgo)
+	push(5)
+	a.warmExposition(a.renderCache, text)
+	a.renderCache.mu.Lock()
+	left := len(a.renderCache.formats)
+	a.renderCache.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d format caches left after none was scraped within warmWindow", left)
+	}
+	if got := pushedOnly(scrape(false)); !strings.Contains(got, `m2{instance="47",job="j"} 5`) {
 		t.Fatalf("scrape of a dropped format:\n%s", got)
+	}
+}
+
+// TestCompressedOnlyScrapesOfALargeStore: compressed scrapes of a store
+// large enough to be rendered on every core, with label values long
+// enough that segments outgrow DEFLATE's 32 KiB window, answer what an
+// uncompressed scrape of a fresh cache does, before and after pushes that
+// make the cache decompress the segments it changes.
+func TestCompressedOnlyScrapesOfALargeStore(t *testing.T) {
+	const groups = 8000
+	state := fsm.New(nil)
+	reg := prometheus.NewRegistry()
+	h := New(Options{Store: struct{ Store }{state}, Registry: reg}).Handler()
+	pad := strings.Repeat("p", 3000)
+	index := uint64(0)
+	push := func(group, v int) {
+		index++
+		small := &dto.MetricFamily{Name: proto.String("m0"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(float64(v))}}}}
+		large := &dto.MetricFamily{Name: proto.String("m1"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{
+			Label: []*dto.LabelPair{{Name: proto.String("pad"), Value: proto.String(fmt.Sprint(pad, group))}},
+			Gauge: &dto.Gauge{Value: proto.Float64(float64(v))}}}}
+		cmd := &fsm.Command{Op: fsm.OpPut, Labels: map[string]string{"job": "j", "instance": fmt.Sprint(group)}, Families: []*dto.MetricFamily{small, large}, TimeUnixNano: int64(v+1) * 1e9}
+		if res := state.ApplyCommand(index, cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	for g := range groups {
+		push(g, g)
+	}
+	get := func(h http.Handler, encoding string) string {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept-Encoding", encoding)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("scrape: %d", rec.Code)
+		}
+		body := rec.Body.String()
+		if encoding == "gzip" {
+			zr, err := gzip.NewReader(rec.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = string(b)
+		}
+		// The pushed families only; the node's own metrics differ
+		// between scrapes.
+		var keep []string
+		for _, line := range strings.SplitAfter(body, "\n") {
+			if strings.HasPrefix(line, "m0") || strings.HasPrefix(line, "m1") || strings.HasPrefix(line, "push_") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "")
+	}
+	for round := range 3 {
+		compressed := get(h, "gzip")
+		fresh := New(Options{Store: struct{ Store }{state}, Registry: prometheus.NewRegistry()}).Handler()
+		if want := get(fresh, ""); compressed != want {
+			t.Fatalf("round %d: a compressed scrape (%d bytes of pushed families) differs from an uncompressed one of a fresh cache (%d bytes)", round, len(compressed), len(want))
+		}
+		if !strings.Contains(compressed, fmt.Sprintf(`m1{instance="7999",job="j",pad="%s7999"}`, pad)) {
+			t.Fatalf("round %d: the scrape lacks the last group's metric", round)
+		}
+		for k := range 200 {
+			push((k*37+round)%groups, groups+round*1000+k)
+		}
 	}
 }
