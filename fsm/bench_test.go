@@ -291,3 +291,31 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 	}
 	b.SetBytes(int64(buf.Len()))
 }
+
+// BenchmarkUnlabelledStoreHeap is BenchmarkExposedStoreHeap for pushes of
+// metrics without labels of their own, as most batch jobs push them: each
+// stored metric's labels are then only the group's.
+func BenchmarkUnlabelledStoreHeap(b *testing.B) {
+	const groups = 10000
+	cmds := make([][]byte, groups)
+	for i := range cmds {
+		var sb strings.Builder
+		for f := 0; f < 10; f++ {
+			fmt.Fprintf(&sb, "# TYPE bench_metric_%d gauge\nbench_metric_%d %d\n", f, f, i)
+		}
+		enc, err := pushCmd(b, OpPut, int64(i+1), sb.String(), "job", "bench", "instance", fmt.Sprint(i)).Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds[i] = enc
+	}
+	var heap uint64
+	for n := 0; n < b.N; n++ {
+		heap = heapGrowth(b, func() any {
+			s := applyAll(b, cmds)
+			s.Exposed()
+			return s
+		})
+	}
+	b.ReportMetric(float64(heap)/groups, "heap-bytes/group")
+}

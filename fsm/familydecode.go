@@ -64,7 +64,8 @@ type familyDecoding struct {
 	// they are, never modified.
 	shared []*dto.LabelPair
 	// spareLabels is room left after every metric's labels, so that adding
-	// that many (sanitizing adds the grouping labels) does not allocate.
+	// that many (sanitizing adds the grouping labels) does not allocate; a
+	// metric without labels gets none (sanitizing gives it a shared slice).
 	spareLabels int
 	// records: the families are decoded into stored records
 	// (decodeStoredFamilies), so a metric of the fast shape holds at most
@@ -172,11 +173,12 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 
 func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 	var seenGauge, seenCounter, seenUntyped, seenTS bool
-	values := 0
+	values, labels := 0, 0
 	ok := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) bool {
 		switch {
 		case num == metricLabel && typ == protowire.BytesType:
 			var ok bool
+			labels++
 			text, ok = countLabel(v, c, text)
 			return ok
 		case num == metricGauge && typ == protowire.BytesType && !seenGauge:
@@ -207,7 +209,9 @@ func countMetric(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 	}
 	if ok {
 		c.metrics++
-		c.labelSlots += c.decoding.spareLabels
+		if labels > 0 {
+			c.labelSlots += c.decoding.spareLabels
+		}
 	}
 	return text, ok
 }
@@ -421,7 +425,7 @@ func (s *familySlabs) metric(m *dto.Metric, raw []byte) {
 
 // metricFields reads a metric countMetric accepted, for metric and record:
 // its label pairs into the next label slots, which it returns (nil if
-// there are none and no spare room) with the spare room after them; each
+// there are none) with the spare room after them; each
 // value message's field number and bytes to value, and its timestamp to
 // timestamp.
 func (s *familySlabs) metricFields(raw []byte, value func(num protowire.Number, v []byte), timestamp func(int64)) []*dto.LabelPair {
@@ -439,11 +443,13 @@ func (s *familySlabs) metricFields(raw []byte, value func(num protowire.Number, 
 		return true
 	})
 	end := s.nLabelPtrs
-	s.nLabelPtrs += s.decoding.spareLabels
-	if end > first || s.decoding.spareLabels > 0 {
-		return s.labelPtrs[first:end:s.nLabelPtrs]
+	if end == first {
+		// No labels, no spare room: sanitizing gives such a metric the
+		// group's stored pairs, one slice for all of them.
+		return nil
 	}
-	return nil
+	s.nLabelPtrs += s.decoding.spareLabels
+	return s.labelPtrs[first:end:s.nLabelPtrs]
 }
 
 // label returns the label pair raw holds: a shared one, an interned one,

@@ -118,7 +118,7 @@ func (gp *groupingPairs) stored() []*dto.LabelPair {
 // metric pushed without any, once sanitized. Made once per command.
 func (gp *groupingPairs) sortedStored() []*dto.LabelPair {
 	if gp.sorted == nil {
-		gp.sorted = slices.Clone(gp.stored())
+		gp.sorted = slices.Clip(slices.Clone(gp.stored()))
 		sortLabelPairs(gp.sorted)
 	}
 	return gp.sorted
@@ -128,8 +128,20 @@ func (gp *groupingPairs) sortedStored() []*dto.LabelPair {
 // grouping values (overriding pushed values of the same name), adds an empty
 // instance label where none is present and sorts the label pairs by name,
 // as upstream does before storing.
+//
+// A metric pushed without labels gets the group's stored pairs, sorted, as
+// they are: one slice for every such metric of the command (and its
+// timestamp families), never modified, as stored labels never are.
 func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 	for _, m := range mf.GetMetric() {
+		if len(m.Label) == 0 {
+			m.Label = gp.sortedStored()
+			continue
+		}
+		if sorted := gp.sortedStored(); len(m.Label) == len(sorted) && &m.Label[0] == &sorted[0] {
+			// Sanitized already (the same command applied again).
+			continue
+		}
 		done := make([]bool, len(gp.names))
 		hasInstance := false
 		for k, lp := range m.GetLabel() {
