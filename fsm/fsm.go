@@ -163,6 +163,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	for _, mf := range cmd.Families {
 		sanitizeLabels(mf, gp)
 	}
+	compactLabels(cmd.Families, gp.sortedStored())
 
 	next := &Group{Key: key, Labels: cmd.Labels}
 	var keep func(*Family) bool // which of prev's families stay

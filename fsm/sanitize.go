@@ -219,3 +219,42 @@ var (
 	pushFailureTimeHeader = &familyHeader{name: proto.String(PushFailureTimeMetricName), help: proto.String(pushFailureTimeMetricHelp),
 		typ: &metricTypes[dto.MetricType_GAUGE]}
 )
+
+// compactLabels moves the label pairs of a push's metrics, once sanitized,
+// into one allocation of their exact size, and a metric with the same
+// pairs as the one before it shares that one's slice. The decoder's slots
+// left room for the grouping labels after every metric's own, and the
+// families of one push mostly carry the same labels (a job's `kind` or
+// `env`), so a stored metric kept four slots where it shares three.
+// Metrics holding the group's shared pairs (shared: sortedStored) keep
+// them. The slots the pairs leave go with the decoded command.
+func compactLabels(mfs []*dto.MetricFamily, shared []*dto.LabelPair) {
+	own := func(labels []*dto.LabelPair) bool {
+		return len(labels) > 0 && (len(shared) == 0 || &labels[0] != &shared[0])
+	}
+	n := 0
+	var last []*dto.LabelPair
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			if own(m.Label) && !slices.Equal(m.Label, last) {
+				n += len(m.Label)
+				last = m.Label
+			}
+		}
+	}
+	slab := make([]*dto.LabelPair, 0, n)
+	last = nil
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			if !own(m.Label) {
+				continue
+			}
+			if !slices.Equal(m.Label, last) {
+				start := len(slab)
+				slab = append(slab, m.Label...)
+				last = slab[start:len(slab):len(slab)]
+			}
+			m.Label = last
+		}
+	}
+}

@@ -4,16 +4,26 @@ import (
 	"testing"
 )
 
-// TestUnlabelledMetricsShareTheGroupsPairs: a metric pushed without labels
-// of its own is stored with the group's pairs, sorted, in the one slice
-// the group's timestamp metrics hold too (no label slots of its own); a
-// metric with labels keeps its own. Applying the same command again, and
-// a push to another group, leave both as they were.
-func TestUnlabelledMetricsShareTheGroupsPairs(t *testing.T) {
+// TestStoredMetricsShareLabelSlices: a metric pushed without labels of its
+// own is stored with the group's pairs, sorted, in the one slice the
+// group's timestamp metrics hold too (no label slots of its own); metrics
+// of a push with the same labels, one after the other, share one slice of
+// their exact size; others keep their own. Applying the same command
+// again, and a push to another group, leave them as they were.
+func TestStoredMetricsShareLabelSlices(t *testing.T) {
 	s := newTestFSM()
-	cmd := pushCmd(t, OpPut, 1, "# TYPE a gauge\na 1\n# TYPE b gauge\nb{x=\"y\"} 2\n", "job", "j", "instance", "i")
+	cmd := pushCmd(t, OpPut, 1, "# TYPE a gauge\na 1\n# TYPE b gauge\nb{x=\"y\"} 2\n# TYPE c gauge\nc{x=\"y\"} 3\n# TYPE d gauge\nd{x=\"z\"} 4\n", "job", "j", "instance", "i")
+	// Decoded, as raft hands it over: equal label pairs are one (interned).
+	enc, err := cmd.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := DecodeCommand(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for index := uint64(1); index <= 2; index++ {
-		if res := s.ApplyCommand(index, cmd); res.Err != nil {
+		if res := s.ApplyCommand(index, decoded); res.Err != nil {
 			t.Fatal(res.Err)
 		}
 	}
@@ -46,7 +56,16 @@ func TestUnlabelledMetricsShareTheGroupsPairs(t *testing.T) {
 	if &a[0] != &pushTime[0] || cap(a) != len(a) {
 		t.Fatal("a metric without labels holds label slots of its own, not the group's shared pairs")
 	}
-	if b := g.Families.Get("b").metrics[0].Labels(); &b[0] == &pushTime[0] {
+	b := g.Families.Get("b").metrics[0].Labels()
+	c := g.Families.Get("c").metrics[0].Labels()
+	d := g.Families.Get("d").metrics[0].Labels()
+	if &b[0] == &pushTime[0] {
 		t.Fatal("a labelled metric holds the group's shared pairs")
+	}
+	if &b[0] != &c[0] || cap(b) != len(b) {
+		t.Fatal("two metrics of a push with the same labels hold a slice each, or one with room to spare")
+	}
+	if got, want := labels("d"), "instance=i,job=j,x=z,"; got != want || &d[0] == &b[0] {
+		t.Fatalf("d's labels %q (shared with b: %v), want %q of its own", got, &d[0] == &b[0], want)
 	}
 }
