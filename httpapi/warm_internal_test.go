@@ -407,15 +407,7 @@ func TestTheCacheKeepsWhatScrapesAskFor(t *testing.T) {
 		if !gzipped {
 			return rec.Body.String()
 		}
-		zr, err := gzip.NewReader(rec.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+		return gunzipBody(t, rec.Body)
 	}
 	// What differs between two scrapes is the node's own metrics; the
 	// pushed families are compared.
@@ -524,15 +516,7 @@ func TestCompressedOnlyScrapesOfALargeStore(t *testing.T) {
 		}
 		body := rec.Body.String()
 		if encoding == "gzip" {
-			zr, err := gzip.NewReader(rec.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body = string(b)
+			body = gunzipBody(t, rec.Body)
 		}
 		// The pushed families only; the node's own metrics differ
 		// between scrapes.
@@ -557,4 +541,18 @@ func TestCompressedOnlyScrapesOfALargeStore(t *testing.T) {
 			push((k*37+round)%groups, groups+round*1000+k)
 		}
 	}
+}
+
+// gunzipBody reads a gzip-compressed response body.
+func gunzipBody(t *testing.T, r io.Reader) string {
+	t.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
