@@ -138,10 +138,6 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 			m.Label = gp.sortedStored()
 			continue
 		}
-		if sorted := gp.sortedStored(); len(m.Label) == len(sorted) && &m.Label[0] == &sorted[0] {
-			// Sanitized already (the same command applied again).
-			continue
-		}
 		done := make([]bool, len(gp.names))
 		hasInstance := false
 		for k, lp := range m.GetLabel() {

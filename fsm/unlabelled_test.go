@@ -9,20 +9,22 @@ import (
 // group's timestamp metrics hold too (no label slots of its own); metrics
 // of a push with the same labels, one after the other, share one slice of
 // their exact size; others keep their own. Applying the same command
-// again, and a push to another group, leave them as they were.
+// again (decoded again, as raft does), and a push to another group, leave
+// them as they were.
 func TestStoredMetricsShareLabelSlices(t *testing.T) {
 	s := newTestFSM()
 	cmd := pushCmd(t, OpPut, 1, "# TYPE a gauge\na 1\n# TYPE b gauge\nb{x=\"y\"} 2\n# TYPE c gauge\nc{x=\"y\"} 3\n# TYPE d gauge\nd{x=\"z\"} 4\n", "job", "j", "instance", "i")
-	// Decoded, as raft hands it over: equal label pairs are one (interned).
+	// Decoded for each apply, as raft hands it over: equal label pairs
+	// are one (interned).
 	enc, err := cmd.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	decoded, err := DecodeCommand(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for index := uint64(1); index <= 2; index++ {
+		decoded, err := DecodeCommand(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if res := s.ApplyCommand(index, decoded); res.Err != nil {
 			t.Fatal(res.Err)
 		}
