@@ -77,12 +77,11 @@ func (a *API) exposition() http.Handler {
 			return
 		}
 		now := time.Now().UnixNano()
-		fc := cache.forScrape(keyOf(format), now)
-		pushed := a.opts.Store.Exposed()
 		compressed := acceptsGzip(r)
+		fc := cache.forScrape(keyOf(format), now, compressed)
+		pushed := a.opts.Store.Exposed()
 		var cached []part
 		if compressed {
-			fc.lastGzipScrape.Store(now)
 			var pieces [][]deflated
 			plain := fc.keepsPlain(now - int64(warmWindow))
 			if pieces, err = fc.prepareGzip(pushed, plain); err == nil {
@@ -91,7 +90,6 @@ func (a *API) exposition() http.Handler {
 				}
 			}
 		} else {
-			fc.lastPlainScrape.Store(now)
 			var bodies [][][]byte
 			if bodies, err = fc.prepare(pushed); err == nil {
 				for _, b := range bodies {
@@ -136,9 +134,10 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 	if !a.opts.Store.Consistent() {
 		return
 	}
-	keys, ever := cache.scrapedSince(time.Now().Add(-warmWindow))
+	cutoff := time.Now().Add(-warmWindow)
+	keys, ever := cache.scrapedSince(cutoff)
 	if ever {
-		cache.dropScrapedBefore(time.Now().Add(-warmWindow))
+		cache.dropScrapedBefore(cutoff)
 	} else {
 		keys = []cacheKey{unasked}
 	}
@@ -155,7 +154,7 @@ func (a *API) warmExposition(cache *renderCache, unasked cacheKey) {
 		seen[i] = fcs[i].cached()
 	}
 	pushed := a.opts.Store.Exposed()
-	since := time.Now().Add(-warmWindow).UnixNano()
+	since := cutoff.UnixNano()
 	for i, fc := range fcs {
 		plain := fc.keepsPlain(since)
 		compressed := !plain || fc.lastGzipScrape.Load() >= since

@@ -44,10 +44,10 @@ type formatCache struct {
 	key      cacheKey
 	mu       sync.Mutex
 	families map[string]*renderedFamily
-	// lastScrape is when a scrape last asked for this format (Unix
-	// nanoseconds; 0 if only the warmer did), lastGzipScrape when one
-	// asked for it compressed, lastPlainScrape uncompressed.
-	lastScrape, lastGzipScrape, lastPlainScrape atomic.Int64
+	// lastGzipScrape is when a scrape last asked for this format
+	// compressed, lastPlainScrape uncompressed (Unix nanoseconds; 0 if
+	// none did, only the warmer).
+	lastGzipScrape, lastPlainScrape atomic.Int64
 	// afterWarmFamily, if set (by tests), runs in warm after each family,
 	// without mu.
 	afterWarmFamily func()
@@ -61,6 +61,11 @@ func newRenderCache() *renderCache {
 func (c *renderCache) byKey(k cacheKey) *formatCache {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.byKeyLocked(k)
+}
+
+// byKeyLocked is byKey with c.mu held.
+func (c *renderCache) byKeyLocked(k cacheKey) *formatCache {
 	fc := c.formats[k]
 	if fc == nil {
 		fc = &formatCache{key: k, families: map[string]*renderedFamily{}}
@@ -70,18 +75,25 @@ func (c *renderCache) byKey(k cacheKey) *formatCache {
 }
 
 // forScrape returns the cache of encoding k for a scrape at now (Unix
-// nanoseconds), noted as its last scrape before the cache can be dropped.
-func (c *renderCache) forScrape(k cacheKey, now int64) *formatCache {
-	fc := c.byKey(k)
+// nanoseconds), compressed or not, noted as scraped so under the lock
+// dropScrapedBefore takes.
+func (c *renderCache) forScrape(k cacheKey, now int64, compressed bool) *formatCache {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.scraped = true
-	fc.lastScrape.Store(now)
-	if c.formats[k] != fc {
-		// Dropped between the two: in again, as scraped now.
-		c.formats[k] = fc
+	fc := c.byKeyLocked(k)
+	if compressed {
+		fc.lastGzipScrape.Store(now)
+	} else {
+		fc.lastPlainScrape.Store(now)
 	}
 	return fc
+}
+
+// lastScrape is when a scrape last asked for the format, compressed or not
+// (0: none did).
+func (fc *formatCache) lastScrape() int64 {
+	return max(fc.lastGzipScrape.Load(), fc.lastPlainScrape.Load())
 }
 
 // scrapedSince returns the formats scraped at or after t, and whether any
@@ -90,7 +102,7 @@ func (c *renderCache) scrapedSince(t time.Time) (keys []cacheKey, ever bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, fc := range c.formats {
-		if fc.lastScrape.Load() >= t.UnixNano() {
+		if fc.lastScrape() >= t.UnixNano() {
 			keys = append(keys, k)
 		}
 	}
@@ -105,7 +117,7 @@ func (c *renderCache) dropScrapedBefore(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, fc := range c.formats {
-		if fc.lastScrape.Load() < t.UnixNano() {
+		if fc.lastScrape() < t.UnixNano() {
 			delete(c.formats, k)
 		}
 	}

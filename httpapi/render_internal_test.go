@@ -228,7 +228,7 @@ func (rf *renderedFamily) bytes() []byte {
 // chunk returns the bytes of metric i of rf.from.
 func (rf *renderedFamily) chunk(i int) []byte {
 	k := sort.Search(len(rf.starts), func(k int) bool { return rf.starts[k] > i }) - 1
-	return rf.segs[k].chunk(i - rf.starts[k])
+	return rf.segs[k].chunkIn(rf.segs[k].data, i-rf.starts[k])
 }
 
 // renderedBytes returns the encoded family in one piece, decompressed

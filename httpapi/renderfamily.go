@@ -247,10 +247,6 @@ func (s *segment) plain() bool { return s.data != nil }
 // size is the length of the segment's plain bytes.
 func (s *segment) size() int { return int(s.ends[len(s.ends)-1]) }
 
-// chunk returns the bytes of the segment's metric i; only in a plain
-// segment.
-func (s *segment) chunk(i int) []byte { return s.chunkIn(s.data, i) }
-
 // chunkIn returns the bytes of the segment's metric i from data, the
 // segment's plain bytes.
 func (s *segment) chunkIn(data []byte, i int) []byte {

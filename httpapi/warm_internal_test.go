@@ -453,7 +453,6 @@ func TestTheCacheKeepsWhatScrapesAskFor(t *testing.T) {
 	req := httptest.NewRequest("GET", "/metrics", nil)
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	fc.lastScrape.Store(longAgo)
 	fc.lastGzipScrape.Store(longAgo)
 	push(4)
 	waitUntil(t, "the unscraped format dropped", func() bool {
@@ -466,7 +465,7 @@ func TestTheCacheKeepsWhatScrapesAskFor(t *testing.T) {
 	// take that for a node never scraped (and render the default format
 	// again for nobody).
 	protoFC := a.renderCache.byKey(keyOf(expfmt.NewFormat(expfmt.TypeProtoDelim)))
-	protoFC.lastScrape.Store(longAgo)
+	protoFC.lastPlainScrape.Store(longAgo)
 	push(5)
 	a.warmExposition(a.renderCache, text)
 	a.renderCache.mu.Lock()
