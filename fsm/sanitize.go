@@ -222,35 +222,39 @@ var (
 // left room for the grouping labels after every metric's own, and the
 // families of one push mostly carry the same labels (a job's `kind` or
 // `env`), so a stored metric kept four slots where it shares three.
-// Metrics holding the group's shared pairs (shared: sortedStored) keep
-// them. The slots the pairs leave go with the decoded command.
+// Metrics holding the group's shared pairs (shared: sortedStored, never
+// empty, as it holds instance) keep them. The slots the pairs leave go
+// with the decoded command.
 func compactLabels(mfs []*dto.MetricFamily, shared []*dto.LabelPair) {
-	own := func(labels []*dto.LabelPair) bool {
-		return len(labels) > 0 && (len(shared) == 0 || &labels[0] != &shared[0])
-	}
-	n := 0
-	var last []*dto.LabelPair
-	for _, mf := range mfs {
-		for _, m := range mf.Metric {
-			if own(m.Label) && !slices.Equal(m.Label, last) {
-				n += len(m.Label)
+	// distinct calls f for every metric with pairs of its own, first set
+	// when they differ from those of the metric before (as f left them).
+	distinct := func(f func(m *dto.Metric, first bool)) {
+		var last []*dto.LabelPair
+		for _, mf := range mfs {
+			for _, m := range mf.Metric {
+				if len(m.Label) == 0 || &m.Label[0] == &shared[0] {
+					continue
+				}
+				first := !slices.Equal(m.Label, last)
+				f(m, first)
 				last = m.Label
 			}
 		}
 	}
-	slab := make([]*dto.LabelPair, 0, n)
-	last = nil
-	for _, mf := range mfs {
-		for _, m := range mf.Metric {
-			if !own(m.Label) {
-				continue
-			}
-			if !slices.Equal(m.Label, last) {
-				start := len(slab)
-				slab = append(slab, m.Label...)
-				last = slab[start:len(slab):len(slab)]
-			}
-			m.Label = last
+	n := 0
+	distinct(func(m *dto.Metric, first bool) {
+		if first {
+			n += len(m.Label)
 		}
-	}
+	})
+	slab := make([]*dto.LabelPair, 0, n)
+	var last []*dto.LabelPair
+	distinct(func(m *dto.Metric, first bool) {
+		if first {
+			start := len(slab)
+			slab = append(slab, m.Label...)
+			last = slab[start:len(slab):len(slab)]
+		}
+		m.Label = last
+	})
 }

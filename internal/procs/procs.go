@@ -172,6 +172,17 @@ func (p *Process) Paused() bool {
 // asynchronously, and a caller that pauses a node to test what happens
 // without it must not race the node's last answers.
 func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.signal(sig); err != nil {
+		return err
+	}
+	if sig == syscall.SIGSTOP {
+		return p.waitStopped()
+	}
+	return nil
+}
+
+// signal sends sig and notes a pause or resume, under p.mu.
+func (p *Process) signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.Running() {
@@ -183,7 +194,6 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	switch sig {
 	case syscall.SIGSTOP:
 		p.paused = true
-		return p.waitStopped()
 	case syscall.SIGCONT:
 		p.paused = false
 	}
