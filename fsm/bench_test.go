@@ -263,16 +263,32 @@ func heapGrowth(b *testing.B, f func() any) uint64 {
 // machine holds: the stored families, the index and the exposition order
 // (the encodings httpapi caches aside).
 func BenchmarkExposedStoreHeap(b *testing.B) {
-	benchExposedStoreHeap(b, fillCommands(b, 10000))
+	benchExposedStoreHeap(b, fillCommands(b, 10000), 0)
+}
+
+// BenchmarkExposedDuringFillHeap is BenchmarkExposedStoreHeap for a store
+// exposed every 500 groups while it is filled, as the warmer does during a
+// fill: the order of every name grows by a step at each exposition.
+func BenchmarkExposedDuringFillHeap(b *testing.B) {
+	benchExposedStoreHeap(b, fillCommands(b, 10000), 500)
 }
 
 // benchExposedStoreHeap reports the live heap per command of a store that
-// applied cmds (one per group) and was then exposed once.
-func benchExposedStoreHeap(b *testing.B, cmds [][]byte) {
+// applied cmds (one per group) and was then exposed once, and also after
+// every exposeEvery commands if that is not 0.
+func benchExposedStoreHeap(b *testing.B, cmds [][]byte, exposeEvery int) {
 	var heap uint64
 	for n := 0; n < b.N; n++ {
 		heap = heapGrowth(b, func() any {
-			s := applyAll(b, cmds)
+			s := newTestFSM()
+			for i, c := range cmds {
+				if r := s.Apply(uint64(i+1), c); r.Err != nil {
+					b.Fatal(r.Err)
+				}
+				if exposeEvery > 0 && (i+1)%exposeEvery == 0 {
+					s.Exposed()
+				}
+			}
 			s.Exposed()
 			return s
 		})
@@ -313,5 +329,5 @@ func BenchmarkUnlabelledStoreHeap(b *testing.B) {
 		}
 		cmds[i] = enc
 	}
-	benchExposedStoreHeap(b, cmds)
+	benchExposedStoreHeap(b, cmds, 0)
 }

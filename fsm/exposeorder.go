@@ -380,22 +380,36 @@ func (e *nameEntry) mergePending(add map[string][]Metric) {
 	}
 	clear(add)
 	sortPrefixed(keyed)
-	// Merge from the back, in place: sorted grows by len(keyed). Each added
-	// metric finds its place among the originals not yet moved by binary
-	// search (after the equal ones), and the originals behind it move up
-	// in one copy: comparisons grow with the changes (k log n), not with
-	// the list, which is only moved. (An empty list just takes them.)
-	hi := len(e.sorted)
-	e.sorted = slices.Grow(e.sorted, len(keyed))[:len(e.sorted)+len(keyed)]
-	e.metrics = slices.Grow(e.metrics, len(keyed))[:len(e.metrics)+len(keyed)]
+	// Merge from the back: sorted grows by len(keyed). Each added metric
+	// finds its place among the originals not yet moved by binary search
+	// (after the equal ones), and the originals behind it move up in one
+	// copy: comparisons grow with the changes (k log n), not with the
+	// list, which is only moved. (An empty list just takes them.)
+	//
+	// The lists grow in place when they have room and into new lists of
+	// their exact length otherwise, the merge moving the originals across:
+	// append's growth left a quarter or more of every name's lists unused
+	// for good (17 MB at 100,000 groups, a twentieth of the stored state).
+	src, srcMetrics := e.sorted, e.metrics
+	hi, n := len(src), len(src)+len(keyed)
+	grown := n > cap(e.sorted) || n > cap(e.metrics)
+	if grown {
+		e.sorted, e.metrics = make([]orderedMetric, n), make([]*Metric, n)
+	} else {
+		e.sorted, e.metrics = e.sorted[:n], e.metrics[:n]
+	}
 	for j := len(keyed) - 1; j >= 0; j-- {
 		a := keyed[j].orderedMetric
-		p := sort.Search(hi, func(x int) bool { return compareOrdered(a, e.sorted[x]) < 0 })
-		copy(e.sorted[p+j+1:], e.sorted[p:hi])
-		copy(e.metrics[p+j+1:], e.metrics[p:hi])
+		p := sort.Search(hi, func(x int) bool { return compareOrdered(a, src[x]) < 0 })
+		copy(e.sorted[p+j+1:], src[p:hi])
+		copy(e.metrics[p+j+1:], srcMetrics[p:hi])
 		e.sorted[p+j] = a
 		e.metrics[p+j] = a.m
 		hi = p
+	}
+	if grown {
+		copy(e.sorted, src[:hi])
+		copy(e.metrics, srcMetrics[:hi])
 	}
 }
 
