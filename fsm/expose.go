@@ -29,9 +29,9 @@ func (s *FSM) Families() []*dto.MetricFamily {
 // The result is cached and rebuilt only for names changed since the last
 // call. The returned families are shared: callers must not modify them.
 //
-// Writes wait only while the changes are taken: the changed names' pending
-// changes are swapped out and their headers made under the state machine's
-// lock, which is all that must see one state. Settling the changes into
+// Writes wait only while the changes are taken: the changed groups are
+// swapped out and the changed names' headers made under the state
+// machine's lock, which is all that must see one state. Settling the changes into
 // each name's order (a binary search per changed metric, slowed by cache
 // misses: 135 ms for 36,000 changed metrics at 100,000 groups) and copying
 // the changed names' metric lists (100,000 pointers a name at 100,000
@@ -53,24 +53,23 @@ func (s *FSM) Exposed() []*ExposedFamily {
 		s.mu.Unlock()
 		return out
 	}
-	gen := s.exposeGen
-	names := slices.Sorted(maps.Keys(s.ix.names))
+	gen, ix := s.exposeGen, s.ix
+	names := slices.Sorted(maps.Keys(ix.names))
 	out := make([]*ExposedFamily, len(names))
+	changes := ix.takeChanges()
 	var (
-		entries  []*nameEntry
-		changes  []pendingChanges
-		at       []int    // the position in out of entries[k]
-		versions []uint64 // entries[k]'s version when its changes were taken
+		entries  = map[string]*nameEntry{} // the names to settle
+		at       []int                     // their positions in out
+		versions []uint64                  // their versions when the changes were taken
 	)
 	for i, name := range names {
-		e := s.ix.names[name]
+		e := ix.names[name]
 		if e.merged != nil {
 			out[i] = e.merged
 			continue
 		}
-		taken := e.takePending()
-		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e, taken)}
-		entries, changes = append(entries, e), append(changes, taken)
+		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e, changes)}
+		entries[name] = e
 		at, versions = append(at, i), append(versions, e.version)
 	}
 	s.mu.Unlock()
@@ -78,11 +77,11 @@ func (s *FSM) Exposed() []*ExposedFamily {
 	if s.beforeSettle != nil {
 		s.beforeSettle()
 	}
-	settleEach(entries, changes)
-	for k, e := range entries {
+	ix.settleChanges(entries, changes)
+	for _, i := range at {
 		// Settled above to the state the changes were taken from, and
 		// unchanged while exposeMu is held.
-		out[at[k]].Metrics = slices.Clone(e.metrics)
+		out[i].Metrics = slices.Clone(entries[names[i]].metrics)
 	}
 
 	kept := make([]*ExposedFamily, 0, len(out))
@@ -96,9 +95,9 @@ func (s *FSM) Exposed() []*ExposedFamily {
 	// stale for the next).
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, e := range entries {
-		if e.version == versions[k] {
-			e.merged = out[at[k]]
+	for k, i := range at {
+		if e := entries[names[i]]; e.version == versions[k] {
+			e.merged = out[i]
 		}
 	}
 	if s.exposeGen == gen {
@@ -110,14 +109,14 @@ func (s *FSM) Exposed() []*ExposedFamily {
 // exposedHeader returns the exposition of one family name across groups
 // without its metrics: the name, and the help and type of the group with
 // the smallest key (a reserved name's help is the gateway's). Callers hold
-// s.mu and exposeMu, and have taken the name's pending changes (taken),
-// not yet settled.
-func (s *FSM) exposedHeader(name string, e *nameEntry, taken pendingChanges) *dto.MetricFamily {
+// s.mu and exposeMu, and have taken the changed groups (taken), not yet
+// settled.
+func (s *FSM) exposedHeader(name string, e *nameEntry, taken map[string]groupChange) *dto.MetricFamily {
 	if s.ix.family(e.minKey, name) == nil {
 		// That group left this name: find the new smallest key among the
 		// groups holding it. Each is in the order (not settled yet, so
-		// groups that left may be there too), among the taken additions,
-		// or among the groups with an empty family of the name; the map
+		// groups that left may be there too), among the taken changes, or
+		// among the groups with an empty family of the name; the map
 		// of groups says which still hold it, looked up only for a key
 		// smaller than the best so far.
 		found := false
@@ -129,7 +128,7 @@ func (s *FSM) exposedHeader(name string, e *nameEntry, taken pendingChanges) *dt
 		for _, om := range e.sorted {
 			consider(om.key)
 		}
-		for key := range taken.add {
+		for key := range taken {
 			consider(key)
 		}
 		for key := range e.empty {

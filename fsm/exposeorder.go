@@ -13,9 +13,9 @@ import (
 )
 
 // The exposition order of one family name across groups (nameEntry's sorted
-// metrics and the changes pending since the last exposition). Apply only
-// records changes; a scrape settles them, paying for what changed, not for a
-// full sort. The consistency index, which shares nameEntry, is in index.go.
+// metrics). Apply only records which groups changed (orderchanges.go); a
+// scrape settles the changes, paying for what changed, not for a full sort.
+// The consistency index, which shares nameEntry, is in index.go.
 
 // sortedMetric is one metric of a family name with the group it belongs to.
 type sortedMetric struct {
@@ -166,31 +166,11 @@ func sameLabels(a, b []Metric) bool {
 	return true
 }
 
-// pendingChanges are changes to a name's exposition order, taken from its
-// entry to be settled: the metrics to take out (remove) and to put in
-// (add), by group key.
-type pendingChanges struct {
-	remove, add map[string][]Metric
-}
-
-// takePending returns the changes pending in the entry and leaves it none,
-// so that Apply records the next changes beside the ones being settled.
-// Callers hold the state machine's lock (Apply records changes under it)
-// and exposeMu (the spare maps are the settler's).
-func (e *nameEntry) takePending() pendingChanges {
-	p := pendingChanges{remove: e.pendingRemove, add: e.pendingAdd}
-	e.pendingRemove, e.pendingAdd = e.spareRemove, e.spareAdd
-	e.spareRemove, e.spareAdd = nil, nil
-	if e.pendingRemove == nil {
-		e.pendingRemove, e.pendingAdd = map[string][]Metric{}, map[string][]Metric{}
-	}
-	return p
-}
-
-// settle applies changes p, taken from the entry, to the ordered list. The
-// result is the same however the changes are batched: the order is a
-// function of the stored metrics and their group keys alone. Callers hold
-// exposeMu, not the state machine's lock: Apply does not read the order.
+// settle applies changes, one per group key and each of this name, to
+// the ordered list. The result is the same however the changes are
+// batched: the order is a function of the stored metrics and their group
+// keys alone. Callers hold exposeMu, not the state machine's lock: Apply
+// does not read the order.
 //
 //   - A group whose new metrics have the same labels as its old ones (a
 //     push that changes values only, the usual case) keeps their places:
@@ -199,81 +179,37 @@ func (e *nameEntry) takePending() pendingChanges {
 //     then the list is compacted in one pass; many are filtered by key.
 //   - Added metrics are sorted among themselves, then merged into the
 //     list in one backward pass that finds their places by binary search.
-func (e *nameEntry) settle(p pendingChanges) {
-	// Emptied maps keep their size: after a fill or a restore that would
-	// be a slot for every group, twice, for good. Smaller ones are kept
-	// for the next changes.
-	keep := len(p.add)+len(p.remove) <= shrinkPending
-	for key, old := range p.remove {
-		added, ok := p.add[key]
-		if !ok || !sameLabels(old, added) {
-			continue
+func (e *nameEntry) settle(changes []familyChange) {
+	rest := changes[:0]
+	for _, c := range changes {
+		if !e.replaceInPlace(c) {
+			rest = append(rest, c)
 		}
-		pos := make([]int, len(old))
-		found := true
-		for i := range old {
-			if pos[i] = e.find(&old[i], key); pos[i] < 0 {
-				found = false
-				break
-			}
-		}
-		if !found {
-			continue
-		}
-		for i, at := range pos {
-			e.sorted[at].m = &added[i]
-			e.metrics[at] = &added[i]
-		}
-		delete(p.remove, key)
-		delete(p.add, key)
 	}
-	if len(p.remove) > 0 {
-		e.removePending(p.remove)
-	}
-	if len(p.add) > 0 {
-		e.mergePending(p.add)
-	}
-	if keep {
-		e.spareRemove, e.spareAdd = p.remove, p.add
-	}
+	e.removePending(rest)
+	e.mergePending(rest)
+	e.settled = true
 }
 
-// shrinkPending is the number of pending groups above which settle drops
-// the maps of pending changes once it emptied them.
-const shrinkPending = 1024
-
-// parallelSettle is the number of pending metrics from which settleEach
-// orders the names on every core.
-const parallelSettle = 20000
-
-// settleAll takes and settles the changes of every name (a restored state,
-// before it is swapped in).
-func (ix *index) settleAll() {
-	var entries []*nameEntry
-	var changes []pendingChanges
-	for _, e := range ix.names {
-		if len(e.pendingAdd)+len(e.pendingRemove) == 0 {
-			continue
-		}
-		entries = append(entries, e)
-		changes = append(changes, e.takePending())
+// replaceInPlace puts change c's new metrics in the places of its old ones
+// if they have the same labels (and so the same places) and reports
+// whether it did.
+func (e *nameEntry) replaceInPlace(c familyChange) bool {
+	from, to := c.from.Metrics(), c.to.Metrics()
+	if len(from) == 0 || !sameLabels(from, to) {
+		return false
 	}
-	settleEach(entries, changes)
-}
-
-// settleEach settles changes[i] into entries[i], the names in parallel
-// when there are many changes (a restored or freshly filled store:
-// ordering a million metrics takes seconds of one core). Names are
-// independent and each settles to the same order however its changes are
-// batched, so the result is the one of settling them one by one.
-func settleEach(entries []*nameEntry, changes []pendingChanges) {
-	pending := 0
-	for _, p := range changes {
-		for _, ms := range p.add {
-			pending += len(ms)
+	pos := make([]int, len(from))
+	for i := range from {
+		if pos[i] = e.find(&from[i], c.key); pos[i] < 0 {
+			return false
 		}
 	}
-	forEach(len(entries), pending >= parallelSettle, func(i int) { entries[i].settle(changes[i]) })
+	for i, at := range pos {
+		e.sorted[at].m = &to[i]
+		e.metrics[at] = &to[i]
+	}
+	return true
 }
 
 // forEach calls f for 0 to n-1, on every core when parallel is set (the
@@ -299,25 +235,24 @@ func forEach(n int, parallel bool, f func(int)) {
 	wg.Wait()
 }
 
-// removePending takes the metrics of remove, by group key, out of sorted
-// and empties remove.
-func (e *nameEntry) removePending(remove map[string][]Metric) {
+// removePending takes the old metrics of changes out of sorted.
+func (e *nameEntry) removePending(changes []familyChange) {
 	removed := 0
-	for _, ms := range remove {
-		removed += len(ms)
+	for _, c := range changes {
+		removed += len(c.from.Metrics())
 	}
 	if removed == 0 {
 		// Only families without metrics went: nothing in sorted is
 		// theirs. (Taking positions of none, below, would read pos[0].)
-		clear(remove)
 		return
 	}
 	var pos []int
 	if removed*16 < len(e.sorted) {
 		pos = make([]int, 0, removed)
-		for key, ms := range remove {
+		for _, c := range changes {
+			ms := c.from.Metrics()
 			for i := range ms {
-				p := e.find(&ms[i], key)
+				p := e.find(&ms[i], c.key)
 				if p < 0 {
 					pos = nil
 					break
@@ -344,9 +279,15 @@ func (e *nameEntry) removePending(remove map[string][]Metric) {
 		clear(e.metrics[w:])
 		e.sorted, e.metrics = e.sorted[:w], e.metrics[:w]
 	} else {
+		gone := make(map[string]struct{}, len(changes))
+		for _, c := range changes {
+			if len(c.from.Metrics()) > 0 {
+				gone[c.key] = struct{}{}
+			}
+		}
 		kept := e.sorted[:0]
 		for _, sm := range e.sorted {
-			if _, gone := remove[sm.key]; !gone {
+			if _, ok := gone[sm.key]; !ok {
 				kept = append(kept, sm)
 			}
 		}
@@ -358,27 +299,26 @@ func (e *nameEntry) removePending(remove map[string][]Metric) {
 		clear(e.metrics[len(kept):])
 		e.metrics = e.metrics[:len(kept)]
 	}
-	clear(remove)
 }
 
-// mergePending sorts the metrics of add, by group key, merges them into
-// sorted and empties add.
-func (e *nameEntry) mergePending(add map[string][]Metric) {
+// mergePending sorts the new metrics of changes, merges them into sorted
+// and sorts changes by group key.
+func (e *nameEntry) mergePending(changes []familyChange) {
 	n := 0
-	keys := make([]string, 0, len(add))
-	for k, ms := range add {
-		keys = append(keys, k)
-		n += len(ms)
+	for _, c := range changes {
+		n += len(c.to.Metrics())
 	}
-	sort.Strings(keys)
+	if n == 0 {
+		return
+	}
+	slices.SortFunc(changes, func(a, b familyChange) int { return strings.Compare(a.key, b.key) })
 	keyed := make([]prefixedMetric, 0, n)
-	for _, k := range keys {
-		ms := add[k]
+	for _, c := range changes {
+		ms := c.to.Metrics()
 		for i := range ms {
-			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: &ms[i], key: k}, len(keyed)))
+			keyed = append(keyed, newPrefixedMetric(sortedMetric{m: &ms[i], key: c.key}, len(keyed)))
 		}
 	}
-	clear(add)
 	sortPrefixed(keyed)
 	// Merge from the back: sorted grows by len(keyed). Each added metric
 	// finds its place among the originals not yet moved by binary search
@@ -426,8 +366,8 @@ func sortPrefixed(keyed []prefixedMetric) {
 // orderRestored orders the metrics of a restored name, given with their
 // order keys and group keys in increasing key order and each family's
 // metrics in its order, into an empty entry: the order settle gives the
-// same metrics pending (it sorts the pending keys and numbers the metrics
-// alike), without a map of pending changes in between.
+// same metrics as changes (it sorts the changes by key and numbers the
+// metrics alike), without the changed groups' map in between.
 func (e *nameEntry) orderRestored(ms []orderedMetric) {
 	keyed := make([]prefixedMetric, len(ms))
 	for i, om := range ms {
@@ -436,6 +376,7 @@ func (e *nameEntry) orderRestored(ms []orderedMetric) {
 	sortPrefixed(keyed)
 	e.sorted = make([]orderedMetric, len(keyed))
 	e.metrics = make([]*Metric, len(keyed))
+	e.settled = true
 	for i, k := range keyed {
 		e.sorted[i] = k.orderedMetric
 		e.metrics[i] = k.m

@@ -146,8 +146,13 @@ func (f *Family) Type() dto.MetricType {
 }
 
 // Metrics returns the family's metrics, shared: callers must not modify
-// them. A record's address identifies the metric.
-func (f *Family) Metrics() []Metric { return f.metrics }
+// them. A record's address identifies the metric. A nil family has none.
+func (f *Family) Metrics() []Metric {
+	if f == nil {
+		return nil
+	}
+	return f.metrics
+}
 
 // All yields the family's metrics by address, in order.
 func (f *Family) All() iter.Seq[*Metric] {

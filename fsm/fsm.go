@@ -35,8 +35,8 @@ type FSM struct {
 	// order stays still while the holder settles and reads it without mu.
 	exposeMu sync.Mutex
 	// beforeSettle, if set (by tests), runs in Exposed once the changed
-	// names' pending changes are taken, on the goroutine that settles them,
-	// before it does, without mu.
+	// groups are taken, on the goroutine that settles them, before it
+	// does, without mu.
 	beforeSettle func()
 	// onChange is called after every applied command and restore.
 	onChange []func()

@@ -23,26 +23,26 @@ type nameEntry struct {
 	// there is only ever one type; with it off there may be several.
 	types map[dto.MetricType]int
 	// sorted holds the metrics of all these families in exposition order
-	// as of the last exposition; changes since then wait in pendingRemove
-	// (the metrics to take out, by group key) and pendingAdd (the metrics
-	// to put in, by group key), so Apply stays O(1) per family and a
-	// scrape pays for what changed, not for a full sort. The family of
-	// this name held by group key is either in sorted or in
-	// pendingAdd[key], or in the changes an exposition took to settle
-	// (takePending), which it puts into sorted. Only the holder of the
-	// state machine's exposeMu reads or changes sorted and metrics, and
-	// Apply never does: the order is settled without the lock writes need.
+	// as of the last exposition; the groups changed since then wait in
+	// the index's changed, so Apply stays O(1) per group and a scrape pays
+	// for what changed, not for a full sort. Only the holder of the state
+	// machine's exposeMu reads or changes sorted and metrics, and Apply
+	// never does: the order is settled without the lock writes need.
 	sorted []orderedMetric
 	// metrics are sorted's metrics, in the same order, kept in step with
 	// it: the exposition copies them in one move (gathering them from
 	// sorted, a pointer every 48 bytes, took most of a scrape after a push
 	// at 100,000 groups).
-	metrics       []*Metric
-	pendingRemove map[string][]Metric
-	pendingAdd    map[string][]Metric
-	// spareRemove and spareAdd are emptied maps of changes settled before,
-	// for the next takePending (nil: none); the settler's, under exposeMu.
-	spareRemove, spareAdd map[string][]Metric
+	metrics []*Metric
+	// settled is set once the order was first settled (or restored). An
+	// entry is made when a name gains its first holder and dropped when it
+	// loses its last, order and all, so until then its order holds
+	// nothing and every family of the name among the changed groups is a
+	// change to it, even one the group held when the order was last
+	// settled: a consistency check may take a name's only holder away and
+	// put it back, dropping the name's entry in between. The settler's,
+	// under exposeMu; Apply only makes entries without it.
+	settled bool
 	// empty holds the keys of the groups holding a family of this name
 	// without metrics (nil when there are none, the usual case): with
 	// sorted, every group holding the name, once the changes are settled.
@@ -70,6 +70,13 @@ type index struct {
 	// store is inconsistent; a Go map of counts took about 60 bytes per
 	// series at 1.2 M series.
 	series *hashSet
+	// changed holds every group changed since the exposition order was
+	// last settled, by key: one entry per group, however many of its
+	// families changed (a map of the changed metrics per family name,
+	// 12 entries per push, held 37 MB at the end of a fill of 100,000
+	// groups). changedSpare is an emptied map of changes settled before,
+	// for the next takeChanges (nil: none); the settler's, under exposeMu.
+	changed, changedSpare map[string]groupChange
 	// dups holds every series stored more than once, by its hash, with its
 	// family name and its number of copies, and mixed the names stored
 	// with more than one type: the store inconsistencies that upstream's
@@ -88,7 +95,8 @@ type dupSeries struct {
 
 // newIndex returns an empty index of the given groups (empty as well).
 func newIndex(groups map[string]*Group) *index {
-	return &index{groups: groups, names: map[string]*nameEntry{}, series: newHashSet(0), dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
+	return &index{groups: groups, names: map[string]*nameEntry{}, series: newHashSet(0), changed: map[string]groupChange{},
+		dups: map[uint64]dupSeries{}, mixed: map[string]struct{}{}}
 }
 
 // family returns the family named name held by group key, or nil.
@@ -135,19 +143,12 @@ func seriesHash(name string, m *Metric) uint64 {
 
 // newNameEntry returns an empty entry.
 func newNameEntry() *nameEntry {
-	return &nameEntry{
-		types:         map[dto.MetricType]int{},
-		pendingRemove: map[string][]Metric{}, pendingAdd: map[string][]Metric{},
-	}
+	return &nameEntry{types: map[dto.MetricType]int{}}
 }
 
-// add records family f of group key in the index.
-func (ix *index) add(key, name string, f *Family) {
-	ix.enter(key, name, f).pendingAdd[key] = f.Metrics()
-}
-
-// enter records family f of group key in the index but not in the
-// exposition order, and returns the entry of its name.
+// enter records family f of group key in the index (the exposition order
+// learns of it from the index's changed groups), and returns the entry of
+// its name.
 func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	e := ix.names[name]
 	if e == nil {
@@ -219,12 +220,6 @@ func (ix *index) remove(key, name string, f *Family) {
 	e.holders--
 	if len(f.Metrics()) == 0 {
 		delete(e.empty, key)
-	}
-	if _, pending := e.pendingAdd[key]; pending {
-		// f is not in sorted yet (and what was is already recorded).
-		delete(e.pendingAdd, key)
-	} else {
-		e.pendingRemove[key] = f.Metrics()
 	}
 	t := f.Type()
 	if e.types[t]--; e.types[t] <= 0 {
@@ -323,6 +318,7 @@ func (ix *index) storeErrors() []error {
 // either may be nil (creation, deletion). Families are compared by pointer:
 // unchanged families cost nothing.
 func (ix *index) replaceGroup(old, new *Group) {
+	ix.noteChange(old, new)
 	if old != nil {
 		for _, f := range old.Families {
 			if new == nil || new.Families.Get(f.Name()) != f {
@@ -333,7 +329,7 @@ func (ix *index) replaceGroup(old, new *Group) {
 	if new != nil {
 		for _, f := range new.Families {
 			if old == nil || old.Families.Get(f.Name()) != f {
-				ix.add(new.Key, f.Name(), f)
+				ix.enter(new.Key, f.Name(), f)
 			}
 		}
 	}

@@ -202,7 +202,7 @@ func decodeRecord(rec []byte, n int, cache *internCache) (*Group, error) {
 // snapshots write them) are indexed name by name on every core, each
 // name's families straight into its order; only the series counts, one
 // set for all names, are entered on one core. Groups in any other order go
-// through the pending changes, as Apply adds them, and Restore settles
+// through the changed groups, as Apply adds them, and Restore settles
 // them.
 func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) (*index, int) {
 	type keyedFamily struct {
