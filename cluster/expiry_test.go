@@ -18,7 +18,7 @@ func TestExpiryRemovesTheSameGroupsOnEveryNode(t *testing.T) {
 	// only an imported or restored group can be that old), pushed just now
 	// and going stale, and kept fresh by repeated pushes.
 	imp := &fsm.Command{Op: fsm.OpImport, TimeUnixNano: now.UnixNano(), Source: "test", Import: []*fsm.Group{{
-		Labels:   map[string]string{"job": "ancient"},
+		Labels:   fsm.LabelsOf(map[string]string{"job": "ancient"}),
 		Families: fsm.Families{fsm.NewFamily(parseFamilies(t, "ancient{job=\"ancient\"} 1\n")[0], now.Add(-time.Hour).UnixNano())},
 	}}}
 	if res, err := c.nodes[0].Submit(context.Background(), imp); err != nil || res.Err != nil {

@@ -36,7 +36,7 @@ func startClusterWith(t *testing.T, size int, mutate func(*Config)) *testCluster
 func jobs(s *fsm.FSM) string {
 	var out []string
 	for _, g := range s.Groups() {
-		out = append(out, g.Labels["job"])
+		out = append(out, g.Labels.Get("job"))
 	}
 	return strings.Join(out, ",")
 }

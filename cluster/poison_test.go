@@ -48,7 +48,7 @@ func hostileEntries(t *testing.T) map[string][]byte {
 		"expiry of a reserved label set": enc(&fsm.Command{Op: fsm.OpExpire, TimeUnixNano: 1, CutoffUnixNano: 1 << 62,
 			Expire: []map[string]string{{"job": "", "__bad": "x"}}}),
 		"import of a group without job": enc(&fsm.Command{Op: fsm.OpImport, TimeUnixNano: 1, Source: "s",
-			Import: []*fsm.Group{{Labels: map[string]string{"instance": "i"}, Families: fsm.Families{}}}}),
+			Import: []*fsm.Group{{Labels: fsm.LabelsOf(map[string]string{"instance": "i"}), Families: fsm.Families{}}}}),
 		"delete without job": enc(&fsm.Command{Op: fsm.OpDelete, TimeUnixNano: 1, Labels: map[string]string{"instance": "i"}}),
 		"wipe with a label":  wipeWithLabel,
 		"restore of a poisoned snapshot": enc(&fsm.Command{Op: fsm.OpRestore, TimeUnixNano: 1,

@@ -149,7 +149,7 @@ func (c *Command) Encode() ([]byte, error) {
 		b = protowire.AppendTag(b, cmdFieldUnchecked, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
 	}
-	b = appendLabels(b, cmdFieldLabel, c.Labels)
+	b = appendLabels(b, cmdFieldLabel, LabelsOf(c.Labels))
 	opts := proto.MarshalOptions{Deterministic: true}
 	for _, mf := range c.Families {
 		var err error
@@ -166,7 +166,7 @@ func (c *Command) Encode() ([]byte, error) {
 	}
 	for _, labels := range c.Expire {
 		b = protowire.AppendTag(b, cmdFieldExpire, protowire.BytesType)
-		b = protowire.AppendBytes(b, appendLabels(nil, 1, labels))
+		b = protowire.AppendBytes(b, appendLabels(nil, 1, LabelsOf(labels)))
 	}
 	var rec []byte
 	for _, g := range c.Import {

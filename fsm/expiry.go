@@ -55,7 +55,7 @@ func (s *FSM) ExpiryCandidates(nowUnixNano, cutoffUnixNano int64, max int) []map
 	}
 	var out []map[string]string
 	for _, g := range expired {
-		out = append(out, g.Labels)
+		out = append(out, g.Labels.Map())
 	}
 	return out
 }

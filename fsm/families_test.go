@@ -69,12 +69,12 @@ func TestValidateGroupWantsFamiliesInOrder(t *testing.T) {
 		"nil":          {fam("a"), nil},
 		"no message":   {{}},
 	} {
-		err := ValidateGroup(&Group{Labels: map[string]string{"job": "j"}, Families: fams})
+		err := ValidateGroup(&Group{Labels: LabelsOf(map[string]string{"job": "j"}), Families: fams})
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if err := ValidateGroup(&Group{Labels: map[string]string{"job": "j"}, Families: Families{fam("a"), fam("b")}}); err != nil {
+	if err := ValidateGroup(&Group{Labels: LabelsOf(map[string]string{"job": "j"}), Families: Families{fam("a"), fam("b")}}); err != nil {
 		t.Fatalf("families in order: %v", err)
 	}
 }

@@ -154,18 +154,19 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 	names := sortedNames(cmd.Labels)
 	key := groupingKey(cmd.Labels, names)
 	prev := s.groups[key]
+	labels := groupLabelsOf(prev, cmd.Labels, names)
 
 	if hasTimestamps(cmd.Families) {
-		s.recordFailure(prev, key, cmd, names)
+		s.recordFailure(prev, key, labels, cmd)
 		return &Result{Err: ErrTimestamp}
 	}
-	gp := groupingPairsOf(prev, cmd.Labels, names)
+	gp := groupingPairsOf(prev, labels)
 	for _, mf := range cmd.Families {
 		sanitizeLabels(mf, gp)
 	}
 	compactLabels(cmd.Families, gp.sortedStored())
 
-	next := &Group{Key: key, Labels: cmd.Labels}
+	next := &Group{Key: key, Labels: labels}
 	var keep func(*Family) bool // which of prev's families stay
 	if prev != nil {
 		next = prev.clone()
@@ -195,7 +196,7 @@ func (s *FSM) applyPush(cmd *Command) *Result {
 			errs = s.storeErrorsWith(prev, next)
 		}
 		if len(errs) > 0 {
-			s.recordFailure(prev, key, cmd, names)
+			s.recordFailure(prev, key, labels, cmd)
 			return &Result{Err: &ConsistencyError{Msg: prometheus.MultiError(errs).MaybeUnwrap().Error()}}
 		}
 	}
@@ -234,21 +235,30 @@ func (s *FSM) Consistent() bool {
 	return s.ix.consistent()
 }
 
+// groupLabelsOf returns the grouping labels of a command on the group
+// stored as prev (nil: none yet): prev's own, the same labels (the key is
+// made of them), or a new list of the command's, whose names are sorted.
+func groupLabelsOf(prev *Group, grouping map[string]string, names []string) GroupLabels {
+	if prev != nil {
+		return prev.Labels
+	}
+	return groupLabels(grouping, names)
+}
+
 // recordFailure sets push_failure_time_seconds of the group (creating it if
 // needed) to the command's time, and adds a zero push_time_seconds if the
 // group has none, as upstream does for a rejected push.
-func (s *FSM) recordFailure(prev *Group, key string, cmd *Command, names []string) {
+func (s *FSM) recordFailure(prev *Group, key string, labels GroupLabels, cmd *Command) {
 	var next *Group
 	if prev == nil && cmd.MaxGroups > 0 && uint64(len(s.groups)) >= cmd.MaxGroups {
 		return // recording it would create a group beyond the quota
 	}
 	if prev == nil {
-		next = &Group{Key: key, Labels: cmd.Labels}
+		next = &Group{Key: key, Labels: labels}
 	} else {
 		next = prev.clone()
-		names = sortedNames(next.Labels)
 	}
-	gp := groupingPairsOf(prev, next.Labels, names)
+	gp := groupingPairsOf(prev, labels)
 	stored := appendTimestampFamilies(make([]Family, 0, 2), next, gp, cmd.TimeUnixNano, true)
 	next.Families = next.Families.with(nil, pointersTo(stored))
 	s.setGroup(key, next)

@@ -394,7 +394,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	rs.applied = snap.applied
 	rs.groups = rs.groups[:0]
 	for _, g := range restored.Groups() {
-		if g.Labels["job"] != "j9" {
+		if g.Labels.Get("job") != "j9" {
 			rs.groups = append(rs.groups, g)
 		}
 	}

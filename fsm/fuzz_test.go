@@ -25,7 +25,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		pushCmd(f, OpPut, 3, "# TYPE a counter\na{x=\"1\"} 1\n", "job", "j"),
 		pushCmd(f, OpPost, 4, "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", "job", "j", "instance", "i"),
 		{Op: OpExpire, TimeUnixNano: 5, CutoffUnixNano: 4, Expire: []map[string]string{{"job": "j"}, {"job": "k", "instance": ""}}},
-		{Op: OpImport, TimeUnixNano: 6, Source: "s", Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: Families{
+		{Op: OpImport, TimeUnixNano: 6, Source: "s", Import: []*Group{{Labels: LabelsOf(map[string]string{"job": "j"}), Families: Families{
 			NewFamily(parseText(f, "a{job=\"j\"} 1\n")[0], 3)}}}},
 		{Op: OpRestore, TimeUnixNano: 7, Snapshot: []byte("PGCSNAP\x01\x00\x00\x00\x00\x00\x00\x00")},
 		{Op: OpDeleteMatching, TimeUnixNano: 8, Selectors: []Selector{

@@ -1,12 +1,5 @@
 package fsm
 
-import (
-	"sort"
-	"strings"
-
-	"github.com/prometheus/common/model"
-)
-
 // Names of the families the gateway adds to every group, and their help.
 const (
 	PushTimeMetricName        = "push_time_seconds"
@@ -21,7 +14,7 @@ type Group struct {
 	// Key is the grouping key derived from Labels (see GroupingKey).
 	Key string
 	// Labels are the grouping labels, including "job".
-	Labels map[string]string
+	Labels GroupLabels
 	// Families are the stored families, including push_time_seconds and
 	// push_failure_time_seconds.
 	Families Families
@@ -35,14 +28,13 @@ type Group struct {
 // SortedLabelNames returns the grouping label names with "job" first and the
 // others sorted, for presentation.
 func (g *Group) SortedLabelNames() []string {
-	names := make([]string, 1, len(g.Labels))
+	names := make([]string, 1, g.Labels.Len())
 	names[0] = "job"
-	for n := range g.Labels {
+	for n := range g.Labels.All() {
 		if n != "job" {
-			names = append(names, n)
+			names = append(names, n) // in order: the labels are sorted
 		}
 	}
-	sort.Strings(names[1:])
 	return names
 }
 
@@ -89,14 +81,11 @@ func GroupingKey(labels map[string]string) string {
 
 // groupingKey is GroupingKey with the label names already sorted.
 func groupingKey(labels map[string]string, names []string) string {
-	var sb strings.Builder
-	for i, n := range names {
-		if i > 0 {
-			sb.WriteByte(model.SeparatorByte)
+	return joinGroupingKey(func(yield func(string, string) bool) {
+		for _, n := range names {
+			if !yield(n, labels[n]) {
+				return
+			}
 		}
-		sb.WriteString(n)
-		sb.WriteByte(model.SeparatorByte)
-		sb.WriteString(labels[n])
-	}
-	return sb.String()
+	})
 }

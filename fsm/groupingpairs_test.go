@@ -54,8 +54,7 @@ func TestPushesToAGroupShareItsPairs(t *testing.T) {
 // TestReusedGroupingPairsTakeOnlyTheGroupsOwn: pairs are taken over only
 // from labels that are exactly a group's stored pairs, sorted.
 func TestReusedGroupingPairsTakeOnlyTheGroupsOwn(t *testing.T) {
-	grouping := map[string]string{"job": "j", "zone": "z"}
-	names := sortedNames(grouping)
+	grouping := LabelsOf(map[string]string{"job": "j", "zone": "z"})
 	for _, c := range []struct {
 		name   string
 		labels []*dto.LabelPair
@@ -69,7 +68,7 @@ func TestReusedGroupingPairsTakeOnlyTheGroupsOwn(t *testing.T) {
 		{"unsorted", []*dto.LabelPair{lp("job", "j"), lp("instance", ""), lp("zone", "z")}, false},
 		{"a name twice", []*dto.LabelPair{lp("instance", ""), lp("job", "j"), lp("job", "j")}, false},
 	} {
-		gp := reusedGroupingPairs(c.labels, grouping, names)
+		gp := reusedGroupingPairs(c.labels, grouping)
 		if (gp != nil) != c.ok {
 			t.Errorf("%s: reused %v, want %v", c.name, gp != nil, c.ok)
 			continue
@@ -77,7 +76,7 @@ func TestReusedGroupingPairsTakeOnlyTheGroupsOwn(t *testing.T) {
 		if gp == nil {
 			continue
 		}
-		fresh := newGroupingPairs(grouping, names)
+		fresh := newGroupingPairs(grouping)
 		if got, want := renderPairs(gp.sortedStored()), renderPairs(fresh.sortedStored()); got != want {
 			t.Errorf("%s: stored pairs %s, new ones would be %s", c.name, got, want)
 		}

@@ -71,7 +71,7 @@ func TestGroupMetaSurvivesEncodingAndSnapshots(t *testing.T) {
 	}
 	// A state without them is written exactly as before (older builds
 	// read it): the plain group's record has no new field.
-	plain := &Group{Labels: map[string]string{"job": "p"}, Families: Families{}}
+	plain := &Group{Labels: LabelsOf(map[string]string{"job": "p"}), Families: Families{}}
 	rec, err := encodeGroup(nil, plain)
 	if want := appendLabels(nil, groupFieldLabel, plain.Labels); err != nil || !bytes.Equal(rec, want) {
 		t.Fatalf("plain group record %x (%v), want %x", rec, err, want)
@@ -132,7 +132,7 @@ func TestGroupsExpireByTheirOwnExpiryOrTheFlag(t *testing.T) {
 	a.mustOK(&Command{Op: OpExpire, TimeUnixNano: now, CutoffUnixNano: now, Expire: all})
 	var left []string
 	for _, g := range a.s.Groups() {
-		left = append(left, g.Labels["job"])
+		left = append(left, g.Labels.Get("job"))
 	}
 	if strings.Join(left, ",") != "long,never" {
 		t.Fatalf("left after expiry: %v", left)

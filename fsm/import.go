@@ -40,8 +40,7 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 		return &Result{Err: fmt.Errorf("%w: the cluster is not empty (%d groups)", ErrImportRefused, n)}
 	}
 	for _, g := range cmd.Import {
-		names := sortedNames(g.Labels)
-		gp := newGroupingPairs(g.Labels, names)
+		gp := newGroupingPairs(g.Labels)
 		for i, f := range g.Families {
 			// The command's families are its own: their metrics are
 			// sanitized in place and stored anew.
@@ -49,7 +48,7 @@ func (s *FSM) applyImport(cmd *Command) *Result {
 			sanitizeLabels(mf, gp)
 			g.Families[i] = NewFamily(mf, f.TimeUnixNano)
 		}
-		g.Key = groupingKey(g.Labels, names)
+		g.Key = g.Labels.key()
 		if s.groups[g.Key] == nil {
 			s.setGroup(g.Key, g)
 		}

@@ -133,7 +133,7 @@ func checkImport(cmd *Command, _ bool) error {
 		if err := ValidateImport(g); err != nil {
 			return fmt.Errorf("imported group: %v", err)
 		}
-		key := GroupingKey(g.Labels)
+		key := g.Labels.key()
 		if seen[key] {
 			return fmt.Errorf("imported group %v twice", g.Labels)
 		}

@@ -23,14 +23,11 @@ func importGroups(t *testing.T) []*Group {
 	a.mustOK(pushCmd(t, OpPost, t3, "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 1\ns_count 1\n", "job", "j2"))
 	var out []*Group
 	for _, g := range src.Groups() {
-		c := &Group{Labels: map[string]string{}, Families: Families{}}
-		for k, v := range g.Labels {
-			c.Labels[k] = v
-		}
+		c := &Group{Labels: LabelsOf(g.Labels.Map()), Families: Families{}}
 		for _, f := range g.Families {
 			c.Families = append(c.Families, NewFamily(proto.Clone(f.MF()).(*dto.MetricFamily), f.TimeUnixNano))
 		}
-		c.Key = GroupingKey(c.Labels)
+		c.Key = GroupingKey(c.Labels.Map())
 		out = append(out, c)
 	}
 	return out
@@ -99,7 +96,7 @@ func TestOldCommandsEncodeAsBefore(t *testing.T) {
 	want = protowire.AppendVarint(want, uint64(OpDelete))
 	want = protowire.AppendTag(want, cmdFieldTime, protowire.VarintType)
 	want = protowire.AppendVarint(want, 5)
-	want = appendLabels(want, cmdFieldLabel, map[string]string{"job": "j"})
+	want = appendLabels(want, cmdFieldLabel, LabelsOf(map[string]string{"job": "j"}))
 	if !bytes.Equal(got, want) {
 		t.Fatalf("DELETE encodes as %x, want %x", got, want)
 	}
@@ -110,7 +107,7 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 		"expire with labels":       {Op: OpExpire, Labels: map[string]string{"job": "j"}},
 		"put with cutoff":          {Op: OpPut, Labels: map[string]string{"job": "j"}, CutoffUnixNano: 1},
 		"delete with expire list":  {Op: OpDelete, Labels: map[string]string{"job": "j"}, Expire: []map[string]string{{"job": "j"}}},
-		"wipe with import":         {Op: OpWipe, Import: []*Group{{Labels: map[string]string{"job": "j"}, Families: Families{}}}},
+		"wipe with import":         {Op: OpWipe, Import: []*Group{{Labels: LabelsOf(map[string]string{"job": "j"}), Families: Families{}}}},
 		"restore with source":      {Op: OpRestore, Source: "x"},
 		"import with snapshot":     {Op: OpImport, Snapshot: []byte("x")},
 		"restore with families":    {Op: OpRestore, Families: parseText(t, "a 1\n")},
@@ -131,8 +128,8 @@ func TestNewCommandsRefuseForeignFields(t *testing.T) {
 	// and changes nothing.
 	good, _ := (&Command{Op: OpExpire, CutoffUnixNano: 1, Expire: []map[string]string{{"job": "j"}}}).Encode()
 	noJob := protowire.AppendTag(append([]byte(nil), good...), cmdFieldExpire, protowire.BytesType)
-	noJob = protowire.AppendBytes(noJob, appendLabels(nil, 1, map[string]string{"instance": "i"}))
-	withLabel := appendLabels(append([]byte(nil), good...), cmdFieldLabel, map[string]string{"job": "j"})
+	noJob = protowire.AppendBytes(noJob, appendLabels(nil, 1, LabelsOf(map[string]string{"instance": "i"})))
+	withLabel := appendLabels(append([]byte(nil), good...), cmdFieldLabel, LabelsOf(map[string]string{"job": "j"}))
 	dupImport, _ := (&Command{Op: OpImport, Import: importGroups(t)[:1]}).Encode()
 	var rec []byte
 	rec, _ = encodeGroup(rec, importGroups(t)[0])
@@ -190,7 +187,7 @@ func TestExpireRemovesOnlyGroupsStillOlderThanTheCutoff(t *testing.T) {
 	a.mustOK(&Command{Op: OpExpire, TimeUnixNano: t3, CutoffUnixNano: cutoff, Expire: cands})
 	var left []string
 	for _, g := range a.s.Groups() {
-		left = append(left, g.Labels["job"])
+		left = append(left, g.Labels.Get("job"))
 	}
 	if strings.Join(left, ",") != "failed-new,fresh,repushed" {
 		t.Fatalf("left after expiry: %v", left)
@@ -215,7 +212,7 @@ func TestImportOnceIntoEmptyStore(t *testing.T) {
 		t.Fatalf("imported exposition:\n%s\nwant:\n%s", got, w)
 	}
 	for _, g := range want.Groups() {
-		ig := a.s.Group(g.Labels)
+		ig := a.s.Group(g.Labels.Map())
 		for _, f := range g.Families {
 			n := f.Name()
 			if ig.Families.Get(n).TimeUnixNano != f.TimeUnixNano {

@@ -32,16 +32,16 @@ func hasTimestamps(mfs []*dto.MetricFamily) bool {
 // metric it stores: stored label pairs are never modified, and sharing them
 // keeps a group's memory (and the garbage collector's work) small.
 type groupingPairs struct {
-	names    []string // sorted
-	pairs    []*dto.LabelPair
+	labels   GroupLabels
+	pairs    []*dto.LabelPair // labels' pairs, in their order
 	instance *dto.LabelPair   // instance="", created when first needed
 	sorted   []*dto.LabelPair // sortedStored's, made when first needed
 }
 
-func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs {
-	gp := &groupingPairs{names: names, pairs: make([]*dto.LabelPair, len(names))}
-	for i, n := range names {
-		gp.pairs[i] = &dto.LabelPair{Name: proto.String(n), Value: proto.String(grouping[n])}
+func newGroupingPairs(labels GroupLabels) *groupingPairs {
+	gp := &groupingPairs{labels: labels, pairs: make([]*dto.LabelPair, labels.Len())}
+	for i, l := range labels.sorted {
+		gp.pairs[i] = &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)}
 	}
 	return gp
 }
@@ -54,37 +54,37 @@ func newGroupingPairs(grouping map[string]string, names []string) *groupingPairs
 // no pairs, and its metrics carry the same pair pointers as the ones they
 // replace, which settling the exposition order compares without reading
 // the pairs (sameLabels). Otherwise new pairs are made.
-func groupingPairsOf(prev *Group, grouping map[string]string, names []string) *groupingPairs {
+func groupingPairsOf(prev *Group, labels GroupLabels) *groupingPairs {
 	if prev != nil {
 		if f := prev.Families.Get(PushTimeMetricName); f != nil && len(f.metrics) == 1 {
-			if gp := reusedGroupingPairs(f.metrics[0].labels, grouping, names); gp != nil {
+			if gp := reusedGroupingPairs(f.metrics[0].labels, labels); gp != nil {
 				return gp
 			}
 		}
 	}
-	return newGroupingPairs(grouping, names)
+	return newGroupingPairs(labels)
 }
 
 // reusedGroupingPairs returns the grouping pairs found in sorted (the
 // labels of a metric holding only the stored pairs, sorted by name), or nil
 // if sorted is not exactly what sortedStored would make of them.
-func reusedGroupingPairs(sorted []*dto.LabelPair, grouping map[string]string, names []string) *groupingPairs {
-	_, hasInstance := slices.BinarySearch(names, model.InstanceLabel)
-	want := len(names)
+func reusedGroupingPairs(sorted []*dto.LabelPair, labels GroupLabels) *groupingPairs {
+	_, hasInstance := labels.search(model.InstanceLabel)
+	want := labels.Len()
 	if !hasInstance {
 		want++
 	}
 	if len(sorted) != want {
 		return nil
 	}
-	gp := &groupingPairs{names: names, pairs: make([]*dto.LabelPair, len(names)), sorted: sorted}
+	gp := &groupingPairs{labels: labels, pairs: make([]*dto.LabelPair, labels.Len()), sorted: sorted}
 	for k, lp := range sorted {
 		name := lp.GetName()
 		if k > 0 && sorted[k-1].GetName() >= name {
 			return nil
 		}
-		if i, ok := slices.BinarySearch(names, name); ok {
-			if lp.GetValue() != grouping[name] {
+		if i, ok := labels.search(name); ok {
+			if lp.GetValue() != labels.sorted[i].Value {
 				return nil
 			}
 			gp.pairs[i] = lp
@@ -108,7 +108,7 @@ func (gp *groupingPairs) emptyInstance() *dto.LabelPair {
 // stored returns the pairs every stored metric of the group carries: the
 // grouping labels, and instance="" unless instance is one of them.
 func (gp *groupingPairs) stored() []*dto.LabelPair {
-	if _, ok := slices.BinarySearch(gp.names, model.InstanceLabel); ok {
+	if _, ok := gp.labels.search(model.InstanceLabel); ok {
 		return gp.pairs
 	}
 	return append(gp.pairs[:len(gp.pairs):len(gp.pairs)], gp.emptyInstance())
@@ -138,11 +138,11 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 			m.Label = gp.sortedStored()
 			continue
 		}
-		done := make([]bool, len(gp.names))
+		done := make([]bool, gp.labels.Len())
 		hasInstance := false
 		for k, lp := range m.GetLabel() {
 			name := lp.GetName()
-			if i, ok := slices.BinarySearch(gp.names, name); ok && !done[i] {
+			if i, ok := gp.labels.search(name); ok && !done[i] {
 				// The pair is replaced, not changed: decoded pairs may be
 				// shared (intern.go).
 				m.Label[k] = gp.pairs[i]
@@ -152,12 +152,12 @@ func sanitizeLabels(mf *dto.MetricFamily, gp *groupingPairs) {
 				hasInstance = true
 			}
 		}
-		for i, name := range gp.names {
+		for i, l := range gp.labels.sorted {
 			if done[i] {
 				continue
 			}
 			m.Label = append(m.Label, gp.pairs[i])
-			if name == model.InstanceLabel {
+			if l.Name == model.InstanceLabel {
 				hasInstance = true
 			}
 		}

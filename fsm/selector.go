@@ -158,12 +158,12 @@ func (sel Selector) String() string {
 	return s + "}"
 }
 
-// Matches reports whether any of the selectors matches the label set.
-func (cs CompiledSelectors) Matches(labels map[string]string) bool {
+// Matches reports whether any of the selectors matches the grouping labels.
+func (cs CompiledSelectors) Matches(labels GroupLabels) bool {
 	for _, sel := range cs {
 		all := true
 		for _, m := range sel {
-			if !m.matches(labels[m.Name]) {
+			if !m.matches(labels.Get(m.Name)) {
 				all = false
 				break
 			}

@@ -76,13 +76,13 @@ func TestDeleteMatchingRemovesExactlyTheMatchingGroups(t *testing.T) {
 		t.Fatalf("unanchored match: %d", len(l))
 	}
 	// A missing label is "": branch!~".+" is the group without a branch.
-	if l := matching(t, a.s, []Selector{sel(Matcher{"job", MatchEqual, "ci-build"}, Matcher{"branch", MatchNotRegexp, ".+"})}); len(l) != 1 || len(l[0].Labels) != 1 {
+	if l := matching(t, a.s, []Selector{sel(Matcher{"job", MatchEqual, "ci-build"}, Matcher{"branch", MatchNotRegexp, ".+"})}); len(l) != 1 || l[0].Labels.Len() != 1 {
 		t.Fatalf("missing label as empty: %v", l)
 	}
 	a.mustOK(&Command{Op: OpDeleteMatching, TimeUnixNano: t2, Selectors: sels})
 	var left []string
 	for _, g := range a.s.Groups() {
-		left = append(left, GroupingKey(g.Labels))
+		left = append(left, GroupingKey(g.Labels.Map()))
 	}
 	for _, g := range listed {
 		for _, k := range left {

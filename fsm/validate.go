@@ -87,7 +87,8 @@ func validateGroup(g *Group, stored bool) error {
 	if g == nil {
 		return errors.New("no group")
 	}
-	if err := validateGroupingLabels(g.Labels); err != nil {
+	grouping := g.Labels.Map() // the validators take the labels of pushes, a map
+	if err := validateGroupingLabels(grouping); err != nil {
 		return err
 	}
 	if err := validateExpiry(g.Expiry); err != nil {
@@ -106,11 +107,11 @@ func validateGroup(g *Group, stored bool) error {
 		}
 		var err error
 		if stored {
-			err = validateStoredFamily(f, g.Labels)
+			err = validateStoredFamily(f, grouping)
 		} else {
 			// Judged as it will be stored (the import sanitizes it).
 			mf := f.proto()
-			err = validateFamily(&mf, g.Labels, true)
+			err = validateFamily(&mf, grouping, true)
 		}
 		if err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
@@ -119,7 +120,7 @@ func validateGroup(g *Group, stored bool) error {
 			if m.HasTimestamp() {
 				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
 			}
-			if stored && !storedAlready(m.Labels(), g.Labels) {
+			if stored && !storedAlready(m.Labels(), grouping) {
 				return fmt.Errorf("group %v: metric %q is not stored as a push stores it (grouping and instance labels, sorted): %v", g.Labels, name, m)
 			}
 		}

@@ -3,8 +3,8 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -17,16 +17,15 @@ import (
 // with protowire in protobuf wire format. An imported group travels in a
 // command exactly as a group is stored in a snapshot.
 
-// appendLabels writes a label map as repeated LabelPair messages in sorted
-// order of names.
-func appendLabels(b []byte, field protowire.Number, labels map[string]string) []byte {
-	names := slices.Sorted(maps.Keys(labels))
-	for _, n := range names {
+// appendLabels writes labels as repeated LabelPair messages in sorted order
+// of names.
+func appendLabels(b []byte, field protowire.Number, labels GroupLabels) []byte {
+	for n, v := range labels.All() {
 		var lp []byte
 		lp = protowire.AppendTag(lp, 1, protowire.BytesType)
 		lp = protowire.AppendString(lp, n)
 		lp = protowire.AppendTag(lp, 2, protowire.BytesType)
-		lp = protowire.AppendString(lp, labels[n])
+		lp = protowire.AppendString(lp, v)
 		b = protowire.AppendTag(b, field, protowire.BytesType)
 		b = protowire.AppendBytes(b, lp)
 	}
@@ -117,7 +116,8 @@ func appendFamilyMessage(b []byte, f *Family, sizes []int) ([]byte, error) {
 }
 
 func decodeGroup(b []byte, cache *internCache) (*Group, error) {
-	g := &Group{Labels: map[string]string{}}
+	g := &Group{}
+	var labels []Label
 	// The families' metric families are decoded together, into shared
 	// slabs (familydecode.go).
 	var times []int64
@@ -151,7 +151,7 @@ func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 			if err := proto.Unmarshal(v, lp); err != nil {
 				return nil, fmt.Errorf("grouping label: %w", err)
 			}
-			g.Labels[lp.GetName()] = lp.GetValue()
+			labels = append(labels, Label{Name: lp.GetName(), Value: lp.GetValue()})
 		case groupFieldFamily:
 			ts, raw, err := decodeFamilyRecord(v)
 			if err != nil {
@@ -167,17 +167,26 @@ func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
 	}
+	// Written sorted by name (appendLabels); sorted here whatever the
+	// writer did, a name twice refused.
+	slices.SortStableFunc(labels, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
+	for i := 1; i < len(labels); i++ {
+		if labels[i].Name == labels[i-1].Name {
+			return nil, fmt.Errorf("grouping label %q twice", labels[i].Name)
+		}
+	}
+	g.Labels = GroupLabels{sorted: slices.Clip(labels)}
 	if len(rawMFs) > 0 {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
-		gp := newGroupingPairs(g.Labels, sortedNames(g.Labels))
+		gp := newGroupingPairs(g.Labels)
 		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), cache: cache})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
 		g.Families = NewFamilies(pointersTo(stored))
 	}
-	g.Key = GroupingKey(g.Labels)
+	g.Key = g.Labels.key()
 	return g, nil
 }
 

@@ -125,7 +125,7 @@ func (a *API) apiDeleteMatching(w http.ResponseWriter, r *http.Request) {
 	matched := matchingGroups(a.opts.Store.Groups(), cs)
 	res := deleteResult{Groups: make([]map[string]string, 0, len(matched)), DryRun: dryRun}
 	for _, g := range matched {
-		res.Groups = append(res.Groups, g.Labels)
+		res.Groups = append(res.Groups, g.Labels.Map())
 	}
 	if dryRun {
 		a.setReadIndex(w)

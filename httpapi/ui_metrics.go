@@ -171,7 +171,7 @@ func (a *API) uiGroup(g *fsm.Group) uiGroup {
 	var del strings.Builder
 	del.WriteString(a.linkPrefix() + "/metrics")
 	for _, n := range names {
-		v := g.Labels[n]
+		v := g.Labels.Get(n)
 		out.Labels = append(out.Labels, uiLabel{Name: n, Value: v})
 		desc = append(desc, n+"="+strconv.Quote(v))
 		if n != "job" && a.escaping != model.NoEscaping {
@@ -226,7 +226,7 @@ func pushTime(f *fsm.Family) time.Time {
 	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
-func uiFamilyOf(f *fsm.Family, grouping map[string]string) uiFamily {
+func uiFamilyOf(f *fsm.Family, grouping fsm.GroupLabels) uiFamily {
 	name, typ := f.Name(), f.Type()
 	out := uiFamily{
 		Name:   name,
@@ -244,7 +244,7 @@ func uiFamilyOf(f *fsm.Family, grouping map[string]string) uiFamily {
 	for _, m := range f.MF().Metric {
 		s := uiSample{}
 		for _, lp := range m.GetLabel() {
-			gv, isGrouping := grouping[lp.GetName()]
+			gv, isGrouping := grouping.Lookup(lp.GetName())
 			s.Labels = append(s.Labels, uiLabel{Name: lp.GetName(), Value: lp.GetValue(), Grouping: isGrouping && gv == lp.GetValue()})
 		}
 		switch out.Kind {

@@ -159,5 +159,5 @@ func convert(mg metricGroup) (*fsm.Group, error) {
 	if len(fams) == 0 {
 		return nil, errors.New("group " + fmt.Sprint(labels) + " has no metric families")
 	}
-	return &fsm.Group{Key: fsm.GroupingKey(labels), Labels: labels, Families: fsm.NewFamilies(fams)}, nil
+	return &fsm.Group{Key: fsm.GroupingKey(labels), Labels: fsm.LabelsOf(labels), Families: fsm.NewFamilies(fams)}, nil
 }

@@ -51,7 +51,7 @@ func TestDecodeBothKeyKinds(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		// Sorted by grouping key: "instance" sorts before "job".
-		if len(got) != 2 || got[0].Labels["job"] != "b" || got[1].Labels["job"] != "a" || got[0].Key >= got[1].Key {
+		if len(got) != 2 || got[0].Labels.Get("job") != "b" || got[1].Labels.Get("job") != "a" || got[0].Key >= got[1].Key {
 			t.Fatalf("%s: groups %v", name, got)
 		}
 		if f := got[0].Families.Get("x"); f.TimeUnixNano != pushed.UnixNano() || f.Metrics()[0].GaugeValue() != 1 {
