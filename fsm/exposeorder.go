@@ -186,8 +186,8 @@ func (e *nameEntry) settle(changes []familyChange) {
 			rest = append(rest, c)
 		}
 	}
-	e.removePending(rest)
-	e.mergePending(rest)
+	e.removeOld(rest)
+	e.mergeNew(rest)
 	e.settled = true
 }
 
@@ -235,8 +235,8 @@ func forEach(n int, parallel bool, f func(int)) {
 	wg.Wait()
 }
 
-// removePending takes the old metrics of changes out of sorted.
-func (e *nameEntry) removePending(changes []familyChange) {
+// removeOld takes the old metrics of changes out of sorted.
+func (e *nameEntry) removeOld(changes []familyChange) {
 	removed := 0
 	for _, c := range changes {
 		removed += len(c.from.Metrics())
@@ -301,9 +301,9 @@ func (e *nameEntry) removePending(changes []familyChange) {
 	}
 }
 
-// mergePending sorts the new metrics of changes, merges them into sorted
+// mergeNew sorts the new metrics of changes, merges them into sorted
 // and sorts changes by group key.
-func (e *nameEntry) mergePending(changes []familyChange) {
+func (e *nameEntry) mergeNew(changes []familyChange) {
 	n := 0
 	for _, c := range changes {
 		n += len(c.to.Metrics())

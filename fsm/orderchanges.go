@@ -28,6 +28,10 @@ func (ix *index) noteChange(old, new *Group) {
 		c.old = old
 	}
 	c.new = new
+	if c.old == nil && c.new == nil {
+		delete(ix.changed, key) // made and deleted since the last settle
+		return
+	}
 	// Kept when the group is back as the order holds it (a consistency
 	// check's trial replacement, undone): the trial may have taken a
 	// name's last holder away, and the name's entry with its order.

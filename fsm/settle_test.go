@@ -200,7 +200,7 @@ func TestParallelSettleEqualsSequential(t *testing.T) {
 // TestRestoreInAnyGroupOrder restores the same store from a snapshot in
 // key order (as snapshots are written: each name's order and index entry
 // are built straight from the groups, name by name on every core) and from
-// one with its groups shuffled (through the pending changes, as Apply
+// one with its groups shuffled (through the changed groups, as Apply
 // adds them): both expose what the original does, in the order of a full
 // sort, and index it as the original's pushes did, duplicate series and
 // mixed types of unchecked pushes included; large enough for the work to
