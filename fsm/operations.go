@@ -92,7 +92,8 @@ func (c *Command) checkFields() error {
 }
 
 func checkPush(cmd *Command, _ bool) error {
-	if err := validateGroupingLabels(cmd.Labels); err != nil {
+	grouping := LabelsOf(cmd.Labels)
+	if err := validateGroupingLabels(grouping); err != nil {
 		return err
 	}
 	if err := validateExpiry(cmd.ExpireAfter); err != nil {
@@ -102,14 +103,14 @@ func checkPush(cmd *Command, _ bool) error {
 		return err
 	}
 	for _, mf := range cmd.Families {
-		if err := validateFamily(mf, cmd.Labels, cmd.Unchecked); err != nil {
+		if err := validateFamily(mf, grouping, cmd.Unchecked); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkDelete(cmd *Command, _ bool) error { return validateGroupingLabels(cmd.Labels) }
+func checkDelete(cmd *Command, _ bool) error { return validateGroupingLabels(LabelsOf(cmd.Labels)) }
 
 func checkWipe(cmd *Command, _ bool) error {
 	if len(cmd.Labels) > 0 || len(cmd.Families) > 0 {
@@ -120,7 +121,7 @@ func checkWipe(cmd *Command, _ bool) error {
 
 func checkExpire(cmd *Command, _ bool) error {
 	for _, labels := range cmd.Expire {
-		if err := validateGroupingLabels(labels); err != nil {
+		if err := validateGroupingLabels(LabelsOf(labels)); err != nil {
 			return fmt.Errorf("expired group: %v", err)
 		}
 	}

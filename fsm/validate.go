@@ -87,7 +87,7 @@ func validateGroup(g *Group, stored bool) error {
 	if g == nil {
 		return errors.New("no group")
 	}
-	grouping := g.Labels.Map() // the validators take the labels of pushes, a map
+	grouping := g.Labels
 	if err := validateGroupingLabels(grouping); err != nil {
 		return err
 	}
@@ -130,16 +130,16 @@ func validateGroup(g *Group, stored bool) error {
 
 // validateGroupingLabels requires a non-empty job label, valid and
 // non-reserved label names and UTF-8 values.
-func validateGroupingLabels(labels map[string]string) error {
-	if labels["job"] == "" {
+func validateGroupingLabels(labels GroupLabels) error {
+	if labels.Get("job") == "" {
 		return errors.New("grouping key without a job label")
 	}
-	for _, name := range sortedNames(labels) {
+	for name, value := range labels.All() {
 		if !exposableLabelName(name) || strings.HasPrefix(name, model.ReservedLabelPrefix) {
 			return fmt.Errorf("invalid grouping label name %q", name)
 		}
-		if !utf8.ValidString(labels[name]) {
-			return fmt.Errorf("grouping label %q has a value that is not valid UTF-8: %q", name, labels[name])
+		if !utf8.ValidString(value) {
+			return fmt.Errorf("grouping label %q has a value that is not valid UTF-8: %q", name, value)
 		}
 	}
 	return nil
@@ -149,7 +149,7 @@ func validateGroupingLabels(labels map[string]string) error {
 // labels. With metricRules, every metric must also pass the per-metric
 // rules of the consistency check, judged as it will be stored (with the
 // grouping and instance labels added, as sanitizeLabels does).
-func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRules bool) error {
+func validateFamily(mf *dto.MetricFamily, grouping GroupLabels, metricRules bool) error {
 	if mf == nil {
 		return errors.New("empty metric family")
 	}
@@ -176,7 +176,7 @@ func validateFamily(mf *dto.MetricFamily, grouping map[string]string, metricRule
 // validateStoredFamily is validateFamily with metricRules for a stored
 // family, whose metrics are stored already (validateGroup checks that as
 // well): the records are checked as they are, no message is built.
-func validateStoredFamily(f *Family, grouping map[string]string) error {
+func validateStoredFamily(f *Family, grouping GroupLabels) error {
 	name, typ := f.Name(), f.Type()
 	if err := validateHeader(name, f.Help(), typ, grouping); err != nil {
 		return err
@@ -191,7 +191,7 @@ func validateStoredFamily(f *Family, grouping map[string]string) error {
 
 // validateHeader checks a family's name, help and type, pushed under the
 // given grouping labels.
-func validateHeader(name, help string, typ dto.MetricType, grouping map[string]string) error {
+func validateHeader(name, help string, typ dto.MetricType, grouping GroupLabels) error {
 	if !model.UTF8Validation.IsValidMetricName(name) {
 		return fmt.Errorf("invalid metric name %q", name)
 	}
@@ -203,7 +203,7 @@ func validateHeader(name, help string, typ dto.MetricType, grouping map[string]s
 	default:
 		return fmt.Errorf("metric %q has type %s, which the exposition formats cannot express", name, typ)
 	}
-	if _, ok := grouping[model.BucketLabel]; ok && typ == dto.MetricType_HISTOGRAM {
+	if _, ok := grouping.Lookup(model.BucketLabel); ok && typ == dto.MetricType_HISTOGRAM {
 		return fmt.Errorf("histogram %q cannot be pushed under a grouping label %q: its buckets carry that label", name, model.BucketLabel)
 	}
 	return nil
@@ -264,23 +264,22 @@ func exposableLabelName(name string) bool {
 // with: the grouping labels (overriding pushed values of the same name, as
 // sanitizeLabels), an empty instance label if none, sorted by name. m is
 // not modified.
-func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
+func asStored(m *dto.Metric, grouping GroupLabels) *dto.Metric {
 	if storedAlready(m.GetLabel(), grouping) {
 		return m
 	}
-	labels := make([]*dto.LabelPair, 0, len(m.GetLabel())+len(grouping)+1)
-	done := make(map[string]bool, len(grouping))
+	labels := make([]*dto.LabelPair, 0, len(m.GetLabel())+grouping.Len()+1)
+	done := make([]bool, grouping.Len())
 	for _, lp := range m.GetLabel() {
-		if v, ok := grouping[lp.GetName()]; ok && !done[lp.GetName()] {
-			done[lp.GetName()] = true
-			lp = &dto.LabelPair{Name: lp.Name, Value: &v}
+		if i, ok := grouping.search(lp.GetName()); ok && !done[i] {
+			done[i] = true
+			lp = &dto.LabelPair{Name: lp.Name, Value: &grouping.sorted[i].Value}
 		}
 		labels = append(labels, lp)
 	}
-	for _, n := range sortedNames(grouping) {
-		if !done[n] {
-			v := grouping[n]
-			labels = append(labels, &dto.LabelPair{Name: &n, Value: &v})
+	for i, l := range grouping.sorted {
+		if !done[i] {
+			labels = append(labels, &dto.LabelPair{Name: &l.Name, Value: &l.Value})
 		}
 	}
 	if !slices.ContainsFunc(labels, func(lp *dto.LabelPair) bool { return lp.GetName() == model.InstanceLabel }) {
@@ -297,14 +296,14 @@ func asStored(m *dto.Metric, grouping map[string]string) *dto.Metric {
 // storedAlready reports whether a metric's labels are as sanitizeLabels
 // leaves them (sorted, with the grouping values and an instance label), as
 // every metric of a stored group does: asStored would copy it unchanged.
-func storedAlready(labels []*dto.LabelPair, grouping map[string]string) bool {
+func storedAlready(labels []*dto.LabelPair, grouping GroupLabels) bool {
 	instance := false
 	found := 0
 	for i, lp := range labels {
 		if i > 0 && labels[i-1].GetName() > lp.GetName() {
 			return false
 		}
-		if v, ok := grouping[lp.GetName()]; ok {
+		if v, ok := grouping.Lookup(lp.GetName()); ok {
 			if v != lp.GetValue() {
 				return false
 			}
@@ -312,7 +311,7 @@ func storedAlready(labels []*dto.LabelPair, grouping map[string]string) bool {
 		}
 		instance = instance || lp.GetName() == model.InstanceLabel
 	}
-	return instance && found == len(grouping)
+	return instance && found == grouping.Len()
 }
 
 // validateValues checks the parts of a metric that the consistency check
