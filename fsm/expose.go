@@ -58,7 +58,8 @@ func (s *FSM) Exposed() []*ExposedFamily {
 	out := make([]*ExposedFamily, len(names))
 	changes := ix.takeChanges()
 	var (
-		entries  = map[string]*nameEntry{} // the names to settle
+		entries  = map[string]*nameEntry{} // the names to settle, by name
+		settling []*nameEntry              // the same, in name order
 		at       []int                     // their positions in out
 		versions []uint64                  // their versions when the changes were taken
 	)
@@ -69,7 +70,7 @@ func (s *FSM) Exposed() []*ExposedFamily {
 			continue
 		}
 		out[i] = &ExposedFamily{Header: s.exposedHeader(name, e, changes)}
-		entries[name] = e
+		entries[name], settling = e, append(settling, e)
 		at, versions = append(at, i), append(versions, e.version)
 	}
 	s.mu.Unlock()
@@ -78,10 +79,10 @@ func (s *FSM) Exposed() []*ExposedFamily {
 		s.beforeSettle()
 	}
 	ix.settleChanges(entries, changes)
-	for _, i := range at {
+	for k, e := range settling {
 		// Settled above to the state the changes were taken from, and
 		// unchanged while exposeMu is held.
-		out[i].Metrics = slices.Clone(entries[names[i]].metrics)
+		out[at[k]].Metrics = slices.Clone(e.metrics)
 	}
 
 	kept := make([]*ExposedFamily, 0, len(out))
@@ -95,9 +96,9 @@ func (s *FSM) Exposed() []*ExposedFamily {
 	// stale for the next).
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, i := range at {
-		if e := entries[names[i]]; e.version == versions[k] {
-			e.merged = out[i]
+	for k, e := range settling {
+		if e.version == versions[k] {
+			e.merged = out[at[k]]
 		}
 	}
 	if s.exposeGen == gen {

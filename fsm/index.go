@@ -147,9 +147,8 @@ func newNameEntry() *nameEntry {
 }
 
 // enter records family f of group key in the index (the exposition order
-// learns of it from the index's changed groups), and returns the entry of
-// its name.
-func (ix *index) enter(key, name string, f *Family) *nameEntry {
+// learns of it from the index's changed groups).
+func (ix *index) enter(key, name string, f *Family) {
 	e := ix.names[name]
 	if e == nil {
 		e = newNameEntry()
@@ -167,7 +166,6 @@ func (ix *index) enter(key, name string, f *Family) *nameEntry {
 	for m := range f.All() {
 		ix.countSeries(name, seriesHash(name, m))
 	}
-	return e
 }
 
 // hold counts family f of group key among the entry's holders and types,
