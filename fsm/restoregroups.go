@@ -211,27 +211,41 @@ func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) 
 		keys []metricKeys // of f's metrics
 	}
 	type restoring struct {
-		e       *nameEntry
-		fams    []keyedFamily // in the groups' order
-		metrics int
-		ms      []orderedMetric
+		e        *nameEntry
+		families int           // counted before fams is filled
+		fams     []keyedFamily // in the groups' order
+		metrics  int
+		ms       []orderedMetric
 	}
+	// One walk counts each name's families and metrics, so the second
+	// fills lists of their exact length: grown by append, a name's list of
+	// 100,000 families was copied over and over (a fifth of a restore's
+	// time on one core).
 	perName := map[string]*restoring{}
 	series := 0
+	for _, g := range groups {
+		for _, f := range g.Families {
+			r := perName[f.Name()]
+			if r == nil {
+				r = &restoring{}
+				perName[f.Name()] = r
+			}
+			r.families++
+			n := len(f.Metrics())
+			r.metrics += n
+			series += n
+		}
+	}
+	for _, r := range perName {
+		r.fams = make([]keyedFamily, 0, r.families)
+	}
 	for gi, g := range groups {
 		gk := keys[gi]
 		for _, f := range g.Families {
-			name := f.Name()
-			r := perName[name]
-			if r == nil {
-				r = &restoring{}
-				perName[name] = r
-			}
+			r := perName[f.Name()]
 			n := len(f.Metrics())
 			r.fams = append(r.fams, keyedFamily{g.Key, f, gk[:n:n]})
 			gk = gk[n:]
-			r.metrics += n
-			series += n
 		}
 	}
 	ix := newIndex(byKey)
