@@ -345,11 +345,11 @@ func checkFullSortOrder(t *testing.T, s *FSM) {
 	}
 }
 
-// TestComparePrefixedAgreesWithCompareLabels checks the shortcut of the
+// TestCompareSortKeysAgreesWithCompareLabels checks the shortcut of the
 // sort: for label values of every kind (empty, equal starts, prefixes of
 // each other, separators' neighbours, zero bytes, multibyte), comparing by
 // prefix orders two metrics as compareLabels does.
-func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
+func TestCompareSortKeysAgreesWithCompareLabels(t *testing.T) {
 	r := rand.New(rand.NewSource(3))
 	parts := []string{"", "a", "ab", "abc", "abcdefgh", "abcdefghi", "b", "\x00", "a\x00", "\x01", "\xff", "é", "1", "10", "100000", "99999"}
 	metric := func() *Metric {
@@ -366,9 +366,13 @@ func TestComparePrefixedAgreesWithCompareLabels(t *testing.T) {
 	sign := func(c int) int { return max(-1, min(1, c)) }
 	for i := 0; i < 200000; i++ {
 		a, b := metric(), metric()
-		pa := newPrefixedMetric(sortedMetric{m: a, key: "k"}, 0)
-		pb := newPrefixedMetric(sortedMetric{m: b, key: "k"}, 0)
-		if got, want := sign(comparePrefixed(pa, pb)), sign(compareLabels(a.labels, b.labels)); got != want {
+		ms := []orderedMetric{{newOrderKey(a), sortedMetric{m: a, key: "k"}}, {newOrderKey(b), sortedMetric{m: b, key: "k"}}}
+		c := compareSortKeys(ms, sortKey{ms[0].orderKey, 0}, sortKey{ms[1].orderKey, 1})
+		want := sign(compareLabels(a.labels, b.labels))
+		if want == 0 {
+			want = -1 // equal labels (and group keys): the first given comes first
+		}
+		if got := sign(c); got != want {
 			t.Fatalf("%v vs %v: by prefix %d, by labels %d", a.labels, b.labels, got, want)
 		}
 	}
