@@ -94,6 +94,9 @@ type Config struct {
 	tuneRaft func(*raft.Config)
 	// snapshotFloor, a test hook, replaces minSnapshotThreshold when set.
 	snapshotFloor uint64
+	// noRaftSnapshotChecks, a test hook, keeps raft's own snapshot checks
+	// from running: only the cadence loop's snapshots are taken.
+	noRaftSnapshotChecks bool
 	// GossipKeys turn on memberlist's encryption (--cluster.gossip-key-file):
 	// the first key encrypts, all of them decrypt (rotation). Each is 16,
 	// 24 or 32 bytes. Empty: gossip is not encrypted.

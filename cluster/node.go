@@ -202,7 +202,7 @@ func (n *Node) startRaft(prepared preparedStorage) error {
 	// Larger batches: concurrent writes share one log append and fsync.
 	rc.MaxAppendEntries = 256
 	// See snapshotcadence.go: both follow the store once the node is ready.
-	rc.SnapshotInterval, rc.SnapshotThreshold = snapshotCheckInterval, startSnapshotThreshold
+	rc.SnapshotInterval, rc.SnapshotThreshold = n.raftSnapshotChecks(0), startSnapshotThreshold
 	if n.cfg.LocalNetwork {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond

@@ -36,7 +36,8 @@ func startNodeWith(t *testing.T, cfg Config) (*Node, *fsm.FSM) {
 	t.Helper()
 	state := fsm.New(nil)
 	n, err := Start(Config{DataDir: cfg.DataDir, NodeName: "n1", RaftListen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", LocalNetwork: true,
-		State: state, WriteTimeout: cfg.WriteTimeout, Now: cfg.Now, snapshotFloor: cfg.snapshotFloor})
+		State: state, WriteTimeout: cfg.WriteTimeout, Now: cfg.Now, snapshotFloor: cfg.snapshotFloor,
+		noRaftSnapshotChecks: cfg.noRaftSnapshotChecks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,9 @@ type raftFSM struct {
 	// lastPersist is how long the last snapshot took to write (nanoseconds;
 	// 0 before the first).
 	lastPersist atomic.Int64
+	// lastPersistEnd is when the last snapshot was written (Unix
+	// nanoseconds; 0 before the first).
+	lastPersistEnd atomic.Int64
 
 	mu      sync.Mutex
 	applied uint64
@@ -108,7 +111,7 @@ func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {
 
 // Snapshot implements raft.FSM. It only captures group pointers.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: r.state.Snapshot(), took: &r.lastPersist}, nil
+	return &fsmSnapshot{snap: r.state.Snapshot(), took: &r.lastPersist, ended: &r.lastPersistEnd}, nil
 }
 
 // Restore implements raft.FSM. A restore while the node starts (before it
@@ -137,8 +140,9 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 
 type fsmSnapshot struct {
 	snap *fsm.Snapshot
-	// took receives how long a successful Persist took.
-	took *atomic.Int64
+	// took receives how long a successful Persist took, and ended when it
+	// ended (Unix nanoseconds).
+	took, ended *atomic.Int64
 }
 
 // Persist implements raft.FSMSnapshot.
@@ -151,7 +155,9 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	s.took.Store(int64(time.Since(start)))
+	end := time.Now()
+	s.took.Store(int64(end.Sub(start)))
+	s.ended.Store(end.UnixNano())
 	return nil
 }
 

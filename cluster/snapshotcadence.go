@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -9,11 +12,10 @@ import (
 
 // Snapshot cadence: how much log a restart replays.
 //
-// raft checks every SnapshotInterval (staggered up to twice that) whether
-// the log holds SnapshotThreshold entries after the last snapshot, and
-// then snapshots and compacts it. A restart restores the snapshot and
-// replays the entries after it, so the threshold bounds a restart's replay
-// and the interval how far writes overshoot it.
+// A restart restores the newest snapshot and replays the entries after it,
+// so the snapshot threshold (SnapshotThreshold: entries in the log after
+// the last snapshot) bounds a restart's replay, and how promptly a snapshot
+// follows the threshold decides by how much writes overshoot it.
 //
 // A snapshot's cost grows with the state and a replay's with the entries
 // replayed, so both follow the store:
@@ -21,20 +23,29 @@ import (
 //     [minSnapshotThreshold, maxSnapshotThreshold]: a snapshot encodes a
 //     group in about 15 µs, so under writes snapshots cost about 8 µs of
 //     CPU per write, and a restart replays at most about twice as many
-//     entries as there are groups (at 100,000 groups at most 32,768, about
-//     1.5 s);
-//   - the check runs every snapshotSpacing times as long as the last
-//     snapshot took to write, within [snapshotCheckInterval,
-//     maxSnapshotCheckInterval]: a small store is checked every second, so
-//     writes overshoot the threshold by a second or two of writes, and a
-//     large one no more often than a snapshot can be afforded (at 100,000
-//     groups a snapshot takes 1.5–2 s of a core; checking every second
-//     there took 15% of the push throughput).
+//     entries as there are groups (at 100,000 groups 32,768, under a
+//     second);
+//   - the cadence loop looks every second, once the node is ready, and asks
+//     raft for a snapshot (raft.Snapshot) when the log holds the threshold's
+//     entries after the last snapshot and the last snapshot ended at least
+//     snapshotSpacing-1 times its duration ago: snapshots take at most
+//     1/snapshotSpacing of a core (at 100,000 groups a snapshot takes 1–1.5
+//     s of one; taking them as often as writes allowed took 15% of the push
+//     throughput), and writes overshoot the threshold by a second's worth
+//     plus those that arrive while the snapshot is written;
+//   - raft's own check stays behind it, with the same threshold, every
+//     snapshotSpacing times as long as the last snapshot took to write
+//     (within [snapshotCheckInterval, maxSnapshotCheckInterval]). It alone
+//     let writes overshoot by up to two intervals, as raft staggers its
+//     checks up to twice the interval: a restart after the soak of the
+//     benchmark at 17:15 on 2026-12-07 replayed 50,582 entries for a
+//     threshold of 32,768.
 //
-// Measured (pgbench, one node, kill -9 after 20 s of pushes): at 1,000
-// groups restart to ready 2.86–2.92 s → 0.26 s (raft's checks every 10 s
-// let writes at 5,000/s pile up 30,000–60,000 entries), at 10,000 groups
-// 1.16–3.72 s → 0.38–1.54 s; push throughput unchanged.
+// Measured (pgbench, one node, kill -9 after 20 s of pushes, with raft's
+// checks alone): at 1,000 groups restart to ready 2.86–2.92 s → 0.26 s
+// (raft's checks every 10 s let writes at 5,000/s pile up 30,000–60,000
+// entries), at 10,000 groups 1.16–3.72 s → 0.38–1.54 s; push throughput
+// unchanged.
 const (
 	snapshotCheckInterval    = time.Second
 	maxSnapshotCheckInterval = 10 * time.Second
@@ -63,11 +74,20 @@ func snapshotThreshold(groups int, floor uint64) uint64 {
 	return min(max(uint64(groups)*snapshotPerGroup, floor), max(maxSnapshotThreshold, floor))
 }
 
+// snapshotDue reports whether the cadence asks for a snapshot now: the log
+// holds at least threshold entries after the last snapshot, and the last
+// snapshot, which took lastPersist to write, ended sinceEnd ago, at least
+// snapshotSpacing-1 times lastPersist.
+func snapshotDue(entries, threshold uint64, lastPersist, sinceEnd time.Duration) bool {
+	return entries >= threshold && sinceEnd >= (snapshotSpacing-1)*lastPersist
+}
+
 // runSnapshotCadence keeps raft's snapshot threshold and check interval in
 // step with the store once the node is ready (until then
-// startSnapshotThreshold stands). raft starts checking every second:
-// it takes a new interval only after the wait under way, so starting with
-// a long one would leave a small store unchecked for up to twice that.
+// startSnapshotThreshold stands), and asks for a snapshot when one is due
+// (snapshotDue). raft starts checking every second: it takes a new
+// interval only after the wait under way, so starting with a long one
+// would leave a small store unchecked for up to twice that.
 func (n *Node) runSnapshotCadence() {
 	defer n.wg.Done()
 	floor := uint64(minSnapshotThreshold)
@@ -79,13 +99,42 @@ func (n *Node) runSnapshotCadence() {
 			continue
 		}
 		threshold := snapshotThreshold(n.state.Len(), floor)
-		interval := snapshotCheckEvery(time.Duration(n.fsm.lastPersist.Load()))
-		if c := n.raft.ReloadableConfig(); c.SnapshotThreshold == threshold && c.SnapshotInterval == interval {
-			continue
+		interval := n.raftSnapshotChecks(time.Duration(n.fsm.lastPersist.Load()))
+		if c := n.raft.ReloadableConfig(); c.SnapshotThreshold != threshold || c.SnapshotInterval != interval {
+			if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.SnapshotThreshold, c.SnapshotInterval = threshold, interval }); err != nil {
+				n.logger.Warn("could not adjust the snapshot cadence", "threshold", threshold, "interval", interval, "err", err)
+			}
 		}
-		if err := n.reloadRaft(func(c *raft.ReloadableConfig) { c.SnapshotThreshold, c.SnapshotInterval = threshold, interval }); err != nil {
-			n.logger.Warn("could not adjust the snapshot cadence", "threshold", threshold, "interval", interval, "err", err)
-		}
+		n.snapshotIfDue(threshold)
+	}
+}
+
+// raftSnapshotChecks is the interval of raft's own snapshot checks after a
+// snapshot that took lastPersist to write (snapshotCheckEvery), or a day
+// when a test turns them off.
+func (n *Node) raftSnapshotChecks(lastPersist time.Duration) time.Duration {
+	if n.cfg.noRaftSnapshotChecks {
+		return 24 * time.Hour
+	}
+	return snapshotCheckEvery(lastPersist)
+}
+
+// snapshotIfDue takes a snapshot, waiting for it, if one is due.
+func (n *Node) snapshotIfDue(threshold uint64) {
+	last, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	applied := n.raft.AppliedIndex()
+	if err != nil || applied < last {
+		return
+	}
+	sinceEnd := time.Duration(math.MaxInt64) // no snapshot written yet
+	if ended := n.fsm.lastPersistEnd.Load(); ended > 0 {
+		sinceEnd = time.Since(time.Unix(0, ended))
+	}
+	if !snapshotDue(applied-last, threshold, time.Duration(n.fsm.lastPersist.Load()), sinceEnd) {
+		return
+	}
+	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		n.logger.Warn("could not take a snapshot", "entries_after_the_last", applied-last, "threshold", threshold, "err", err)
 	}
 }
 

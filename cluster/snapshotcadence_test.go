@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -50,19 +51,44 @@ func TestSnapshotCheckEvery(t *testing.T) {
 	}
 }
 
+// TestSnapshotDue: a snapshot is due once the log holds the threshold's
+// entries after the last one, and the last one ended at least four times
+// its duration ago (snapshots take at most a fifth of a core); before the
+// first snapshot only the entries count.
+func TestSnapshotDue(t *testing.T) {
+	never := time.Duration(math.MaxInt64)
+	for _, c := range []struct {
+		entries, threshold    uint64
+		lastPersist, sinceEnd time.Duration
+		want                  bool
+	}{
+		{32767, 32768, 0, never, false},
+		{32768, 32768, 0, never, true},
+		{50000, 32768, time.Second, 3999 * time.Millisecond, false},
+		{50000, 32768, time.Second, 4 * time.Second, true},
+		{100, 32768, time.Second, time.Hour, false},
+		{40, 32, 5 * time.Millisecond, 20 * time.Millisecond, true},
+	} {
+		if got := snapshotDue(c.entries, c.threshold, c.lastPersist, c.sinceEnd); got != c.want {
+			t.Errorf("%d entries, threshold %d, last snapshot %v ending %v ago: due %v, want %v",
+				c.entries, c.threshold, c.lastPersist, c.sinceEnd, got, c.want)
+		}
+	}
+}
+
 // TestSnapshotCadenceFollowsTheGroups runs a node whose threshold floor is
-// 32 entries: once ready its threshold is the floor and raft checks every
-// second (its snapshots take milliseconds), the threshold follows the
-// groups as they are pushed (two entries per group), and raft snapshots
-// once the log holds that many entries after the last snapshot, without
-// waiting more than the check interval. Restarted, the node has every
+// 32 entries, with raft's own snapshot checks off: once ready its threshold
+// is the floor, the threshold follows the groups as they are pushed (two
+// entries per group), and the cadence loop snapshots once the log holds
+// that many entries after the last snapshot. Restarted, the node has every
 // group.
 func TestSnapshotCadenceFollowsTheGroups(t *testing.T) {
 	dir := t.TempDir()
-	n, state := startNodeWith(t, Config{DataDir: dir, WriteTimeout: 5 * time.Second, snapshotFloor: 32})
+	cfg := Config{DataDir: dir, WriteTimeout: 5 * time.Second, snapshotFloor: 32, noRaftSnapshotChecks: true}
+	n, state := startNodeWith(t, cfg)
 	threshold := func() uint64 { return n.raft.ReloadableConfig().SnapshotThreshold }
 	waitFor(t, "the cadence of an empty store", 10*time.Second, func() bool {
-		return threshold() == 32 && n.raft.ReloadableConfig().SnapshotInterval == snapshotCheckInterval
+		return threshold() == 32 && n.raft.ReloadableConfig().SnapshotInterval == 24*time.Hour
 	})
 	const groups = 40
 	for i := range groups {
@@ -88,7 +114,7 @@ func TestSnapshotCadenceFollowsTheGroups(t *testing.T) {
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	n2, state2 := startNodeWith(t, Config{DataDir: dir, WriteTimeout: 5 * time.Second, snapshotFloor: 32})
+	n2, state2 := startNodeWith(t, cfg)
 	defer n2.Shutdown()
 	if state2.Len() != groups || state2.AppliedIndex() < state.AppliedIndex() {
 		t.Fatalf("restarted with %d groups at index %d, want %d groups at %d or later", state2.Len(), state2.AppliedIndex(), groups, state.AppliedIndex())
