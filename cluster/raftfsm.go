@@ -28,9 +28,12 @@ type raftFSM struct {
 	// lastPersist is how long the last snapshot took to write (nanoseconds;
 	// 0 before the first).
 	lastPersist atomic.Int64
-	// lastPersistEnd is when the last snapshot was written (Unix
-	// nanoseconds; 0 before the first).
+	// lastPersistEnd is when the last snapshot was written
+	// (sinceProcessStart; 0 before the first).
 	lastPersistEnd atomic.Int64
+	// lastCapture is the applied index of the last snapshot raft took of
+	// the state, whether or not it has been written yet.
+	lastCapture atomic.Uint64
 
 	mu      sync.Mutex
 	applied uint64
@@ -111,7 +114,9 @@ func (r *raftFSM) waitCh(index uint64) (<-chan struct{}, func()) {
 
 // Snapshot implements raft.FSM. It only captures group pointers.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: r.state.Snapshot(), took: &r.lastPersist, ended: &r.lastPersistEnd}, nil
+	snap := r.state.Snapshot()
+	r.lastCapture.Store(snap.AppliedIndex())
+	return &fsmSnapshot{snap: snap, took: &r.lastPersist, ended: &r.lastPersistEnd}, nil
 }
 
 // Restore implements raft.FSM. A restore while the node starts (before it
@@ -141,7 +146,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct {
 	snap *fsm.Snapshot
 	// took receives how long a successful Persist took, and ended when it
-	// ended (Unix nanoseconds).
+	// ended (sinceProcessStart).
 	took, ended *atomic.Int64
 }
 
@@ -155,11 +160,17 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	end := time.Now()
-	s.took.Store(int64(end.Sub(start)))
-	s.ended.Store(end.UnixNano())
+	s.took.Store(int64(time.Since(start)))
+	s.ended.Store(int64(sinceProcessStart()))
 	return nil
 }
+
+// processStart is when this process started, near enough: durations from
+// it read the monotonic clock, which a step of the wall clock does not move.
+var processStart = time.Now()
+
+// sinceProcessStart is the time since processStart.
+func sinceProcessStart() time.Duration { return time.Since(processStart) }
 
 // Release implements raft.FSMSnapshot.
 func (s *fsmSnapshot) Release() {}

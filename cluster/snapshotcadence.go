@@ -94,6 +94,7 @@ func (n *Node) runSnapshotCadence() {
 	if n.cfg.snapshotFloor > 0 {
 		floor = n.cfg.snapshotFloor
 	}
+	var retryAt time.Time // after a snapshot failed
 	for n.sleep(snapshotCheckInterval) {
 		if !n.ready.Load() {
 			continue
@@ -105,37 +106,55 @@ func (n *Node) runSnapshotCadence() {
 				n.logger.Warn("could not adjust the snapshot cadence", "threshold", threshold, "interval", interval, "err", err)
 			}
 		}
-		n.snapshotIfDue(threshold)
+		if time.Now().Before(retryAt) {
+			continue
+		}
+		if err := n.snapshotIfDue(threshold); err != nil {
+			retryAt = time.Now().Add(maxSnapshotCheckInterval)
+			n.logger.Warn("could not take a snapshot; trying again later", "retry_in", maxSnapshotCheckInterval, "err", err)
+		}
 	}
 }
 
+// raftChecksOff is raft's snapshot check interval when a test turns its
+// checks off.
+const raftChecksOff = 24 * time.Hour
+
 // raftSnapshotChecks is the interval of raft's own snapshot checks after a
-// snapshot that took lastPersist to write (snapshotCheckEvery), or a day
-// when a test turns them off.
+// snapshot that took lastPersist to write (snapshotCheckEvery), or
+// raftChecksOff when a test turns them off.
 func (n *Node) raftSnapshotChecks(lastPersist time.Duration) time.Duration {
 	if n.cfg.noRaftSnapshotChecks {
-		return 24 * time.Hour
+		return raftChecksOff
 	}
 	return snapshotCheckEvery(lastPersist)
 }
 
-// snapshotIfDue takes a snapshot, waiting for it, if one is due.
-func (n *Node) snapshotIfDue(threshold uint64) {
-	last, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+// snapshotIfDue takes a snapshot, waiting for it, if one is due, and
+// returns why it failed if it did.
+func (n *Node) snapshotIfDue(threshold uint64) error {
+	// The log after the newest snapshot, or after the one being written:
+	// raft's figure moves only once a snapshot is written, and one under
+	// way is not due again. (If raft's figure cannot be read, the state
+	// machine's captures decide.)
+	last, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	last = max(last, n.fsm.lastCapture.Load())
 	applied := n.raft.AppliedIndex()
-	if err != nil || applied < last {
-		return
+	if applied < last {
+		return nil
 	}
 	sinceEnd := time.Duration(math.MaxInt64) // no snapshot written yet
 	if ended := n.fsm.lastPersistEnd.Load(); ended > 0 {
-		sinceEnd = time.Since(time.Unix(0, ended))
+		sinceEnd = sinceProcessStart() - time.Duration(ended)
 	}
 	if !snapshotDue(applied-last, threshold, time.Duration(n.fsm.lastPersist.Load()), sinceEnd) {
-		return
+		return nil
 	}
-	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
-		n.logger.Warn("could not take a snapshot", "entries_after_the_last", applied-last, "threshold", threshold, "err", err)
+	err := n.raft.Snapshot().Error()
+	if err == nil || errors.Is(err, raft.ErrNothingNewToSnapshot) || errors.Is(err, raft.ErrRaftShutdown) {
+		return nil
 	}
+	return fmt.Errorf("snapshot of %d entries after the last (threshold %d): %w", applied-last, threshold, err)
 }
 
 // reloadRaft changes raft's reloadable configuration: the current one with

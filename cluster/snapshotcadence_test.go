@@ -88,7 +88,7 @@ func TestSnapshotCadenceFollowsTheGroups(t *testing.T) {
 	n, state := startNodeWith(t, cfg)
 	threshold := func() uint64 { return n.raft.ReloadableConfig().SnapshotThreshold }
 	waitFor(t, "the cadence of an empty store", 10*time.Second, func() bool {
-		return threshold() == 32 && n.raft.ReloadableConfig().SnapshotInterval == 24*time.Hour
+		return threshold() == 32 && n.raft.ReloadableConfig().SnapshotInterval == raftChecksOff
 	})
 	const groups = 40
 	for i := range groups {
@@ -107,9 +107,11 @@ func TestSnapshotCadenceFollowsTheGroups(t *testing.T) {
 			t.Fatal(r.Err)
 		}
 	}
-	waitFor(t, "a snapshot after 81 entries", 10*time.Second, func() bool { return snapshotIndex() > before })
-	if n.fsm.lastPersist.Load() <= 0 {
-		t.Fatal("the snapshot's duration, the cadence of the checks, was not recorded")
+	// Due once the log holds the threshold after the last snapshot, not
+	// before: one taken earlier would leave fewer than 80 entries after it.
+	waitFor(t, "a snapshot 80 entries after the last", 10*time.Second, func() bool { return snapshotIndex() >= before+2*groups })
+	if n.fsm.lastPersist.Load() <= 0 || n.fsm.lastPersistEnd.Load() <= 0 {
+		t.Fatal("the snapshot's duration and end, the cadence of the snapshots, were not recorded")
 	}
 	if err := n.Shutdown(); err != nil {
 		t.Fatal(err)

@@ -123,23 +123,19 @@ type sortKey struct {
 	ord int32
 }
 
-// sortOrdered returns ms in exposition order, those that compare equal
-// in the order they are given. What decides most comparisons is copied
-// next to each metric (its number of labels and the first bytes of its
-// label values), so comparing two of them rarely reaches into the metrics
-// themselves: ordering the million metrics of a restored store is bound by
-// memory latency otherwise.
-func sortOrdered(ms []orderedMetric) []orderedMetric {
+// orderedKeys returns the keys of ms in the exposition order of their
+// metrics, those that compare equal in the order they are given. What
+// decides most comparisons is copied next to each metric (its number of
+// labels and the first bytes of its label values), so comparing two of
+// them rarely reaches into the metrics themselves: ordering the million
+// metrics of a restored store is bound by memory latency otherwise.
+func orderedKeys(ms []orderedMetric) []sortKey {
 	keys := make([]sortKey, len(ms))
 	for i := range ms {
 		keys[i] = sortKey{ms[i].orderKey, int32(i)}
 	}
 	slices.SortFunc(keys, func(a, b sortKey) int { return compareSortKeys(ms, a, b) })
-	sorted := make([]orderedMetric, len(ms))
-	for i, k := range keys {
-		sorted[i] = ms[k.ord]
-	}
-	return sorted
+	return keys
 }
 
 // compareSortKeys is compareOrdered of the metrics of ms the keys stand
@@ -341,8 +337,8 @@ func (e *nameEntry) mergeNew(changes []familyChange) {
 			added = append(added, orderedMetric{newOrderKey(&ms[i]), sortedMetric{m: &ms[i], key: c.key}})
 		}
 	}
-	keyed := sortOrdered(added)
-	// Merge from the back: sorted grows by len(keyed). Each added metric
+	keys := orderedKeys(added)
+	// Merge from the back: sorted grows by len(added). Each added metric
 	// finds its place among the originals not yet moved by binary search
 	// (after the equal ones), and the originals behind it move up in one
 	// copy: comparisons grow with the changes (k log n), not with the
@@ -353,15 +349,15 @@ func (e *nameEntry) mergeNew(changes []familyChange) {
 	// append's growth left a quarter or more of every name's lists unused
 	// for good (17 MB at 100,000 groups, a twentieth of the stored state).
 	src, srcMetrics := e.sorted, e.metrics
-	hi, n := len(src), len(src)+len(keyed)
+	hi, n := len(src), len(src)+len(keys)
 	grown := n > cap(e.sorted) || n > cap(e.metrics)
 	if grown {
 		e.sorted, e.metrics = make([]orderedMetric, n), make([]*Metric, n)
 	} else {
 		e.sorted, e.metrics = e.sorted[:n], e.metrics[:n]
 	}
-	for j := len(keyed) - 1; j >= 0; j-- {
-		a := keyed[j]
+	for j := len(keys) - 1; j >= 0; j-- {
+		a := added[keys[j].ord]
 		p := sort.Search(hi, func(x int) bool { return compareOrdered(a, src[x]) < 0 })
 		copy(e.sorted[p+j+1:], src[p:hi])
 		copy(e.metrics[p+j+1:], srcMetrics[p:hi])
@@ -381,10 +377,12 @@ func (e *nameEntry) mergeNew(changes []familyChange) {
 // same metrics as changes (it sorts the changes by key and numbers the
 // metrics alike), without the changed groups' map in between.
 func (e *nameEntry) orderRestored(ms []orderedMetric) {
-	e.sorted = sortOrdered(ms)
-	e.metrics = make([]*Metric, len(e.sorted))
+	keys := orderedKeys(ms)
+	e.sorted = make([]orderedMetric, len(keys))
+	e.metrics = make([]*Metric, len(keys))
 	e.settled = true
-	for i, om := range e.sorted {
-		e.metrics[i] = om.m
+	for i, k := range keys {
+		e.sorted[i] = ms[k.ord]
+		e.metrics[i] = ms[k.ord].m
 	}
 }

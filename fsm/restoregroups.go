@@ -236,18 +236,6 @@ func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) 
 			series += n
 		}
 	}
-	for _, r := range perName {
-		r.fams = make([]keyedFamily, 0, r.families)
-	}
-	for gi, g := range groups {
-		gk := keys[gi]
-		for _, f := range g.Families {
-			r := perName[f.Name()]
-			n := len(f.Metrics())
-			r.fams = append(r.fams, keyedFamily{g.Key, f, gk[:n:n]})
-			gk = gk[n:]
-		}
-	}
 	ix := newIndex(byKey)
 	ix.series = newHashSet(series)
 	names := slices.Sorted(maps.Keys(perName))
@@ -265,6 +253,18 @@ func indexGroups(groups []*Group, keys [][]metricKeys, byKey map[string]*Group) 
 			ix.replaceGroup(nil, g)
 		}
 		return ix, series
+	}
+	for _, r := range perName {
+		r.fams = make([]keyedFamily, 0, r.families)
+	}
+	for gi, g := range groups {
+		gk := keys[gi]
+		for _, f := range g.Families {
+			r := perName[f.Name()]
+			n := len(f.Metrics())
+			r.fams = append(r.fams, keyedFamily{g.Key, f, gk[:n:n]})
+			gk = gk[n:]
+		}
 	}
 	// What enter does for every family, name by name: the families of a
 	// name in key order, so the first is the smallest key.
