@@ -90,7 +90,7 @@ func (n *Node) runLeaderLoop() {
 	defer ticker.Stop()
 	for {
 		if n.raft.State() == raft.Leader {
-			n.restoreTimeoutsAsLeader()
+			n.restoreTimeouts()
 			if err := n.reconcile(); err != nil {
 				n.logger.Warn("reconcile raft membership", "err", err)
 			}

@@ -53,10 +53,10 @@ type Node struct {
 	removed   map[string]struct{}
 	joined    chan struct{} // closed once gossip reached another member (at once without peers)
 	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
-	// restoreHeartbeat is raft's configured heartbeat timeout while a lone
-	// voter runs with a shorter one to elect itself at once (0 otherwise;
-	// loneelection.go).
-	restoreHeartbeat atomic.Int64
+	// restartTimeouts are raft's configured timeouts while the node runs
+	// with shorter ones for its first election after a restart (nil
+	// otherwise; restartelection.go).
+	restartTimeouts atomic.Pointer[raftTimeouts]
 	// reloadMu serializes changes of raft's reloadable configuration
 	// (reloadRaft).
 	reloadMu  sync.Mutex
@@ -226,7 +226,7 @@ func (n *Node) startRaft(prepared preparedStorage) error {
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
-	n.electAloneAtOnce(rc.LeaderLeaseTimeout)
+	n.electSoonAfterRestart(rc.LeaderLeaseTimeout)
 	return nil
 }
 
@@ -276,6 +276,7 @@ func (n *Node) runReadiness() {
 	defer n.wg.Done()
 	lastWarn := time.Now()
 	for {
+		n.restoreTimeouts() // once a leader is known
 		if err := n.catchUp(); err != nil {
 			n.logger.Debug("not ready yet", "reason", err)
 			if n.recovering.Load() && time.Since(lastWarn) > 20*n.contactTimeout {
@@ -294,6 +295,7 @@ func (n *Node) runReadiness() {
 			n.recovering.Store(false)
 			n.logger.Info("recovered the raft state from the peers; this node votes again", "node", n.name, "applied_index", n.raft.AppliedIndex())
 		}
+		n.restoreTimeouts()
 		n.ready.Store(true)
 		n.stores.dropTail() // replayed: raft reads what it needs from the store now
 		n.logger.Info("node is ready", "node", n.name, "voters", n.voterCount(), "leader", n.leaderName(),

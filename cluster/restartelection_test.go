@@ -32,9 +32,9 @@ func TestLoneVoterElectsItselfAtOnce(t *testing.T) {
 	defer n2.Shutdown()
 	waitReady(t, n2) // an hour without the election at once
 	deadline := time.Now().Add(10 * time.Second)
-	for n2.raft.ReloadableConfig().HeartbeatTimeout != time.Hour {
+	for rc := n2.raft.ReloadableConfig(); rc.HeartbeatTimeout != time.Hour || rc.ElectionTimeout != time.Hour; rc = n2.raft.ReloadableConfig() {
 		if time.Now().After(deadline) {
-			t.Fatalf("heartbeat timeout %v after leading, want the configured hour", n2.raft.ReloadableConfig().HeartbeatTimeout)
+			t.Fatalf("heartbeat timeout %v and election timeout %v after leading, want the configured hour", rc.HeartbeatTimeout, rc.ElectionTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -43,9 +43,9 @@ func TestLoneVoterElectsItselfAtOnce(t *testing.T) {
 	}
 }
 
-// TestLoneVoter: only a configuration whose one voter is this node counts;
-// non-voters do not vote.
-func TestLoneVoter(t *testing.T) {
+// TestIsVoter: only a voter of the configuration stands; non-voters and
+// strangers do not.
+func TestIsVoter(t *testing.T) {
 	voter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Voter} }
 	nonvoter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Nonvoter} }
 	for _, c := range []struct {
@@ -54,13 +54,39 @@ func TestLoneVoter(t *testing.T) {
 	}{
 		{[]raft.Server{voter("n1")}, true},
 		{[]raft.Server{voter("n1"), nonvoter("n2")}, true},
-		{[]raft.Server{voter("n1"), voter("n2")}, false},
+		{[]raft.Server{voter("n1"), voter("n2"), voter("n3")}, true},
 		{[]raft.Server{voter("n2")}, false},
-		{[]raft.Server{nonvoter("n1")}, false},
+		{[]raft.Server{nonvoter("n1"), voter("n2")}, false},
 		{nil, false},
 	} {
-		if got := loneVoter(raft.Configuration{Servers: c.servers}, "n1"); got != c.want {
+		if got := isVoter(raft.Configuration{Servers: c.servers}, "n1"); got != c.want {
 			t.Errorf("%v: %v, want %v", c.servers, got, c.want)
+		}
+	}
+}
+
+// TestRestartedClusterElectsSoon: every node of a cluster restarted with
+// raft's heartbeat and election timeouts at an hour (raft alone would wait
+// that long for the first election) elects a leader and is ready, and each
+// node runs with the configured hour again once it knows the leader.
+func TestRestartedClusterElectsSoon(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitReadyAll()
+	for _, n := range c.nodes {
+		if err := n.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hour := func(rc *raft.Config) { rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour }
+	for i, n := range c.nodes {
+		cfg := restartConfig(n, 3, []string{c.nodes[(i+1)%len(c.nodes)].GossipAddress()})
+		cfg.tuneRaft = hour
+		c.nodes[i] = c.startAgain(n, cfg)
+	}
+	c.waitReadyAll()
+	for _, n := range c.nodes {
+		if rc := n.raft.ReloadableConfig(); rc.HeartbeatTimeout != time.Hour || rc.ElectionTimeout != time.Hour {
+			t.Fatalf("%s ready with heartbeat timeout %v and election timeout %v, want the configured hour", n.name, rc.HeartbeatTimeout, rc.ElectionTimeout)
 		}
 	}
 }
