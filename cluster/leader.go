@@ -89,8 +89,8 @@ func (n *Node) runLeaderLoop() {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
+		n.restoreTimeouts() // once a leader is known, should the readiness loop have missed it
 		if n.raft.State() == raft.Leader {
-			n.restoreTimeouts()
 			if err := n.reconcile(); err != nil {
 				n.logger.Warn("reconcile raft membership", "err", err)
 			}

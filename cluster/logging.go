@@ -35,7 +35,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	switch {
 	case strings.Contains(line, "[ERR"):
 		level = slog.LevelError
-	case strings.Contains(line, "[WARN]") && !firstElection(line):
+	case strings.Contains(line, "[WARN]") && !firstElection(line) && !preVoteRefusedForLeader(line):
 		level = slog.LevelWarn
 	}
 	if w.component == "memberlist" && isEncryptionError(line) {
@@ -59,4 +59,12 @@ func (w *logWriter) Write(p []byte) (int, error) {
 func firstElection(line string) bool {
 	return strings.Contains(line, "heartbeat timeout reached, starting election") &&
 		strings.Contains(line, "last-leader-addr= last-leader-id=")
+}
+
+// preVoteRefusedForLeader reports raft's warning that it refused a pre-vote
+// because it follows a leader: what pre-vote is for, and what every other
+// voter answers a node that stands as soon as it restarts
+// (restartelection.go).
+func preVoteRefusedForLeader(line string) bool {
+	return strings.Contains(line, "rejecting pre-vote request since we have a leader")
 }

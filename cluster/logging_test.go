@@ -14,6 +14,8 @@ func TestRaftLinesMapToTheirLevels(t *testing.T) {
 		{`[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=`, "DEBUG"},
 		{`[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr=127.0.0.1:2 last-leader-id=n2`, "WARN"},
 		{`[ERROR] raft: failed to appendEntries to: peer=n2`, "ERROR"},
+		{`[WARN]  raft: rejecting pre-vote request since we have a leader: from=127.0.0.1:3 leader=127.0.0.1:2 leader-id=n2`, "DEBUG"},
+		{`[WARN]  raft: rejecting pre-vote request since our last term is greater: candidate=127.0.0.1:3`, "WARN"},
 	} {
 		out := &testutil.LockedBuffer{}
 		w := &logWriter{l: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})), component: "raft"}

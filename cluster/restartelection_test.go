@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -88,5 +89,29 @@ func TestRestartedClusterElectsSoon(t *testing.T) {
 		if rc := n.raft.ReloadableConfig(); rc.HeartbeatTimeout != time.Hour || rc.ElectionTimeout != time.Hour {
 			t.Fatalf("%s ready with heartbeat timeout %v and election timeout %v, want the configured hour", n.name, rc.HeartbeatTimeout, rc.ElectionTimeout)
 		}
+	}
+}
+
+// TestRestartedFollowerLeavesTheLeaderInPlace: a follower restarted while
+// the cluster has a leader stands at once, but the pre-vote the others
+// refuse keeps the leader and its term: a rolling restart elects no one.
+func TestRestartedFollowerLeavesTheLeaderInPlace(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.byName(c.waitReadyAll())
+	term := leader.raft.Stats()["term"]
+	follower := c.anyBut(leader.name)
+	if err := follower.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.nodes {
+		if n == follower {
+			c.nodes[i] = c.startAgain(n, restartConfig(n, 3, []string{leader.GossipAddress()}))
+		}
+	}
+	if now := c.waitReadyAll(); now != leader.name || leader.raft.Stats()["term"] != term || leader.raft.State() != raft.Leader {
+		t.Fatalf("after a follower's restart: leader %s in term %s, want %s still leading in term %s", now, leader.raft.Stats()["term"], leader.name, term)
+	}
+	if !strings.Contains(c.byName(follower.name).logs.String(), "standing for election at once") {
+		t.Fatal("the restarted follower did not run with the short timeouts")
 	}
 }
