@@ -89,7 +89,7 @@ func (n *Node) runLeaderLoop() {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
-		n.restoreTimeouts() // once a leader is known, should the readiness loop have missed it
+		n.restoreTimeouts() // once a leader is known (the readiness loop does so before the node is ready)
 		if n.raft.State() == raft.Leader {
 			if err := n.reconcile(); err != nil {
 				n.logger.Warn("reconcile raft membership", "err", err)

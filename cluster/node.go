@@ -276,7 +276,6 @@ func (n *Node) runReadiness() {
 	defer n.wg.Done()
 	lastWarn := time.Now()
 	for {
-		n.restoreTimeouts() // once a leader is known
 		if err := n.catchUp(); err != nil {
 			n.logger.Debug("not ready yet", "reason", err)
 			if n.recovering.Load() && time.Since(lastWarn) > 20*n.contactTimeout {

@@ -32,7 +32,7 @@ type raftFSM struct {
 	// (sinceProcessStart; 0 before the first).
 	lastPersistEnd atomic.Int64
 	// lastCapture is the applied index of the last snapshot raft took of
-	// the state, whether or not it has been written yet.
+	// the state, whether or not it has been written yet, or restored.
 	lastCapture atomic.Uint64
 
 	mu      sync.Mutex
@@ -139,6 +139,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	// Reading a snapshot takes about as long as writing it: the estimate
 	// of the snapshot cadence until this node writes one.
 	r.lastPersist.CompareAndSwap(0, int64(took))
+	r.lastCapture.Store(r.state.AppliedIndex()) // the snapshot's index: the log after it is replayed
 	r.advance(r.state.AppliedIndex())
 	return nil
 }

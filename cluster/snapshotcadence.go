@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -133,12 +132,9 @@ func (n *Node) raftSnapshotChecks(lastPersist time.Duration) time.Duration {
 // snapshotIfDue takes a snapshot, waiting for it, if one is due, and
 // returns why it failed if it did.
 func (n *Node) snapshotIfDue(threshold uint64) error {
-	// The log after the newest snapshot, or after the one being written:
-	// raft's figure moves only once a snapshot is written, and one under
-	// way is not due again. (If raft's figure cannot be read, the state
-	// machine's captures decide.)
-	last, _ := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
-	last = max(last, n.fsm.lastCapture.Load())
+	// The log after the newest snapshot, taken, being written or restored:
+	// one under way is not due again.
+	last := n.fsm.lastCapture.Load()
 	applied := n.raft.AppliedIndex()
 	if applied < last {
 		return nil
