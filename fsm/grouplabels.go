@@ -73,15 +73,6 @@ func (l GroupLabels) All() iter.Seq2[string, string] {
 	}
 }
 
-// Names returns the label names, sorted.
-func (l GroupLabels) Names() []string {
-	names := make([]string, len(l.sorted))
-	for i, x := range l.sorted {
-		names[i] = x.Name
-	}
-	return names
-}
-
 // Map returns the labels as a new map.
 func (l GroupLabels) Map() map[string]string {
 	m := make(map[string]string, len(l.sorted))

@@ -34,8 +34,8 @@ func TestGroupLabelsAnswerAsTheirMap(t *testing.T) {
 		for n := range l.All() {
 			names = append(names, n)
 		}
-		if want := slices.Sorted(maps.Keys(m)); !slices.Equal(names, want) || !slices.Equal(l.Names(), want) {
-			t.Fatalf("%v: names %v and %v, want %v", m, names, l.Names(), want)
+		if want := slices.Sorted(maps.Keys(m)); !slices.Equal(names, want) {
+			t.Fatalf("%v: names %v, want %v", m, names, want)
 		}
 		if got, want := l.String(), fmt.Sprint(m); got != want {
 			t.Fatalf("printed %s, want %s", got, want)

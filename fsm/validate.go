@@ -87,8 +87,7 @@ func validateGroup(g *Group, stored bool) error {
 	if g == nil {
 		return errors.New("no group")
 	}
-	grouping := g.Labels
-	if err := validateGroupingLabels(grouping); err != nil {
+	if err := validateGroupingLabels(g.Labels); err != nil {
 		return err
 	}
 	if err := validateExpiry(g.Expiry); err != nil {
@@ -107,11 +106,11 @@ func validateGroup(g *Group, stored bool) error {
 		}
 		var err error
 		if stored {
-			err = validateStoredFamily(f, grouping)
+			err = validateStoredFamily(f, g.Labels)
 		} else {
 			// Judged as it will be stored (the import sanitizes it).
 			mf := f.proto()
-			err = validateFamily(&mf, grouping, true)
+			err = validateFamily(&mf, g.Labels, true)
 		}
 		if err != nil {
 			return fmt.Errorf("group %v: %v", g.Labels, err)
@@ -120,7 +119,7 @@ func validateGroup(g *Group, stored bool) error {
 			if m.HasTimestamp() {
 				return fmt.Errorf("group %v: metric %q has a timestamp", g.Labels, name)
 			}
-			if stored && !storedAlready(m.Labels(), grouping) {
+			if stored && !storedAlready(m.Labels(), g.Labels) {
 				return fmt.Errorf("group %v: metric %q is not stored as a push stores it (grouping and instance labels, sorted): %v", g.Labels, name, m)
 			}
 		}

@@ -167,9 +167,11 @@ func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 			return nil, fmt.Errorf("unknown field %d in group record", num)
 		}
 	}
-	// Written sorted by name (appendLabels); sorted here whatever the
-	// writer did, a name twice refused.
-	slices.SortStableFunc(labels, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
+	// Written sorted by name (appendLabels); sorted here only if the writer
+	// did not, a name twice refused.
+	if byName := func(a, b Label) int { return strings.Compare(a.Name, b.Name) }; !slices.IsSortedFunc(labels, byName) {
+		slices.SortFunc(labels, byName)
+	}
 	for i := 1; i < len(labels); i++ {
 		if labels[i].Name == labels[i-1].Name {
 			return nil, fmt.Errorf("grouping label %q twice", labels[i].Name)
