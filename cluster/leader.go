@@ -89,7 +89,8 @@ func (n *Node) runLeaderLoop() {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
-		n.restoreTimeouts() // once a leader is known (the readiness loop does so before the node is ready)
+		n.restoreTimeouts()     // once a leader is known (the readiness loop does so before the node is ready)
+		n.removedWhileRunning() // notes that this node is in the configuration
 		if n.raft.State() == raft.Leader {
 			if err := n.reconcile(); err != nil {
 				n.logger.Warn("reconcile raft membership", "err", err)
@@ -136,6 +137,10 @@ func (n *Node) reconcile() error {
 		case !ok && n.wasRemoved(name):
 			// An operator removed it; it must not come back while it
 			// stays up. Once it leaves or fails, a restart may rejoin.
+			continue
+		case !ok && n.removedWhileRunningSays(name, m.meta.RaftAddr):
+			// It was removed by an earlier leader, or it does not answer
+			// yet; the next round asks again.
 			continue
 		case !ok:
 			n.logger.Info("adding member to raft as non-voter", "member", name, "raft_address", m.meta.RaftAddr)
@@ -258,6 +263,44 @@ func (n *Node) forgetRemoved(name string) {
 	n.removedMu.Lock()
 	defer n.removedMu.Unlock()
 	delete(n.removed, name)
+}
+
+// removedWhileRunning reports whether this node was removed from the raft
+// configuration while it runs: this process saw itself in the
+// configuration, and the latest configuration no longer holds it. A
+// restarted process has not seen itself yet, so it may rejoin.
+func (n *Node) removedWhileRunning() bool {
+	f := n.raft.GetConfiguration() // raft's latest configuration, without a round trip through its loop
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(n.name) {
+			n.inConfigSeen.Store(true)
+			return false
+		}
+	}
+	return n.inConfigSeen.Load()
+}
+
+// removedWhileRunningSays asks a member outside the configuration whether
+// it was removed while it runs, before the leader adds it. The leader that
+// removed it marks it (markRemoved), but a later leader (after the leader
+// removed itself) knows only what the member says. A member that does not
+// answer is not added this round.
+func (n *Node) removedWhileRunningSays(name, raftAddr string) bool {
+	reply, err := n.rpc.call(raftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
+	if err == nil {
+		var st statusReply
+		if st, err = decodeStatusReply(reply); err == nil {
+			if st.removed {
+				n.logger.Debug("not adding a member removed while it runs", "member", name)
+			}
+			return st.removed
+		}
+	}
+	n.logger.Debug("not adding a member that does not answer on its raft port yet", "member", name, "err", err)
+	return true
 }
 
 // RemoveMember removes a member from the raft configuration for good (an

@@ -51,8 +51,12 @@ type Node struct {
 	// removed holds members an operator removed while they were running.
 	removedMu sync.Mutex
 	removed   map[string]struct{}
-	joined    chan struct{} // closed once gossip reached another member (at once without peers)
-	alone     atomic.Bool   // every configured peer is this node itself (selfpeer.go)
+	// inConfigSeen is set once this process saw itself in the raft
+	// configuration; missing from it afterwards, it was removed while it
+	// runs (see removedWhileRunning).
+	inConfigSeen atomic.Bool
+	joined       chan struct{} // closed once gossip reached another member (at once without peers)
+	alone        atomic.Bool   // every configured peer is this node itself (selfpeer.go)
 	// restartTimeouts are raft's configured timeouts while the node runs
 	// with shorter ones for its first election after a restart (nil
 	// otherwise; restartelection.go).

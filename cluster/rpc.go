@@ -103,30 +103,35 @@ func decodeApplyReply(b []byte) (applyReply, error) {
 	return applyReply{code: b[0], index: idx, message: string(b[1+n:])}, nil
 }
 
-// statusReply is a node's raft progress, its wall clock and whether its
-// storage is below its free-space reserve. The clock and the storage flag
-// were added after the others; a reply without them (an older build)
-// decodes with zero values.
+// statusReply is a node's raft progress, its wall clock, whether its
+// storage is below its free-space reserve and whether it was removed from
+// the configuration while it runs. The clock and the two flags were added
+// after the others; a reply without them (an older build) decodes with
+// zero values.
 type statusReply struct {
 	commitIndex, appliedIndex, lastIndex, term uint64
 	wallUnixNano                               int64
 	storageLow                                 bool
+	removed                                    bool
 }
 
 func (s statusReply) encode() []byte {
 	var b []byte
-	low := uint64(0)
-	if s.storageLow {
-		low = 1
-	}
-	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term, uint64(s.wallUnixNano), low} {
+	for _, v := range []uint64{s.commitIndex, s.appliedIndex, s.lastIndex, s.term, uint64(s.wallUnixNano), flag(s.storageLow), flag(s.removed)} {
 		b = binary.AppendUvarint(b, v)
 	}
 	return b
 }
 
+func flag(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func decodeStatusReply(b []byte) (statusReply, error) {
-	var vals [6]uint64
+	var vals [7]uint64
 	for i := range vals {
 		if i >= 4 && len(b) == 0 {
 			break
@@ -137,7 +142,7 @@ func decodeStatusReply(b []byte) (statusReply, error) {
 		}
 		vals[i], b = v, b[n:]
 	}
-	return statusReply{vals[0], vals[1], vals[2], vals[3], int64(vals[4]), vals[5] == 1}, nil
+	return statusReply{vals[0], vals[1], vals[2], vals[3], int64(vals[4]), vals[5] == 1, vals[6] == 1}, nil
 }
 
 // rpcClient keeps a few idle connections per peer address.

@@ -111,5 +111,6 @@ func (n *Node) localStatus() statusReply {
 		term:         n.raft.CurrentTerm(),
 		wallUnixNano: n.now().UnixNano(),
 		storageLow:   n.disk.isLow(),
+		removed:      n.removedWhileRunning(),
 	}
 }
