@@ -375,14 +375,33 @@ func (e *nameEntry) mergeNew(changes []familyChange) {
 // order keys and group keys in increasing key order and each family's
 // metrics in its order, into an empty entry: the order settle gives the
 // same metrics as changes (it sorts the changes by key and numbers the
-// metrics alike), without the changed groups' map in between.
+// metrics alike), without the changed groups' map in between. The entry
+// takes ms, put in order in place: a copy was a tenth of what a restore
+// allocated.
 func (e *nameEntry) orderRestored(ms []orderedMetric) {
 	keys := orderedKeys(ms)
-	e.sorted = make([]orderedMetric, len(keys))
-	e.metrics = make([]*Metric, len(keys))
+	// Position i takes the metric at keys[i].ord, cycle by cycle; a
+	// position done points at itself.
+	for i := range keys {
+		if int(keys[i].ord) == i {
+			continue
+		}
+		first := ms[i]
+		for j := i; ; {
+			from := int(keys[j].ord)
+			keys[j].ord = int32(j)
+			if from == i {
+				ms[j] = first
+				break
+			}
+			ms[j] = ms[from]
+			j = from
+		}
+	}
+	e.sorted = ms
+	e.metrics = make([]*Metric, len(ms))
 	e.settled = true
-	for i, k := range keys {
-		e.sorted[i] = ms[k.ord]
-		e.metrics[i] = ms[k.ord].m
+	for i := range ms {
+		e.metrics[i] = ms[i].m
 	}
 }

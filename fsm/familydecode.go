@@ -74,6 +74,9 @@ type familyDecoding struct {
 	// cache, if set, is the decoding goroutine's cache in front of the
 	// intern table.
 	cache *internCache
+	// scratch, if set, is the decoding goroutine's reused lists (a
+	// restore's).
+	scratch *decodeScratch
 }
 
 // familyCounts is how many objects of each kind the fast families need.
@@ -116,11 +119,9 @@ func decodeFamilies(raws [][]byte, how familyDecoding) ([]*dto.MetricFamily, err
 func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) (familySlabs, bool, error) {
 	// Interned values (intern.go): a name and a help text per family, a
 	// label or two per metric, usually.
-	c := familyCounts{
-		decoding:      how,
-		internedStrs:  make([]*string, 0, 2*len(raws)),
-		internedPairs: make([]*dto.LabelPair, 0, 2*len(raws)),
-	}
+	c := familyCounts{decoding: how}
+	c.internedStrs, c.internedPairs = how.scratch.internedLists(len(raws))
+	defer func() { how.scratch.keepInternedLists(c.internedStrs[:0], c.internedPairs[:0]) }()
 	var text []byte
 	for i, raw := range raws {
 		before, beforeText := c, len(text)

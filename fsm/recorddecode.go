@@ -3,7 +3,6 @@ package fsm
 import (
 	"math"
 
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -19,7 +18,7 @@ import (
 // fast ones without a message in between; the others from proto's.
 func decodeStoredFamilies(raws [][]byte, times []int64, how familyDecoding) ([]Family, error) {
 	how.records = true
-	slow := make([]*dto.MetricFamily, len(raws))
+	slow := how.scratch.slowList(len(raws))
 	s, _, err := countFamilies(raws, how, slow)
 	if err != nil {
 		return nil, err

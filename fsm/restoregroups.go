@@ -38,9 +38,9 @@ func (b *recordBatch) decode() ([]*Group, [][]metricKeys, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cache := newInternCache()
+			sc := newDecodeScratch()
 			for i := w; i < b.n; i += workers {
-				if groups[i], errs[i] = decodeRecord(b.bufs[i], b.first+i, cache); errs[i] == nil {
+				if groups[i], errs[i] = decodeRecord(b.bufs[i], b.first+i, sc); errs[i] == nil {
 					keys[i] = keysOf(groups[i])
 				}
 			}
@@ -182,10 +182,10 @@ func (d *groupDecoder) read() int {
 	return b.first + b.n - 1
 }
 
-// decodeRecord decodes and checks group record number n, interning
-// through cache.
-func decodeRecord(rec []byte, n int, cache *internCache) (*Group, error) {
-	g, err := decodeGroup(rec, cache)
+// decodeRecord decodes and checks group record number n with the decoding
+// goroutine's scratch.
+func decodeRecord(rec []byte, n int, sc *decodeScratch) (*Group, error) {
+	g, err := decodeGroup(rec, sc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group record %d: %v", ErrCorruptSnapshot, n, err)
 	}

@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // A snapshot's records are read while the batch before is decoded: a bad
@@ -50,5 +53,62 @@ func TestRestoreReportsTheFirstBadRecordWhileReadingAhead(t *testing.T) {
 	}
 	if s.Len() != 1 || s.Group(map[string]string{"job": "keep"}) == nil {
 		t.Fatal("a failed restore changed the state")
+	}
+}
+
+// TestRestoreReusesItsListsAcrossRecords restores groups whose records
+// differ in everything a decoding goroutine's reused lists hold (decodeScratch):
+// the number of grouping labels and of families, families decoded fast
+// and by proto (histograms, summaries) in one group, families with and
+// without labels and help. Each group comes back as it was stored.
+func TestRestoreReusesItsListsAcrossRecords(t *testing.T) {
+	a := &applier{t: t, s: newTestFSM()}
+	const groups = restoreBatch + 300
+	for g := range groups {
+		var body strings.Builder
+		for f := range 1 + g%17 {
+			switch f % 4 {
+			case 0:
+				fmt.Fprintf(&body, "# HELP f%d help %d\n# TYPE f%d gauge\nf%d{x=\"%d\",y=\"%d\"} %d\n", f, g%3, f, f, g, f, g)
+			case 1:
+				fmt.Fprintf(&body, "# TYPE h%d histogram\nh%d_bucket{le=\"1\"} %d\nh%d_bucket{le=\"+Inf\"} %d\nh%d_sum 1\nh%d_count %d\n", f, f, g, f, g+1, f, f, g+1)
+			case 2:
+				fmt.Fprintf(&body, "c%d_total %d\n", f, g)
+			default:
+				fmt.Fprintf(&body, "# TYPE s%d summary\ns%d{quantile=\"0.5\"} 1\ns%d_sum 2\ns%d_count 3\n", f, f, f, f)
+			}
+		}
+		labels := []string{"job", fmt.Sprint("j", g%5), "instance", fmt.Sprint(g)}
+		for l := range g % 4 {
+			labels = append(labels, fmt.Sprint("l", l), fmt.Sprint(g*l))
+		}
+		a.mustOK(pushCmd(t, OpPut, int64(g+1)*1e9, body.String(), labels...))
+	}
+	var buf bytes.Buffer
+	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestFSM()
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := render(t, s), render(t, a.s); got != want {
+		t.Fatal("the restored store exposes something else")
+	}
+	want := a.s.Groups()
+	got := s.Groups()
+	if len(got) != len(want) {
+		t.Fatalf("%d groups restored, want %d", len(got), len(want))
+	}
+	for i, g := range want {
+		r := got[i]
+		if r.Key != g.Key || !maps.Equal(maps.Collect(r.Labels.All()), maps.Collect(g.Labels.All())) || len(r.Families) != len(g.Families) {
+			t.Fatalf("group %v comes back as %v with %d families (want %d)", g.Labels, r.Labels, len(r.Families), len(g.Families))
+		}
+		for _, f := range g.Families {
+			if rf := r.Families.Get(f.Name()); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF(), f.MF()) {
+				t.Fatalf("group %v: family %s comes back as\n%v\nwant\n%v", g.Labels, f.Name(), rf.MF(), f.MF())
+			}
+		}
 	}
 }

@@ -177,6 +177,12 @@ func (c *crcReader) readRecord(buf []byte, n uint64) ([]byte, error) {
 		buf = buf[:n]
 		return buf, c.readFull(buf)
 	}
+	if n <= recordReadChunk {
+		// What a large record reserves anyway; read in place, without
+		// bytes.Buffer's room for more.
+		buf = make([]byte, n)
+		return buf, c.readFull(buf)
+	}
 	var b bytes.Buffer
 	b.Grow(int(min(n, recordReadChunk)))
 	got, err := b.ReadFrom(io.LimitReader(c.r, int64(n)))

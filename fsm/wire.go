@@ -21,13 +21,14 @@ import (
 // of names.
 func appendLabels(b []byte, field protowire.Number, labels GroupLabels) []byte {
 	for n, v := range labels.All() {
-		var lp []byte
-		lp = protowire.AppendTag(lp, 1, protowire.BytesType)
-		lp = protowire.AppendString(lp, n)
-		lp = protowire.AppendTag(lp, 2, protowire.BytesType)
-		lp = protowire.AppendString(lp, v)
+		// The pair is written in place, its length first.
+		size := protowire.SizeTag(labelName) + protowire.SizeBytes(len(n)) + protowire.SizeTag(labelValue) + protowire.SizeBytes(len(v))
 		b = protowire.AppendTag(b, field, protowire.BytesType)
-		b = protowire.AppendBytes(b, lp)
+		b = protowire.AppendVarint(b, uint64(size))
+		b = protowire.AppendTag(b, labelName, protowire.BytesType)
+		b = protowire.AppendString(b, n)
+		b = protowire.AppendTag(b, labelValue, protowire.BytesType)
+		b = protowire.AppendString(b, v)
 	}
 	return b
 }
@@ -115,13 +116,12 @@ func appendFamilyMessage(b []byte, f *Family, sizes []int) ([]byte, error) {
 	return appendStringField(b, mfUnit, h.unit), nil
 }
 
-func decodeGroup(b []byte, cache *internCache) (*Group, error) {
+func decodeGroup(b []byte, sc *decodeScratch) (*Group, error) {
 	g := &Group{}
 	var labels []Label
 	// The families' metric families are decoded together, into shared
 	// slabs (familydecode.go).
-	var times []int64
-	var rawMFs [][]byte
+	times, rawMFs := sc.familyLists()
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -147,11 +147,12 @@ func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 		b = b[n:]
 		switch num {
 		case groupFieldLabel:
-			lp := &dto.LabelPair{}
-			if err := proto.Unmarshal(v, lp); err != nil {
-				return nil, fmt.Errorf("grouping label: %w", err)
+			name, value, ok := labelFields(v)
+			if !ok {
+				return nil, errors.New("bad grouping label")
 			}
-			labels = append(labels, Label{Name: lp.GetName(), Value: lp.GetValue()})
+			// Names repeat across groups (job, instance): interned.
+			labels = append(labels, Label{Name: *sc.internCache().str(name), Value: string(value)})
 		case groupFieldFamily:
 			ts, raw, err := decodeFamilyRecord(v)
 			if err != nil {
@@ -178,11 +179,12 @@ func decodeGroup(b []byte, cache *internCache) (*Group, error) {
 		}
 	}
 	g.Labels = GroupLabels{sorted: slices.Clip(labels)}
+	sc.keepFamilyLists(times, rawMFs)
 	if len(rawMFs) > 0 {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels)
-		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), cache: cache})
+		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), cache: sc.internCache(), scratch: sc})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
