@@ -46,6 +46,27 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestSoakTrend(t *testing.T) {
+	at := func(min float64) time.Duration { return time.Duration(min * float64(time.Minute)) }
+	// RSS up and down around 1 GiB: flat, whatever the end is.
+	wobble := []rssSample{{at(1.5), 1 << 30}, {at(1.75), 1.2 * (1 << 30)}, {at(2), 0.9 * (1 << 30)}, {at(2.25), 1.1 * (1 << 30)}, {at(2.5), 1 << 30}, {at(2.75), 1.05 * (1 << 30)}}
+	low, high, slope := trend(wobble)
+	if low != 0.9*(1<<30) || high != 1.2*(1<<30) || math.Abs(slope) > 0.1*(1<<30) {
+		t.Errorf("wobble: low %v high %v slope %v", low, high, slope)
+	}
+	// 10 MiB a minute, exactly.
+	var rising []rssSample
+	for i := range 7 {
+		rising = append(rising, rssSample{at(1.5 + 0.25*float64(i)), float64(1<<30 + i*(10<<20)/4)})
+	}
+	if _, _, slope := trend(rising); math.Abs(slope-10<<20) > 1 {
+		t.Errorf("rising: slope %v, want %v", slope, 10<<20)
+	}
+	if low, high, slope := trend([]rssSample{{at(1), 5}}); low != 5 || high != 5 || slope != 0 {
+		t.Errorf("one sample: %v %v %v", low, high, slope)
+	}
+}
+
 func TestMedianAndAggregate(t *testing.T) {
 	if !math.IsNaN(median(nil)) {
 		t.Error("median of nothing should be NaN")

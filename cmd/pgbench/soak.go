@@ -33,6 +33,11 @@ type soakResult struct {
 	rssStart, rssEnd float64 // the largest node's
 	rssHalf          float64 // halfway through: warmed up, so the second half shows a trend
 	rssMax           float64
+	// rssLow and rssHigh are the lowest and highest of the largest node's
+	// RSS samples in the second half (half time and the end included), and
+	// rssSlope their least-squares trend in bytes per minute: flat is a
+	// slope near zero, not an end equal to the half.
+	rssLow, rssHigh, rssSlope float64
 	// liveStart, liveHalf and liveEnd are the first node's heap in use
 	// right after a collection.
 	liveStart, liveHalf, liveEnd float64
@@ -98,6 +103,7 @@ func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, rss fu
 	}
 	tick := time.NewTicker(d / soakSamples)
 	defer tick.Stop()
+	var second []rssSample // from half time on
 sample:
 	for k := 1; ; k++ {
 		select {
@@ -111,6 +117,9 @@ sample:
 				return res, err
 			}
 			res.rssMax = max(res.rssMax, r)
+			if k >= soakSamples/2 {
+				second = append(second, rssSample{time.Since(start), r})
+			}
 			if k == soakSamples/2 {
 				res.rssHalf = r
 				if res.liveHalf, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
@@ -127,9 +136,44 @@ sample:
 		return res, err
 	}
 	res.rssMax = max(res.rssMax, res.rssEnd)
+	second = append(second, rssSample{res.elapsed, res.rssEnd})
+	res.rssLow, res.rssHigh, res.rssSlope = trend(second)
 	if res.liveEnd, err = l.liveHeap(context.WithoutCancel(ctx), l.nodes[0]); err != nil {
 		return res, err
 	}
 	res.errors, res.first = errs.n, errs.first
 	return res, nil
+}
+
+// rssSample is an RSS sample and when it was taken, since the soak began.
+type rssSample struct {
+	at  time.Duration
+	rss float64
+}
+
+// trend returns the lowest and highest of samples and their least-squares
+// slope in bytes per minute (0 for fewer than two distinct times).
+func trend(samples []rssSample) (low, high, perMinute float64) {
+	if len(samples) == 0 {
+		return 0, 0, 0
+	}
+	low, high = samples[0].rss, samples[0].rss
+	var sx, sy float64
+	for _, s := range samples {
+		low, high = min(low, s.rss), max(high, s.rss)
+		sx += s.at.Minutes()
+		sy += s.rss
+	}
+	n := float64(len(samples))
+	mx, my := sx/n, sy/n
+	var sxy, sxx float64
+	for _, s := range samples {
+		dx := s.at.Minutes() - mx
+		sxy += dx * (s.rss - my)
+		sxx += dx * dx
+	}
+	if sxx == 0 {
+		return low, high, 0
+	}
+	return low, high, sxy / sxx
 }
