@@ -102,12 +102,8 @@ func (n *Node) probeMembers() {
 			continue
 		}
 		sent := n.now()
-		reply, err := n.rpc.call(m.meta.RaftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
+		st, err := n.statusOf(m.meta.RaftAddr, time.Now().Add(2*time.Second))
 		received := n.now()
-		if err != nil {
-			continue
-		}
-		st, err := decodeStatusReply(reply)
 		if err != nil {
 			continue
 		}

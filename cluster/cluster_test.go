@@ -351,54 +351,6 @@ func TestMinorityRefusesWritesAndServesReads(t *testing.T) {
 	}
 }
 
-func TestRemoveMember(t *testing.T) {
-	c := startCluster(t, 3)
-	leader := c.waitReadyAll()
-	follower := c.anyBut(leader)
-	// Removal asked through a follower is forwarded to the leader.
-	if err := follower.RemoveMember(context.Background(), "node-x-unknown"); err == nil {
-		t.Fatal("removing an unknown member must fail")
-	}
-	victim := c.byName(leader)
-	if err := follower.RemoveMember(context.Background(), victim.name); err != nil {
-		t.Fatal(err)
-	}
-	var rest []*testNode
-	for _, n := range c.nodes {
-		if n != victim {
-			rest = append(rest, n)
-		}
-	}
-	// The leader removed itself and still runs: the next leader, which
-	// did not take the removal, must not add it back.
-	waitFor(t, "a leader among the others", 10*time.Second, func() bool {
-		l := c.waitReadyAll(rest...)
-		return l != victim.name
-	})
-	newLeader := c.byName(c.waitReadyAll(rest...))
-	if !victim.localStatus().removed {
-		t.Fatal("the removed node does not report its removal")
-	}
-	if err := newLeader.reconcile(); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range rest {
-		if v := n.voterCount(); v != 2 {
-			t.Fatalf("%s counts %d voters after removal", n.name, v)
-		}
-		for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-			if string(s.ID) == victim.name {
-				t.Fatalf("%s has the removed node back as %v", n.name, s.Suffrage)
-			}
-		}
-	}
-	_ = victim.Shutdown()
-	if res := push(t, rest[1].Node, 1e9, "after 1\n", map[string]string{"job": "after"}); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	c.assertIdentical(rest...)
-}
-
 func TestLeaderTransfersLeadershipOnShutdownAndStaysInConfig(t *testing.T) {
 	c := startCluster(t, 3)
 	leader := c.byName(c.waitReadyAll())

@@ -89,8 +89,7 @@ func (n *Node) runLeaderLoop() {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
-		n.restoreTimeouts()     // once a leader is known (the readiness loop does so before the node is ready)
-		n.removedWhileRunning() // notes that this node is in the configuration
+		n.restoreTimeouts() // once a leader is known (the readiness loop does so before the node is ready)
 		if n.raft.State() == raft.Leader {
 			if err := n.reconcile(); err != nil {
 				n.logger.Warn("reconcile raft membership", "err", err)
@@ -125,6 +124,7 @@ func (n *Node) reconcile() error {
 		}
 	}
 	members := n.gossip.snapshot()
+	addable := n.askOutsiders(members, inConfig)
 	timeout := n.cfg.WriteTimeout
 
 	for name, m := range members {
@@ -138,9 +138,9 @@ func (n *Node) reconcile() error {
 			// An operator removed it; it must not come back while it
 			// stays up. Once it leaves or fails, a restart may rejoin.
 			continue
-		case !ok && n.removedWhileRunningSays(name, m.meta.RaftAddr):
-			// It was removed by an earlier leader, or it does not answer
-			// yet; the next round asks again.
+		case !ok && !addable[name]:
+			// An operator removed it (askOutsiders marked it), or it does
+			// not answer yet: the next round asks again.
 			continue
 		case !ok:
 			n.logger.Info("adding member to raft as non-voter", "member", name, "raft_address", m.meta.RaftAddr)
@@ -203,11 +203,7 @@ func (n *Node) reconcile() error {
 
 // caughtUp asks a member for its applied index and compares it with ours.
 func (n *Node) caughtUp(raftAddr string) bool {
-	reply, err := n.rpc.call(raftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
-	if err != nil {
-		return false
-	}
-	st, err := decodeStatusReply(reply)
+	st, err := n.statusOf(raftAddr, time.Now().Add(2*time.Second))
 	if err != nil {
 		return false
 	}
@@ -225,19 +221,87 @@ func (n *Node) removeServer(id raft.ServerID) error {
 	if err := f.Error(); err != nil {
 		return err
 	}
+	var addr raft.ServerAddress
 	found := false
 	for _, s := range f.Configuration().Servers {
-		found = found || s.ID == id
+		if s.ID == id {
+			found, addr = true, s.Address
+		}
 	}
 	if !found {
 		return fmt.Errorf("no server %q in the raft configuration", id)
 	}
 	n.markRemoved(string(id))
+	n.noticeRemoval(id, addr)
 	if err := n.raft.RemoveServer(id, 0, n.cfg.WriteTimeout).Error(); err != nil {
 		return fmt.Errorf("remove server %q: %w", id, err)
 	}
 	n.logger.Info("removed server from the raft configuration", "server", id)
 	return nil
+}
+
+// noticeRemoval tells a member that an operator is removing it, before the
+// removal is proposed (the leader removing itself notes it itself). A
+// member still running then says so to every later leader, which does not
+// add it back (askOutsiders); this leader has marked it already. A member
+// that does not answer is most likely down: a later leader would add it
+// back only if it came back without a restart.
+func (n *Node) noticeRemoval(id raft.ServerID, addr raft.ServerAddress) {
+	if string(id) == n.name {
+		n.removedByOperator.Store(true)
+		return
+	}
+	reply, err := n.rpc.call(string(addr), time.Now().Add(time.Second), []byte{methodRemoving})
+	if err == nil {
+		var r applyReply
+		if r, err = decodeApplyReply(reply); err == nil && r.code != codeOK {
+			err = fmt.Errorf("reply code %d: %s", r.code, r.message)
+		}
+	}
+	if err != nil {
+		n.logger.Info("could not tell the member it is being removed; if it is running, a later leader may add it back", "member", id, "err", err)
+	}
+}
+
+// askOutsiders asks the alive members outside the configuration, all at
+// once and for a second at most, whether an operator removed them while
+// they run, and returns those that may be added. A member that says it was
+// removed is marked (markRemoved), so it is not asked again until it
+// leaves or fails; one that does not answer is asked again next round.
+// The leader that removed a member marked it itself; a later leader (after
+// an operator removed the leader) learns it here.
+func (n *Node) askOutsiders(members map[string]memberInfo, inConfig map[raft.ServerID]raft.Server) map[string]bool {
+	type answer struct {
+		name    string
+		removed bool
+		err     error
+	}
+	answers := make(chan answer, len(members))
+	deadline := time.Now().Add(time.Second)
+	asked := 0
+	for name, m := range members {
+		if _, in := inConfig[raft.ServerID(name)]; in || m.state != memberlist.StateAlive || !m.hasRaw || name == n.name || n.wasRemoved(name) {
+			continue
+		}
+		asked++
+		go func() {
+			st, err := n.statusOf(m.meta.RaftAddr, deadline)
+			answers <- answer{name, st.removed, err}
+		}()
+	}
+	addable := map[string]bool{}
+	for range asked {
+		switch a := <-answers; {
+		case a.err != nil:
+			n.logger.Debug("not adding a member that does not answer its status", "member", a.name, "err", a.err)
+		case a.removed:
+			n.markRemoved(a.name)
+			n.logger.Info("not adding back a member an operator removed while it runs", "member", a.name)
+		default:
+			addable[a.name] = true
+		}
+	}
+	return addable
 }
 
 // markRemoved remembers that an operator removed a member, so the
@@ -263,44 +327,6 @@ func (n *Node) forgetRemoved(name string) {
 	n.removedMu.Lock()
 	defer n.removedMu.Unlock()
 	delete(n.removed, name)
-}
-
-// removedWhileRunning reports whether this node was removed from the raft
-// configuration while it runs: this process saw itself in the
-// configuration, and the latest configuration no longer holds it. A
-// restarted process has not seen itself yet, so it may rejoin.
-func (n *Node) removedWhileRunning() bool {
-	f := n.raft.GetConfiguration() // raft's latest configuration, without a round trip through its loop
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if s.ID == raft.ServerID(n.name) {
-			n.inConfigSeen.Store(true)
-			return false
-		}
-	}
-	return n.inConfigSeen.Load()
-}
-
-// removedWhileRunningSays asks a member outside the configuration whether
-// it was removed while it runs, before the leader adds it. The leader that
-// removed it marks it (markRemoved), but a later leader (after the leader
-// removed itself) knows only what the member says. A member that does not
-// answer is not added this round.
-func (n *Node) removedWhileRunningSays(name, raftAddr string) bool {
-	reply, err := n.rpc.call(raftAddr, time.Now().Add(2*time.Second), []byte{methodStatus})
-	if err == nil {
-		var st statusReply
-		if st, err = decodeStatusReply(reply); err == nil {
-			if st.removed {
-				n.logger.Debug("not adding a member removed while it runs", "member", name)
-			}
-			return st.removed
-		}
-	}
-	n.logger.Debug("not adding a member that does not answer on its raft port yet", "member", name, "err", err)
-	return true
 }
 
 // RemoveMember removes a member from the raft configuration for good (an

@@ -51,12 +51,12 @@ type Node struct {
 	// removed holds members an operator removed while they were running.
 	removedMu sync.Mutex
 	removed   map[string]struct{}
-	// inConfigSeen is set once this process saw itself in the raft
-	// configuration; missing from it afterwards, it was removed while it
-	// runs (see removedWhileRunning).
-	inConfigSeen atomic.Bool
-	joined       chan struct{} // closed once gossip reached another member (at once without peers)
-	alone        atomic.Bool   // every configured peer is this node itself (selfpeer.go)
+	// removedByOperator is set once an operator's removal of this node
+	// was proposed (noticeRemoval): its status says so, and no leader adds
+	// it back until it restarts.
+	removedByOperator atomic.Bool
+	joined            chan struct{} // closed once gossip reached another member (at once without peers)
+	alone             atomic.Bool   // every configured peer is this node itself (selfpeer.go)
 	// restartTimeouts are raft's configured timeouts while the node runs
 	// with shorter ones for its first election after a restart (nil
 	// otherwise; restartelection.go).
@@ -317,13 +317,9 @@ func (n *Node) catchUp() error {
 	if id == raft.ServerID(n.name) {
 		return n.raft.Barrier(n.cfg.WriteTimeout).Error()
 	}
-	reply, err := n.rpc.call(string(addr), time.Now().Add(n.cfg.WriteTimeout), []byte{methodStatus})
+	st, err := n.statusOf(string(addr), time.Now().Add(n.cfg.WriteTimeout))
 	if err != nil {
 		return fmt.Errorf("ask leader for its commit index: %w", err)
-	}
-	st, err := decodeStatusReply(reply)
-	if err != nil {
-		return err
 	}
 	deadline := time.Now().Add(n.cfg.WriteTimeout)
 	for n.raft.AppliedIndex() < st.commitIndex {

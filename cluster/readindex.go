@@ -256,12 +256,7 @@ func (n *Node) confirmLeadership(term uint64, deadline time.Time) error {
 	answers := make(chan answer, len(others))
 	for _, addr := range others {
 		go func() {
-			b, err := n.rpc.call(string(addr), deadline, []byte{methodStatus})
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			st, err := decodeStatusReply(b)
+			st, err := n.statusOf(string(addr), deadline)
 			answers <- answer{term: st.term, err: err}
 		}()
 	}

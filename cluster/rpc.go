@@ -22,6 +22,9 @@ const (
 	methodTransfer byte = 4 // [target server name, may be empty] → applyReply (index 0)
 	// methodReadIndex asks the leader for a read index (readindex.go).
 	methodReadIndex byte = 5 // [uvarint timeout ms] → applyReply (index: the read index)
+	// methodRemoving tells a member that an operator is removing it
+	// (leader.go, noticeRemoval).
+	methodRemoving byte = 6 // [] → applyReply (index 0)
 )
 
 // Reply codes of methodApply, methodRemove and methodTransfer.
@@ -104,8 +107,8 @@ func decodeApplyReply(b []byte) (applyReply, error) {
 }
 
 // statusReply is a node's raft progress, its wall clock, whether its
-// storage is below its free-space reserve and whether it was removed from
-// the configuration while it runs. The clock and the two flags were added
+// storage is below its free-space reserve and whether an operator removed
+// it while it runs (told by methodRemoving). The clock and the two flags were added
 // after the others; a reply without them (an older build) decodes with
 // zero values.
 type statusReply struct {
@@ -128,6 +131,15 @@ func flag(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// statusOf asks the node at the raft address addr for its status.
+func (n *Node) statusOf(addr string, deadline time.Time) (statusReply, error) {
+	reply, err := n.rpc.call(addr, deadline, []byte{methodStatus})
+	if err != nil {
+		return statusReply{}, err
+	}
+	return decodeStatusReply(reply)
 }
 
 func decodeStatusReply(b []byte) (statusReply, error) {

@@ -94,6 +94,11 @@ func (n *Node) handleRequest(remote string, req []byte) ([]byte, bool) {
 		return n.localStatus().encode(), true
 	case methodRemove:
 		return operatorReply(n.removeServer(raft.ServerID(req[1:]))).encode(), true
+	case methodRemoving:
+		if !n.removedByOperator.Swap(true) {
+			n.logger.Warn("an operator is removing this node from the cluster: no leader adds it back until it restarts", "remote", remote)
+		}
+		return applyReply{code: codeOK}.encode(), true
 	case methodTransfer:
 		return operatorReply(n.transferLeadership(string(req[1:]))).encode(), true
 	default:
@@ -111,6 +116,6 @@ func (n *Node) localStatus() statusReply {
 		term:         n.raft.CurrentTerm(),
 		wallUnixNano: n.now().UnixNano(),
 		storageLow:   n.disk.isLow(),
-		removed:      n.removedWhileRunning(),
+		removed:      n.removedByOperator.Load(),
 	}
 }
