@@ -119,7 +119,7 @@ func TestFormatting(t *testing.T) {
 			t.Errorf("formatSeconds(%v) = %q, want %q", v, got, want)
 		}
 	}
-	for v, want := range map[float64]string{512: "512 B", 690 * 1024: "690 KiB", 6.74 * 1024 * 1024: "6.74 MiB"} {
+	for v, want := range map[float64]string{512: "512 B", 690 * 1024: "690 KiB", 6.74 * 1024 * 1024: "6.74 MiB", -157.74 * 1024 * 1024: "-158 MiB"} {
 		if got := formatBytes(v); got != want {
 			t.Errorf("formatBytes(%v) = %q, want %q", v, got, want)
 		}

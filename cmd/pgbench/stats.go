@@ -123,10 +123,10 @@ func formatSeconds(s float64) string {
 // sig3 prints v with three significant digits but never in exponent form and
 // never with more integer digits dropped.
 func sig3(v float64) string {
-	switch {
-	case v >= 100:
+	switch a := math.Abs(v); {
+	case a >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
+	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	default:
 		return strconv.FormatFloat(v, 'f', 2, 64)
