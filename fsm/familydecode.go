@@ -120,6 +120,9 @@ func countFamilies(raws [][]byte, how familyDecoding, slow []*dto.MetricFamily) 
 	// Interned values (intern.go): a name and a help text per family, a
 	// label or two per metric, usually.
 	c := familyCounts{decoding: how}
+	// The slabs returned read these lists; the scratch takes them back now
+	// because its goroutine decodes the slabs' families before it counts
+	// the next record's (decodeGroup).
 	c.internedStrs, c.internedPairs = how.scratch.internedLists(len(raws))
 	defer func() { how.scratch.keepInternedLists(c.internedStrs[:0], c.internedPairs[:0]) }()
 	var text []byte

@@ -62,8 +62,8 @@ func TestSoakTrend(t *testing.T) {
 	if _, _, slope := trend(rising); math.Abs(slope-10<<20) > 1 {
 		t.Errorf("rising: slope %v, want %v", slope, 10<<20)
 	}
-	if low, high, slope := trend([]rssSample{{at(1), 5}}); low != 5 || high != 5 || slope != 0 {
-		t.Errorf("one sample: %v %v %v", low, high, slope)
+	if low, high, slope := trend(rising[:2]); low != rising[0].rss || high != rising[1].rss || !math.IsNaN(slope) {
+		t.Errorf("two samples: %v %v %v, want no trend", low, high, slope)
 	}
 }
 

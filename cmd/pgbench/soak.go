@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -152,10 +153,11 @@ type rssSample struct {
 }
 
 // trend returns the lowest and highest of samples and their least-squares
-// slope in bytes per minute (0 for fewer than two distinct times).
+// slope in bytes per minute: NaN (not measured) for fewer than three
+// samples, too few to call anything flat.
 func trend(samples []rssSample) (low, high, perMinute float64) {
 	if len(samples) == 0 {
-		return 0, 0, 0
+		return math.NaN(), math.NaN(), math.NaN()
 	}
 	low, high = samples[0].rss, samples[0].rss
 	var sx, sy float64
@@ -172,8 +174,8 @@ func trend(samples []rssSample) (low, high, perMinute float64) {
 		sxy += dx * (s.rss - my)
 		sxx += dx * dx
 	}
-	if sxx == 0 {
-		return low, high, 0
+	if len(samples) < 3 || sxx == 0 {
+		return low, high, math.NaN()
 	}
 	return low, high, sxy / sxx
 }
