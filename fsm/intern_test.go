@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"fmt"
 	"runtime"
 	"strings"
@@ -101,14 +100,7 @@ func TestInternCachesHandOutTheTablesCopies(t *testing.T) {
 	for g := range groups {
 		a.mustOK(pushCmd(t, OpPut, int64(g+1)*1e9, "# HELP m_cached help\n# TYPE m_cached gauge\nm_cached{kind=\"cached\"} 1\n", "job", "j", "instance", fmt.Sprint(g)))
 	}
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	s := newTestFSM()
-	if err := s.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	s := clone(t, a.s)
 	h := interned.header(familyHeader{name: proto.String("m_cached"), help: proto.String("help"), typ: dto.MetricType_GAUGE.Enum()})
 	pair := interned.pair([]byte("kind"), []byte("cached"))
 	pushed := a.s.Groups()[0].Families.Get("m_cached")

@@ -84,14 +84,7 @@ func TestRestoreReusesItsListsAcrossRecords(t *testing.T) {
 		}
 		a.mustOK(pushCmd(t, OpPut, int64(g+1)*1e9, body.String(), labels...))
 	}
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	s := newTestFSM()
-	if err := s.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	s := clone(t, a.s)
 	if got, want := render(t, s), render(t, a.s); got != want {
 		t.Fatal("the restored store exposes something else")
 	}
