@@ -134,13 +134,11 @@ func (n *Node) reconcile() error {
 		id := raft.ServerID(name)
 		s, ok := inConfig[id]
 		switch {
-		case !ok && n.wasRemoved(name):
-			// An operator removed it; it must not come back while it
-			// stays up. Once it leaves or fails, a restart may rejoin.
-			continue
 		case !ok && !addable[name]:
-			// An operator removed it (askOutsiders marked it), or it does
-			// not answer yet: the next round asks again.
+			// An operator removed it (marked by markRemoved): it must not
+			// come back while it stays up; once it leaves or fails, a
+			// restart may rejoin. Or it does not answer yet: the next
+			// round asks again (askOutsiders).
 			continue
 		case !ok:
 			n.logger.Info("adding member to raft as non-voter", "member", name, "raft_address", m.meta.RaftAddr)

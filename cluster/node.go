@@ -438,15 +438,7 @@ func (n *Node) handOverLeadership() {
 // try to hand over leadership, it is already leaving.
 func (n *Node) isVoter() bool {
 	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if s.ID == raft.ServerID(n.name) {
-			return s.Suffrage == raft.Voter
-		}
-	}
-	return false
+	return f.Error() == nil && isVoter(f.Configuration(), raft.ServerID(n.name))
 }
 
 func (n *Node) voterCount() int {
