@@ -71,11 +71,8 @@ type familyDecoding struct {
 	// (decodeStoredFamilies), so a metric of the fast shape holds at most
 	// one value message.
 	records bool
-	// cache, if set, is the decoding goroutine's cache in front of the
-	// intern table.
-	cache *internCache
-	// scratch, if set, is the decoding goroutine's reused lists (a
-	// restore's).
+	// scratch, if set, is the decoding goroutine's reused lists and its
+	// cache in front of the intern table (a restore's).
 	scratch *decodeScratch
 }
 
@@ -154,10 +151,10 @@ func countFamily(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		switch {
 		case num == mfName && typ == protowire.BytesType && !seenName:
 			seenName = true
-			c.internedStrs = append(c.internedStrs, c.decoding.cache.str(v))
+			c.internedStrs = append(c.internedStrs, c.decoding.scratch.internCache().str(v))
 		case num == mfHelp && typ == protowire.BytesType && !seenHelp:
 			seenHelp = true
-			c.internedStrs = append(c.internedStrs, c.decoding.cache.str(v))
+			c.internedStrs = append(c.internedStrs, c.decoding.scratch.internCache().str(v))
 		case num == mfType && typ == protowire.VarintType && !seenType && x <= maxMetricType:
 			seenType = true
 		case num == mfMetric && typ == protowire.BytesType:
@@ -230,7 +227,7 @@ func countLabel(raw []byte, c *familyCounts, text []byte) ([]byte, bool) {
 		return text, true
 	}
 	if name != nil && value != nil {
-		c.internedPairs = append(c.internedPairs, c.decoding.cache.pair(name, value))
+		c.internedPairs = append(c.internedPairs, c.decoding.scratch.internCache().pair(name, value))
 		return text, true
 	}
 	c.labels++

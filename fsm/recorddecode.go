@@ -43,7 +43,7 @@ func (s *familySlabs) storedFamily(raw []byte, unixNano int64) Family {
 		s.record(&s.records[s.nRecords], v)
 		s.nRecords++
 	})
-	f := Family{hdr: s.decoding.cache.header(h), TimeUnixNano: unixNano}
+	f := Family{hdr: s.decoding.scratch.internCache().header(h), TimeUnixNano: unixNano}
 	if s.nRecords > first {
 		f.metrics = s.records[first:s.nRecords:s.nRecords]
 	}

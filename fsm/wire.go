@@ -184,7 +184,7 @@ func decodeGroup(b []byte, sc *decodeScratch) (*Group, error) {
 		// Every stored metric carries the grouping labels, and an empty
 		// instance label unless the group has one: share them.
 		gp := newGroupingPairs(g.Labels)
-		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), cache: sc.internCache(), scratch: sc})
+		stored, err := decodeStoredFamilies(rawMFs, times, familyDecoding{shared: gp.stored(), scratch: sc})
 		if err != nil {
 			return nil, fmt.Errorf("metric family: %w", err)
 		}
