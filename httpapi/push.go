@@ -212,7 +212,9 @@ func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[
 		counter := newTextSeriesCounter(r.Body, limits.series)
 		counter.labels = labels
 		var err error
-		parser := a.textParser()
+		// Put back once its result is taken: the parser keeps nothing of
+		// it but references, dropped on its next use.
+		parser := a.textParsers.Get().(*expfmt.TextParser)
 		byName, err = parser.TextToMetricFamilies(counter)
 		a.textParsers.Put(parser)
 		switch {
@@ -230,17 +232,6 @@ func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[
 		out[i] = byName[n]
 	}
 	return out, nil
-}
-
-// textParser returns a text parser of this API's name validation, to be
-// put back in a.textParsers once its result is taken (the parser keeps
-// nothing of it but references, dropped on its next use).
-func (a *API) textParser() *expfmt.TextParser {
-	if p, ok := a.textParsers.Get().(*expfmt.TextParser); ok {
-		return p
-	}
-	p := expfmt.NewTextParser(a.validation)
-	return &p
 }
 
 // checkNames holds a protobuf push to the name validation scheme of this
