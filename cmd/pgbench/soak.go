@@ -166,6 +166,9 @@ func trend(samples []rssSample) (low, high, perMinute float64) {
 		sx += s.at.Minutes()
 		sy += s.rss
 	}
+	if len(samples) < 3 {
+		return low, high, math.NaN()
+	}
 	n := float64(len(samples))
 	mx, my := sx/n, sy/n
 	var sxy, sxx float64
@@ -174,7 +177,7 @@ func trend(samples []rssSample) (low, high, perMinute float64) {
 		sxy += dx * (s.rss - my)
 		sxx += dx * dx
 	}
-	if len(samples) < 3 || sxx == 0 {
+	if sxx == 0 {
 		return low, high, math.NaN()
 	}
 	return low, high, sxy / sxx
