@@ -29,11 +29,12 @@ func TestRemoveMember(t *testing.T) {
 	}
 	// The leader removed itself and still runs: the next leader, which
 	// did not take the removal, must not add it back.
+	var next string
 	waitFor(t, "a leader among the others", 10*time.Second, func() bool {
-		l := c.waitReadyAll(rest...)
-		return l != victim.name
+		next = c.waitReadyAll(rest...)
+		return next != victim.name
 	})
-	newLeader := c.byName(c.waitReadyAll(rest...))
+	newLeader := c.byName(next)
 	if !victim.localStatus().removed {
 		t.Fatal("the removed node does not report its removal")
 	}
@@ -44,12 +45,8 @@ func TestRemoveMember(t *testing.T) {
 		if v := n.voterCount(); v != 2 {
 			t.Fatalf("%s counts %d voters after removal", n.name, v)
 		}
-		for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-			if string(s.ID) == victim.name {
-				t.Fatalf("%s has the removed node back as %v", n.name, s.Suffrage)
-			}
-		}
 	}
+	assertLeftOut(t, rest, victim.name)
 	_ = victim.Shutdown()
 	if res := push(t, rest[1].Node, 1e9, "after 1\n", map[string]string{"job": "after"}); res.Err != nil {
 		t.Fatal(res.Err)
@@ -90,14 +87,21 @@ func TestRemovedFollowerStaysOutAfterALeaderChange(t *testing.T) {
 	if err := other.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range rest {
-		for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-			if string(s.ID) == victim.name {
-				t.Fatalf("%s has the removed follower back as %v", n.name, s.Suffrage)
-			}
-		}
-	}
+	assertLeftOut(t, rest, victim.name)
 	if !other.wasRemoved(victim.name) {
 		t.Fatal("the new leader did not note the removal it learned")
+	}
+}
+
+// assertLeftOut fails t if a node of nodes has the member removed back in
+// its configuration.
+func assertLeftOut(t *testing.T, nodes []*testNode, removed string) {
+	t.Helper()
+	for _, n := range nodes {
+		for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+			if string(s.ID) == removed {
+				t.Fatalf("%s has the removed member %s back as %v", n.name, removed, s.Suffrage)
+			}
+		}
 	}
 }
