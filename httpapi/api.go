@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 
@@ -181,10 +180,6 @@ func New(opts Options) *API {
 	if opts.EnableUTF8Names {
 		a.validation = model.UTF8Validation
 		a.escaping = model.ValueEncodingEscaping
-	}
-	a.textParsers.New = func() any {
-		p := expfmt.NewTextParser(a.validation)
-		return &p
 	}
 	var deniedReg prometheus.Registerer
 	if opts.Authorization != nil && opts.Registry != nil {

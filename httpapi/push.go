@@ -212,9 +212,7 @@ func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[
 		counter := newTextSeriesCounter(r.Body, limits.series)
 		counter.labels = labels
 		var err error
-		// Put back once its result is taken: the parser keeps nothing of
-		// it but references, dropped on its next use.
-		parser := a.textParsers.Get().(*expfmt.TextParser)
+		parser := a.textParser()
 		byName, err = parser.TextToMetricFamilies(counter)
 		a.textParsers.Put(parser)
 		switch {
@@ -232,6 +230,17 @@ func (a *API) parseBodyLimited(r *http.Request, limits pushLimits, grouping map[
 		out[i] = byName[n]
 	}
 	return out, nil
+}
+
+// textParser returns a text parser of this API's name validation, to be
+// put back in a.textParsers once its result is taken (the parser keeps
+// nothing of it but references, dropped on its next use).
+func (a *API) textParser() *expfmt.TextParser {
+	if p, ok := a.textParsers.Get().(*expfmt.TextParser); ok {
+		return p
+	}
+	p := expfmt.NewTextParser(a.validation)
+	return &p
 }
 
 // checkNames holds a protobuf push to the name validation scheme of this
