@@ -3,6 +3,8 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -437,5 +439,44 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 				t.Fatal("failed restore changed the state")
 			}
 		})
+	}
+}
+
+// TestSnapshotWritesGroupsInKeyOrder: the capture copies the groups in the
+// map's order and leaves the sort to WriteTo (off raft's apply goroutine);
+// the bytes must still list the groups in key order, so two stores with
+// the same groups, filled in opposite orders, write the same snapshot, as
+// does a second WriteTo of the same capture.
+func TestSnapshotWritesGroupsInKeyOrder(t *testing.T) {
+	const groups = 200
+	push := func(g int) *Command {
+		return pushCmd(t, OpPut, int64(g+1), fmt.Sprintf("a{x=\"%d\"} %d\n", g, g), "job", "j", "instance", fmt.Sprint(g))
+	}
+	up, down := &applier{t: t, s: newTestFSM()}, &applier{t: t, s: newTestFSM()}
+	for g := 0; g < groups; g++ {
+		up.mustOK(push(g))
+		down.mustOK(push(groups - 1 - g))
+	}
+	write := func(sn *Snapshot) []byte {
+		var buf bytes.Buffer
+		if _, err := sn.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	capture := up.s.Snapshot()
+	first := write(capture)
+	if again := write(capture); !bytes.Equal(first, again) {
+		t.Fatal("a second WriteTo of the same capture wrote other bytes")
+	}
+	if other := write(down.s.Snapshot()); !bytes.Equal(first, other) {
+		t.Fatal("stores with the same groups filled in opposite orders wrote different snapshots")
+	}
+	keys := make([]string, 0, groups)
+	for _, g := range capture.groups {
+		keys = append(keys, g.Key)
+	}
+	if !slices.IsSorted(keys) {
+		t.Fatal("the capture's groups are not in key order after WriteTo")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -55,19 +56,21 @@ var ErrCorruptSnapshot = errors.New("corrupt snapshot")
 // Snapshot is an immutable view of the state at one log index. It can be
 // written while the FSM goes on applying commands.
 type Snapshot struct {
-	groups   []*Group
+	groups   []*Group // in key order once sorted has run
+	sorted   sync.Once
 	applied  uint64
 	imported *ImportRecord
 }
 
 // Snapshot captures the current state. It only copies group pointers,
-// under the read lock, and puts them in key order after releasing it.
+// under the read lock. Raft calls it on the goroutine that applies
+// commands, so no write is applied until it returns: putting the groups in
+// key order (about 50 ms at 100,000 groups) is left to WriteTo, which runs
+// on the snapshot's own goroutine while commands go on being applied.
 func (s *FSM) Snapshot() *Snapshot {
 	s.mu.RLock()
-	sn := &Snapshot{groups: s.groupsUnsorted(), applied: s.applied, imported: s.imported}
-	s.mu.RUnlock()
-	sortByKey(sn.groups)
-	return sn
+	defer s.mu.RUnlock()
+	return &Snapshot{groups: s.groupsUnsorted(), applied: s.applied, imported: s.imported}
 }
 
 // AppliedIndex returns the log index the snapshot was taken at.
@@ -76,8 +79,10 @@ func (sn *Snapshot) AppliedIndex() uint64 { return sn.applied }
 // Len returns the number of groups in the snapshot.
 func (sn *Snapshot) Len() int { return len(sn.groups) }
 
-// WriteTo streams the snapshot in the versioned format described above.
+// WriteTo streams the snapshot in the versioned format described above,
+// its groups in key order.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	sn.sorted.Do(func() { sortByKey(sn.groups) })
 	crc := crc32.NewIEEE()
 	cw := &countingWriter{w: io.MultiWriter(w, crc)}
 	bw := bufio.NewWriterSize(cw, 64<<10)
