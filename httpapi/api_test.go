@@ -353,6 +353,8 @@ func TestClusterAPIAndPprof(t *testing.T) {
 		}
 	}
 	g.expect("GET", "/debug/pprof/", "", 200, "goroutine")
+	// The execution trace, beyond upstream: its header names the format.
+	g.expect("GET", "/debug/pprof/trace?seconds=0.1", "", 200, " trace\x00")
 	g.expect("DELETE", "/api/v1/admin/cluster/members/n2", "", 404, "")
 	admin := startGateway(t, func(o *httpapi.Options) { o.EnableAdminAPI = true })
 	admin.expect("DELETE", "/api/v1/admin/cluster/members/nobody", "", 400, `no server \"nobody\" in the raft configuration`)

@@ -56,13 +56,18 @@ func quitWrongMethod(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("Only POST or PUT requests allowed."))
 }
 
-// handlePprof serves the runtime profiles under /debug/pprof.
+// handlePprof serves the runtime profiles under /debug/pprof, and the
+// execution trace (/debug/pprof/trace?seconds=N), which upstream does not
+// serve: it shows where a slow request waited (scheduling, locks, system
+// calls), which is what a push's latency tail needs explained.
 func handlePprof(w http.ResponseWriter, r *http.Request) {
 	switch route.Param(r.Context(), "pprof") {
 	case "/cmdline":
 		pprof.Cmdline(w, r)
 	case "/profile":
 		pprof.Profile(w, r)
+	case "/trace":
+		pprof.Trace(w, r)
 	case "/symbol":
 		pprof.Symbol(w, r)
 	default:
