@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand"
 	"regexp"
@@ -236,13 +237,19 @@ func TestRestoreInAnyGroupOrder(t *testing.T) {
 	sn := a.s.Snapshot()
 	shuffled := &Snapshot{groups: slices.Clone(sn.groups), applied: sn.applied}
 	r.Shuffle(len(shuffled.groups), func(i, j int) { shuffled.groups[i], shuffled.groups[j] = shuffled.groups[j], shuffled.groups[i] })
+	var inOrder bytes.Buffer
 	for _, tc := range []struct {
-		name string
-		sn   *Snapshot
-	}{{"in key order", sn}, {"shuffled", shuffled}} {
+		name  string
+		write func(io.Writer) (int64, error)
+	}{{"in key order", sn.WriteTo}, {"shuffled", shuffled.writeAsListed}} {
 		var buf bytes.Buffer
-		if _, err := tc.sn.WriteTo(&buf); err != nil {
+		if _, err := tc.write(&buf); err != nil {
 			t.Fatal(err)
+		}
+		if inOrder.Len() == 0 {
+			inOrder.Write(buf.Bytes())
+		} else if bytes.Equal(buf.Bytes(), inOrder.Bytes()) {
+			t.Fatalf("%s: the snapshot was written in key order", tc.name)
 		}
 		s := newTestFSM()
 		if err := s.Restore(&buf); err != nil {
