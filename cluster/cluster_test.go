@@ -194,6 +194,17 @@ func (c *testCluster) anyBut(name string) *testNode {
 	return nil
 }
 
+// others returns every node but n.
+func (c *testCluster) others(n *testNode) []*testNode {
+	var rest []*testNode
+	for _, o := range c.nodes {
+		if o != n {
+			rest = append(rest, o)
+		}
+	}
+	return rest
+}
+
 // assertIdentical checks every node renders the same pushed exposition.
 func (c *testCluster) assertIdentical(nodes ...*testNode) string {
 	c.t.Helper()
@@ -354,12 +365,7 @@ func TestMinorityRefusesWritesAndServesReads(t *testing.T) {
 func TestLeaderTransfersLeadershipOnShutdownAndStaysInConfig(t *testing.T) {
 	c := startCluster(t, 3)
 	leader := c.byName(c.waitReadyAll())
-	var rest []*testNode
-	for _, n := range c.nodes {
-		if n != leader {
-			rest = append(rest, n)
-		}
-	}
+	rest := c.others(leader)
 	start := time.Now()
 	if err := leader.Shutdown(); err != nil {
 		t.Fatal(err)

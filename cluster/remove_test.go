@@ -21,12 +21,7 @@ func TestRemoveMember(t *testing.T) {
 	if err := follower.RemoveMember(context.Background(), victim.name); err != nil {
 		t.Fatal(err)
 	}
-	var rest []*testNode
-	for _, n := range c.nodes {
-		if n != victim {
-			rest = append(rest, n)
-		}
-	}
+	rest := c.others(victim)
 	// The leader removed itself and still runs: the next leader, which
 	// did not take the removal, must not add it back.
 	var next string

@@ -375,18 +375,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if got, want := render(t, restored), render(t, orig); got != want {
 		t.Fatalf("restored exposition differs:\n%s\nwant:\n%s", got, want)
 	}
-	for i, g := range orig.Groups() {
-		rg := restored.Groups()[i]
-		if rg.Key != g.Key || len(rg.Families) != len(g.Families) {
-			t.Fatalf("group %d differs", i)
-		}
-		for _, f := range g.Families {
-			n := f.Name()
-			if rf := rg.Families.Get(n); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF(), f.MF()) {
-				t.Fatalf("group %v family %s differs after restore", g.Labels, n)
-			}
-		}
-	}
+	checkSameGroups(t, restored, orig)
 	// The restored indexes must work: a conflicting push is still rejected.
 	r := &applier{t: t, s: restored, index: 3}
 	r.mustFail(pushCmd(t, OpPut, t3, "# TYPE a gauge\na 1\n", "job", "j9"), "is not a COUNTER")

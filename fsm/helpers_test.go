@@ -2,12 +2,14 @@ package fsm
 
 import (
 	"bytes"
+	"maps"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 )
 
 // parseText parses exposition text into families, sorted by name.
@@ -124,4 +126,26 @@ func newTestFSM() *FSM {
 		"go_goroutines":          {Type: dto.MetricType_GAUGE, Help: "Number of goroutines that currently exist."},
 		"go_gc_duration_seconds": {Type: dto.MetricType_SUMMARY, Help: "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles."},
 	})
+}
+
+// checkSameGroups fails t unless got holds the groups of want: the same
+// keys and grouping labels, and families of the same push times and
+// messages.
+func checkSameGroups(t *testing.T, got, want *FSM) {
+	t.Helper()
+	gs, ws := got.Groups(), want.Groups()
+	if len(gs) != len(ws) {
+		t.Fatalf("%d groups, want %d", len(gs), len(ws))
+	}
+	for i, w := range ws {
+		g := gs[i]
+		if g.Key != w.Key || !maps.Equal(maps.Collect(g.Labels.All()), maps.Collect(w.Labels.All())) || len(g.Families) != len(w.Families) {
+			t.Fatalf("group %v comes back as %v with %d families (want %d)", w.Labels, g.Labels, len(g.Families), len(w.Families))
+		}
+		for _, f := range w.Families {
+			if gf := g.Families.Get(f.Name()); gf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(gf.MF(), f.MF()) {
+				t.Fatalf("group %v: family %s comes back as\n%v\nwant\n%v", w.Labels, f.Name(), gf.MF(), f.MF())
+			}
+		}
+	}
 }

@@ -5,11 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"testing"
-
-	"google.golang.org/protobuf/proto"
 )
 
 // A snapshot's records are read while the batch before is decoded: a bad
@@ -88,20 +85,5 @@ func TestRestoreReusesItsListsAcrossRecords(t *testing.T) {
 	if got, want := render(t, s), render(t, a.s); got != want {
 		t.Fatal("the restored store exposes something else")
 	}
-	want := a.s.Groups()
-	got := s.Groups()
-	if len(got) != len(want) {
-		t.Fatalf("%d groups restored, want %d", len(got), len(want))
-	}
-	for i, g := range want {
-		r := got[i]
-		if r.Key != g.Key || !maps.Equal(maps.Collect(r.Labels.All()), maps.Collect(g.Labels.All())) || len(r.Families) != len(g.Families) {
-			t.Fatalf("group %v comes back as %v with %d families (want %d)", g.Labels, r.Labels, len(r.Families), len(g.Families))
-		}
-		for _, f := range g.Families {
-			if rf := r.Families.Get(f.Name()); rf.TimeUnixNano != f.TimeUnixNano || !proto.Equal(rf.MF(), f.MF()) {
-				t.Fatalf("group %v: family %s comes back as\n%v\nwant\n%v", g.Labels, f.Name(), rf.MF(), f.MF())
-			}
-		}
-	}
+	checkSameGroups(t, s, a.s)
 }
