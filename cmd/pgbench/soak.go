@@ -23,8 +23,14 @@ import (
 // system, so the first node's live heap (right after a forced collection)
 // is taken at the start, half time and the end too: what the store holds.
 
-// soakSamples is how many times the soak samples RSS.
-const soakSamples = 12
+// soakSamples is how many times the soak samples RSS: every 10 s of the
+// 8-minute soak of make bench-compare. RSS follows the live heap, which
+// swings in a saw-tooth of about 3 minutes under churn (the old versions of
+// groups the last exposition still lists, until the next refresh). With 12
+// samples, seven of them in the second half, that half's trend ranged from
+// -158 to +125 MiB a minute over runs whose second halves stayed within
+// 1.2-1.8 GiB.
+const soakSamples = 48
 
 // soakResult is what the soak measured.
 type soakResult struct {
