@@ -123,10 +123,7 @@ func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testin
 			// ends follow the bytes and the process's seed, blockSeed: for
 			// about one metric in a hundred, so a fixed bound on the fresh
 			// blocks failed about one run in a hundred).
-			shared := map[*segment]bool{}
-			for _, s := range rf.segs {
-				shared[s] = true
-			}
+			shared := segmentSet(rf)
 			made := 0
 			for _, s := range next.segs {
 				if !shared[s] {

@@ -231,6 +231,16 @@ func (rf *renderedFamily) chunk(i int) []byte {
 	return rf.segs[k].chunkIn(rf.segs[k].data, i-rf.starts[k])
 }
 
+// segmentSet returns the segments of rf, to tell which of another
+// version's segments it shares.
+func segmentSet(rf *renderedFamily) map[*segment]bool {
+	set := make(map[*segment]bool, len(rf.segs))
+	for _, s := range rf.segs {
+		set[s] = true
+	}
+	return set
+}
+
 // renderedBytes returns the encoded family in one piece, decompressed
 // when it was rendered compressed only.
 func renderedBytes(t *testing.T, rf *renderedFamily) []byte {
@@ -312,10 +322,7 @@ func TestRenderFamilySharesSegments(t *testing.T) {
 				if !slices.Equal(next.starts, fresh.starts) {
 					t.Fatalf("%s version %d: segments start at %v, a fresh encoding's at %v", f, version, next.starts, fresh.starts)
 				}
-				shared := map[*segment]bool{}
-				for _, s := range prev.segs {
-					shared[s] = true
-				}
+				shared := segmentSet(prev)
 				reused := 0
 				for x, s := range next.segs {
 					if !shared[s] {
