@@ -72,8 +72,8 @@ func TestCRC32CombineEqualsTheChecksumOfTheWhole(t *testing.T) {
 
 // TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain
 // changes one metric of a family of 20,000: the pieces, joined into one
-// gzip member, decompress to the family's bytes in every format, and all
-// blocks but the changed one keep their compressed bytes.
+// gzip member, decompress to the family's bytes in every format, and only
+// the head, the tail and the segments the change made are compressed again.
 func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testing.T) {
 	for name, f := range map[string]expfmt.Format{"text": expfmt.NewFormat(expfmt.TypeTextPlain), "protobuf": expfmt.NewFormat(expfmt.TypeProtoDelim)} {
 		t.Run(name, func(t *testing.T) {
@@ -117,12 +117,13 @@ func TestGzipPiecesHoldTheFamilyAndOnlyChangedBlocksAreCompressedAgain(t *testin
 					fresh++
 				}
 			}
-			// The segments the change made: the changed metric's, and its
-			// neighbour's too when the metric's new bytes end a segment
-			// where its old ones did not, or the other way round (segment
-			// ends follow the bytes and the process's seed, blockSeed: for
-			// about one metric in a hundred, so a fixed bound on the fresh
-			// blocks failed about one run in a hundred).
+			// The segments the change made: the changed metric's, or two
+			// when its new bytes end a segment where its old ones did not
+			// (the segment splits; the other way round, it takes in the
+			// next one and stays one). Segment ends follow the bytes and
+			// the process's seed, blockSeed: a fixed bound on the fresh
+			// blocks failed for about one changed metric in 128, per
+			// format.
 			shared := segmentSet(rf)
 			made := 0
 			for _, s := range next.segs {
