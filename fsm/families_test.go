@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"slices"
 	"testing"
 
@@ -89,14 +88,7 @@ func TestFamilyHeadersAreShared(t *testing.T) {
 		a.mustOK(pushCmd(t, OpPut, t1, "# HELP g Help.\n# TYPE g gauge\ng 1\n", "job", "j", "instance", string(rune('a'+i))))
 	}
 	a.mustOK(pushCmd(t, OpPut, t1, "# HELP g Other help.\n# TYPE g gauge\ng 1\n", "job", "k"))
-	restored := newTestFSM()
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if err := restored.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restored := clone(t, a.s)
 	for what, s := range map[string]*FSM{"applied": a.s, "restored": restored} {
 		headers := map[*familyHeader]string{}
 		for _, g := range s.Groups() {
@@ -135,17 +127,7 @@ func TestExposedHelpFollowsTheSmallestKeyThroughEmptyFamilies(t *testing.T) {
 		}
 		return "(none)"
 	}
-	restoredHelp := func() string {
-		var buf bytes.Buffer
-		if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		r := newTestFSM()
-		if err := r.Restore(&buf); err != nil {
-			t.Fatal(err)
-		}
-		return help(r)
-	}
+	restoredHelp := func() string { return help(clone(t, a.s)) }
 	for _, step := range []struct{ deleted, want string }{{"", "From a."}, {"a", "From b."}, {"b", "From c."}, {"c", "From d."}} {
 		if step.deleted != "" {
 			a.mustOK(pushCmd(t, OpDelete, t2, "", "job", step.deleted))

@@ -401,11 +401,7 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 	a := &applier{t: t, s: newTestFSM()}
 	a.mustOK(pushCmd(t, OpPut, t1, "a 1\nb 2\n", "job", "j1"))
 	a.mustOK(pushCmd(t, OpPut, t1, "c 1\n", "job", "j2"))
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	good := buf.Bytes()
+	good := snapshotBytes(t, a.s.Snapshot())
 	flipped := append([]byte(nil), good...)
 	flipped[len(flipped)/2] ^= 0x20
 	badVersion := append([]byte(nil), good...)
@@ -446,19 +442,12 @@ func TestSnapshotWritesGroupsInKeyOrder(t *testing.T) {
 		up.mustOK(push(g))
 		down.mustOK(push(groups - 1 - g))
 	}
-	write := func(sn *Snapshot) []byte {
-		var buf bytes.Buffer
-		if _, err := sn.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
 	capture := up.s.Snapshot()
-	first := write(capture)
-	if again := write(capture); !bytes.Equal(first, again) {
+	first := snapshotBytes(t, capture)
+	if again := snapshotBytes(t, capture); !bytes.Equal(first, again) {
 		t.Fatal("a second WriteTo of the same capture wrote other bytes")
 	}
-	if other := write(down.s.Snapshot()); !bytes.Equal(first, other) {
+	if other := snapshotBytes(t, down.s.Snapshot()); !bytes.Equal(first, other) {
 		t.Fatal("stores with the same groups filled in opposite orders wrote different snapshots")
 	}
 	keys := make([]string, 0, groups)

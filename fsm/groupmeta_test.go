@@ -55,14 +55,7 @@ func TestGroupMetaSurvivesEncodingAndSnapshots(t *testing.T) {
 	a := &applier{t: t, s: newTestFSM()}
 	a.mustOK(c)
 	a.mustOK(pushCmd(t, OpPut, t1, "a 1\n", "job", "plain"))
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	restored := newTestFSM()
-	if err := restored.Restore(bytes.NewReader(buf.Bytes())); err != nil {
-		t.Fatal(err)
-	}
+	restored := clone(t, a.s)
 	for i, g := range a.s.Groups() {
 		rg := restored.Groups()[i]
 		if rg.Expiry != g.Expiry || rg.LastPushBy != g.LastPushBy {
@@ -157,11 +150,7 @@ func TestCommandsSayWhichFeaturesTheyNeed(t *testing.T) {
 		for _, c := range cmds {
 			a.mustOK(c)
 		}
-		var buf bytes.Buffer
-		if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
+		return snapshotBytes(t, a.s.Snapshot())
 	}
 	if n := (&Command{Op: OpRestore, Snapshot: snapshotOf(plain)}).Needs(); n != 0 {
 		t.Fatalf("restore of plain groups needs %v", n)

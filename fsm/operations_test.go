@@ -356,14 +356,11 @@ func TestRestoreCommandReplacesStateThroughTheLog(t *testing.T) {
 func TestCheckSnapshotRefusesTrailingData(t *testing.T) {
 	a := &applier{t: t, s: newTestFSM()}
 	a.mustOK(pushCmd(t, OpPut, t1, "a 1\n", "job", "j"))
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if info, err := CheckSnapshot(bytes.NewReader(buf.Bytes())); err != nil || info.Groups != 1 || info.AppliedIndex != 1 {
+	snap := snapshotBytes(t, a.s.Snapshot())
+	if info, err := CheckSnapshot(bytes.NewReader(snap)); err != nil || info.Groups != 1 || info.AppliedIndex != 1 {
 		t.Fatalf("%+v %v", info, err)
 	}
-	if _, err := ValidateSnapshot(append(buf.Bytes(), 0)); !errors.Is(err, ErrCorruptSnapshot) {
+	if _, err := ValidateSnapshot(append(snap, 0)); !errors.Is(err, ErrCorruptSnapshot) {
 		t.Fatalf("trailing byte: %v", err)
 	}
 }

@@ -40,17 +40,24 @@ func fullCheck(s *FSM) error {
 	return err
 }
 
+// clone returns a store restored from a snapshot of s.
 func clone(t *testing.T, s *FSM) *FSM {
 	t.Helper()
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
 	c := newTestFSM()
-	if err := c.Restore(&buf); err != nil {
+	if err := c.Restore(bytes.NewReader(snapshotBytes(t, s.Snapshot()))); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// snapshotBytes returns sn as WriteTo writes it.
+func snapshotBytes(t testing.TB, sn *Snapshot) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := sn.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // randomPush builds a random push over a small space of names, types,

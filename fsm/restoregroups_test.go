@@ -19,13 +19,9 @@ func TestRestoreReportsTheFirstBadRecordWhileReadingAhead(t *testing.T) {
 	for g := range groups {
 		a.mustOK(pushCmd(t, OpPut, int64(g+1)*1e9, fmt.Sprintf("m{i=\"%d\"} 1\n", g), "job", "j", "instance", fmt.Sprint(g)))
 	}
-	var buf bytes.Buffer
-	if _, err := a.s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
 	// Walk the records to the one to damage, in the first batch.
 	const bad = 500
-	b := bytes.Clone(buf.Bytes())
+	b := snapshotBytes(t, a.s.Snapshot())
 	off := len(snapshotMagic) + 1
 	for n := 1; ; n++ {
 		size, w := binary.Uvarint(b[off:])
