@@ -301,8 +301,8 @@ func (s *FSM) Groups() []*Group {
 
 // groupsUnsorted returns all groups in no order: one pass over the map,
 // which is all a caller needs the lock for (sorting 100,000 group keys
-// takes 50–100 ms, and a snapshot that did it under the lock held writes
-// back that long). Callers hold s.mu.
+// takes 50–100 ms: Groups sorts after releasing the lock, a snapshot when
+// it is written). Callers hold s.mu.
 func (s *FSM) groupsUnsorted() []*Group {
 	out := make([]*Group, 0, len(s.groups))
 	for _, g := range s.groups {
