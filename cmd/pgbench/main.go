@@ -47,6 +47,7 @@ type config struct {
 	methods                []string
 	duration               time.Duration
 	soak                   time.Duration
+	soakCycles             int
 	fillTimeout            time.Duration
 	scrapes                int
 	convergence            int
@@ -109,6 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&methods, "method", "put", "push method(s) of the push phase: put, post or put,post")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "duration of each push phase")
 	fs.DurationVar(&cfg.soak, "soak", 0, "churn soak at the largest G after the other phases: delete and re-push groups with new series for this long, sampling RSS (0: none)")
+	fs.IntVar(&cfg.soakCycles, "soak-cycles", 0, "end the soak after this many delete+push cycles, --soak bounding its time, and count its half in cycles (0: the soak lasts --soak)")
 	fs.StringVar(&cfg.profileDir, "profile-dir", "", "at the largest G, save a heap profile after the fill (and the soak) and a CPU profile of the push phase of each of our targets here and summarise them in the report (empty: none)")
 	fs.DurationVar(&cfg.fillTimeout, "fill-timeout", 120*time.Second, "stop the fill after this long and report the groups reached")
 	fs.IntVar(&cfg.scrapes, "scrapes", 20, "scrapes of /metrics per format")

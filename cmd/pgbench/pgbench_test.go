@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -246,6 +247,53 @@ func TestRendering(t *testing.T) {
 	cfg.targets = []string{targetOurs1}
 	if h, _ := r.cells(1000); len(h) != 2 {
 		t.Errorf("header without upstream: %v", h)
+	}
+}
+
+// TestSoakEndsAfterItsCycles soaks one node of ours with --soak-cycles: the
+// soak stops after that many cycles, long before its time bound, and its
+// second half (from half the cycles on) is sampled.
+func TestSoakEndsAfterItsCycles(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := procs.Build(dir, "./cmd/pushgateway-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"--binary=" + bin, "--request-timeout=10s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.binaryAbs = bin
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	in, err := startTarget(ctx, cfg, targetOurs1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.stop()
+	if err := waitReady(ctx, in, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l := newLoader(cfg, in)
+	defer l.close()
+	// About 3 s at the 2,500 cycles a second of 10 groups on one node, a
+	// sample every 0.83 s.
+	const cycles, bound = 8000, 40 * time.Second
+	res, err := l.soak(ctx, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, bound, cycles, in.nodes[0].rss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d cycles in %v, RSS %.0f → %.0f → %.0f MiB", res.ops, res.elapsed, res.rssStart/(1<<20), res.rssHalf/(1<<20), res.rssEnd/(1<<20))
+	// Clients finishing a cycle when the last one is counted may add one
+	// each; a cycle cut short by the end is not counted.
+	if res.ops < cycles || res.ops >= cycles+16 || res.errors != 0 {
+		t.Errorf("soak of %d cycles made %d, %d errors (first: %s)", cycles, res.ops, res.errors, res.first)
+	}
+	if res.elapsed >= bound {
+		t.Errorf("soak of %d cycles took its whole bound, %v", cycles, res.elapsed)
+	}
+	if res.rssStart <= 0 || res.rssHalf <= 0 || res.rssEnd <= 0 || res.liveHalf <= 0 || res.liveEnd <= 0 {
+		t.Errorf("soak did not measure its start, half and end: %+v", res)
 	}
 }
 

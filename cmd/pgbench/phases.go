@@ -193,7 +193,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		if err != nil {
 			return nil, nil, fmt.Errorf("rss of %s: %w", in.nodes[0].name, err)
 		}
-		sr, err := l.soak(ctx, fr.groups, cfg.soak, largest)
+		sr, err := l.soak(ctx, fr.groups, cfg.soak, cfg.soakCycles, largest)
 		if err != nil {
 			return nil, nil, fmt.Errorf("soak: %w", err)
 		}
@@ -204,6 +204,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		f["soak.anon_start"], f["soak.anon_end"] = anonStart, anonEnd
 		f["soak.ops"] = float64(sr.ops)
 		f["soak.rate"] = float64(sr.ops) / sr.elapsed.Seconds()
+		f["soak.time"] = sr.elapsed.Seconds()
 		f["soak.rss_start"], f["soak.rss_half"], f["soak.rss_end"], f["soak.rss_max"] = sr.rssStart, sr.rssHalf, sr.rssEnd, sr.rssMax
 		f["soak.rss_low2"], f["soak.rss_high2"], f["soak.rss_slope2"] = sr.rssLow, sr.rssHigh, sr.rssSlope
 		f["soak.live_start"], f["soak.live_half"], f["soak.live_end"] = sr.liveStart, sr.liveHalf, sr.liveEnd
@@ -211,7 +212,7 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		if sr.errors > 0 {
 			notes = append(notes, fmt.Sprintf("soak: %d errors, first: %s", sr.errors, sr.first))
 		}
-		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f at half time → %.1f MiB (max %.1f; second half %.1f–%.1f MiB, trend %+.1f MiB/min), live heap %.1f → %.1f → %.1f MiB", G, target, sr.elapsed.Round(time.Second),
+		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f halfway → %.1f MiB (max %.1f; second half %.1f–%.1f MiB, trend %+.1f MiB/min), live heap %.1f → %.1f → %.1f MiB", G, target, sr.elapsed.Round(time.Second),
 			sr.ops, f["soak.rate"], sr.rssStart/(1<<20), sr.rssHalf/(1<<20), sr.rssEnd/(1<<20), sr.rssMax/(1<<20),
 			sr.rssLow/(1<<20), sr.rssHigh/(1<<20), sr.rssSlope/(1<<20),
 			sr.liveStart/(1<<20), sr.liveHalf/(1<<20), sr.liveEnd/(1<<20))

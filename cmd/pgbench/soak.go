@@ -22,15 +22,26 @@ import (
 // RSS follows the collector's pacing and what the runtime returns to the
 // system, so the first node's live heap (right after a forced collection)
 // is taken at the start, half time and the end too: what the store holds.
+//
+// With --soak-cycles=N the soak ends after N delete+push cycles instead,
+// --soak bounding its time, and its half is half the cycles: a warm-up is
+// counted in the store's turnover, not in minutes, and the cluster churns
+// at half the rate of one node (an 8-minute soak of the cluster at 100,000
+// groups, about 500,000 cycles, ended inside its warm-up, where one node's
+// million cycles had levelled off; a 16-minute one levelled off too).
 
-// soakSamples is how many times the soak samples RSS: every 10 s of the
+// soakSamples is how many times a soak of --soak's length samples RSS,
+// and soakEvery the longest wait between two samples: every 10 s of the
 // 8-minute soak of make bench-compare. RSS follows the live heap, which
 // swings in a saw-tooth of about 3 minutes under churn (the old versions of
 // groups the last exposition still lists, until the next refresh). With 12
 // samples, seven of them in the second half, that half's trend ranged from
 // -158 to +125 MiB a minute over runs whose second halves stayed within
 // 1.2-1.8 GiB.
-const soakSamples = 48
+const (
+	soakSamples = 48
+	soakEvery   = 10 * time.Second
+)
 
 // soakResult is what the soak measured.
 type soakResult struct {
@@ -62,8 +73,9 @@ func churnBody(families int, gen int, rng *rand.Rand) string {
 	return b.String()
 }
 
-// soak churns groups (the fill's) for d and samples every node's RSS.
-func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, rss func() (float64, error)) (soakResult, error) {
+// soak churns groups (the fill's) for d, or until cycles delete+push
+// cycles when cycles > 0 (d then bounds it), and samples every node's RSS.
+func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, cycles int, rss func() (float64, error)) (soakResult, error) {
 	var res soakResult
 	var err error
 	if res.rssStart, err = rss(); err != nil {
@@ -104,15 +116,28 @@ func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, rss fu
 				}
 				mu.Lock()
 				res.ops++
+				done := cycles > 0 && res.ops >= cycles
 				mu.Unlock()
+				if done {
+					cancel()
+				}
 			}
 		}(w)
 	}
-	tick := time.NewTicker(d / soakSamples)
+	// past says whether half the soak is behind it.
+	past := func() bool { return time.Since(start) >= d/2 }
+	if cycles > 0 {
+		past = func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return res.ops >= cycles/2
+		}
+	}
+	tick := time.NewTicker(min(d/soakSamples, soakEvery))
 	defer tick.Stop()
 	var second []rssSample // from half time on
 sample:
-	for k := 1; ; k++ {
+	for {
 		select {
 		case <-ctx.Done():
 			break sample
@@ -124,10 +149,11 @@ sample:
 				return res, err
 			}
 			res.rssMax = max(res.rssMax, r)
-			if k >= soakSamples/2 {
+			half := second == nil && past()
+			if half || second != nil {
 				second = append(second, rssSample{time.Since(start), r})
 			}
-			if k == soakSamples/2 {
+			if half {
 				res.rssHalf = r
 				if res.liveHalf, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
 					cancel()
