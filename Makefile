@@ -78,7 +78,7 @@ bench:
 ## bench-compare: side-by-side benchmark against Debian's upstream Pushgateway (one node and a 3-node
 ## cluster of ours, on loopback); prints the tables, writes BENCHMARKS.md and docs/bench.png.
 ## G = 100, 1,000, 10,000 for all, 100,000 for ours (--huge), a churn soak of a million delete+push cycles
-## (ten times the groups; about 8 minutes on one node and 16 on the cluster, 25 at most; RSS levels off
+## (ten times the groups; about 8 minutes on one node and 18 on the cluster, 25 at most; RSS levels off
 ## in the first half, the second half shows whether it stays) and heap and CPU profiles
 ## of ours at 100,000 (kept in bench-profiles/, summarised in BENCHMARKS.md). Other flags: make bench-compare
 ## BENCH_ARGS='--quick' (a smoke run; see go run ./cmd/pgbench -h)

@@ -164,6 +164,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--scrapes must be between 1 and 10000")
 	case cfg.convergence < 0 || cfg.convergence > 100000:
 		return nil, errors.New("--convergence must be between 0 and 100000")
+	case cfg.soak < 0:
+		return nil, errors.New("--soak must not be negative")
+	case cfg.soakCycles < 0:
+		return nil, errors.New("--soak-cycles must not be negative")
+	case cfg.soakCycles > 0 && cfg.soak == 0:
+		return nil, errors.New("--soak-cycles needs --soak, the bound of the soak's time")
 	case cfg.rounds < 1 || cfg.rounds > 100:
 		return nil, errors.New("--rounds must be between 1 and 100")
 	case cfg.startTimeout <= 0 || cfg.requestTimeout <= 0 || cfg.convergenceTimeout <= 0:

@@ -182,6 +182,14 @@ func TestParsing(t *testing.T) {
 	if _, err := parseFlags([]string{"--rounds=0"}, &bytes.Buffer{}); err == nil {
 		t.Error("--rounds=0 accepted")
 	}
+	for _, bad := range [][]string{{"--soak-cycles=1000"}, {"--soak=1m", "--soak-cycles=-1"}, {"--soak=-1s"}} {
+		if _, err := parseFlags(bad, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if cfg, err := parseFlags([]string{"--soak=1m", "--soak-cycles=1000"}, &bytes.Buffer{}); err != nil || cfg.soakCycles != 1000 {
+		t.Errorf("--soak=1m --soak-cycles=1000: %v", err)
+	}
 	if v, err := parseStatusBytes([]byte("Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t   12345 kB\nRssAnon:\t  777 kB\n"), "VmRSS"); err != nil || v != 12345*1024 {
 		t.Errorf("parseStatusBytes VmRSS: %v %v", v, err)
 	}
@@ -285,7 +293,7 @@ func TestSoakEndsAfterItsCycles(t *testing.T) {
 	}
 	t.Logf("%d cycles in %v, RSS %.0f → %.0f → %.0f MiB", res.ops, res.elapsed, res.rssStart/(1<<20), res.rssHalf/(1<<20), res.rssEnd/(1<<20))
 	// Clients finishing a cycle when the last one is counted may add one
-	// each; a cycle cut short by the end is not counted.
+	// each; a cycle whose delete the end cuts short is not counted.
 	if res.ops < cycles || res.ops >= cycles+16 || res.errors != 0 {
 		t.Errorf("soak of %d cycles made %d, %d errors (first: %s)", cycles, res.ops, res.errors, res.first)
 	}

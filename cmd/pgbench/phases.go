@@ -212,6 +212,9 @@ func runOne(ctx context.Context, cfg *config, target string, G int, profiled fun
 		if sr.errors > 0 {
 			notes = append(notes, fmt.Sprintf("soak: %d errors, first: %s", sr.errors, sr.first))
 		}
+		if cfg.soakCycles > 0 && sr.ops < cfg.soakCycles {
+			notes = append(notes, fmt.Sprintf("soak of %s: %d of its %d cycles within --soak=%v", target, sr.ops, cfg.soakCycles, cfg.soak))
+		}
 		logf("G=%d %s: soak %v: %d delete+push cycles (%.0f/s), RSS %.1f → %.1f halfway → %.1f MiB (max %.1f; second half %.1f–%.1f MiB, trend %+.1f MiB/min), live heap %.1f → %.1f → %.1f MiB", G, target, sr.elapsed.Round(time.Second),
 			sr.ops, f["soak.rate"], sr.rssStart/(1<<20), sr.rssHalf/(1<<20), sr.rssEnd/(1<<20), sr.rssMax/(1<<20),
 			sr.rssLow/(1<<20), sr.rssHigh/(1<<20), sr.rssSlope/(1<<20),

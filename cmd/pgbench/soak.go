@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// The churn soak (--soak=DURATION): for that long, 16 clients delete
+// The churn soak (--soak=DURATION): for that long (or, with --soak-cycles,
+// for that many cycles: below), 16 clients delete
 // random groups and push them again, each time with series of a new
 // generation (a label value never seen before), so stored series, label
 // values and cached encodings keep coming and going while the number of
@@ -21,18 +22,19 @@ import (
 // steady size under the collector's pacing); the second half must be flat.
 // RSS follows the collector's pacing and what the runtime returns to the
 // system, so the first node's live heap (right after a forced collection)
-// is taken at the start, half time and the end too: what the store holds.
+// is taken at the start, halfway and the end too: what the store holds.
 //
 // With --soak-cycles=N the soak ends after N delete+push cycles instead,
 // --soak bounding its time, and its half is half the cycles: a warm-up is
 // counted in the store's turnover, not in minutes, and the cluster churns
-// at half the rate of one node (an 8-minute soak of the cluster at 100,000
-// groups, about 500,000 cycles, ended inside its warm-up, where one node's
-// million cycles had levelled off; a 16-minute one levelled off too).
+// at under half the rate of one node (an 8-minute soak of the cluster at
+// 100,000 groups, about 500,000 cycles, ended inside its warm-up, where one
+// node's million cycles had levelled off; a 16-minute one levelled off
+// too). A soak its bound ends before half its cycles reports no half and
+// no second half.
 
-// soakSamples is how many times a soak of --soak's length samples RSS,
-// and soakEvery the longest wait between two samples: every 10 s of the
-// 8-minute soak of make bench-compare. RSS follows the live heap, which
+// A soak samples RSS every --soak/soakSamples, at most soakEvery apart
+// (every 10 s in make bench-compare's soak), and once halfway. RSS follows the live heap, which
 // swings in a saw-tooth of about 3 minutes under churn (the old versions of
 // groups the last exposition still lists, until the next refresh). With 12
 // samples, seven of them in the second half, that half's trend ranged from
@@ -52,7 +54,7 @@ type soakResult struct {
 	rssHalf          float64 // halfway through: warmed up, so the second half shows a trend
 	rssMax           float64
 	// rssLow and rssHigh are the lowest and highest of the largest node's
-	// RSS samples in the second half (half time and the end included), and
+	// RSS samples in the second half (halfway and the end included), and
 	// rssSlope their least-squares trend in bytes per minute: flat is a
 	// slope near zero, not an end equal to the half.
 	rssLow, rssHigh, rssSlope float64
@@ -85,82 +87,93 @@ func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, cycles
 		return res, err
 	}
 	res.rssMax = res.rssStart
-	ctx, cancel := context.WithTimeout(ctx, d)
+	churn, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
-		mu   sync.Mutex
-		errs errCounter
-		wg   sync.WaitGroup
-		gen  int
+		mu      sync.Mutex
+		errs    errCounter
+		wg      sync.WaitGroup
+		gen     int
+		halfway = make(chan struct{}) // closed when half the soak is behind it
+		once    sync.Once
 	)
+	half := func() { once.Do(func() { close(halfway) }) }
+	if cycles == 0 {
+		defer time.AfterFunc(d/2, half).Stop()
+	}
 	start := time.Now()
 	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 99))
-			for ctx.Err() == nil {
+			for churn.Err() == nil {
 				g := groups[rng.IntN(len(groups))]
 				node := l.nodes[rng.IntN(len(l.nodes))]
 				mu.Lock()
 				gen++
 				n := gen
 				mu.Unlock()
-				if _, err := l.push(ctx, node, http.MethodDelete, groupPath(g), ""); err != nil && ctx.Err() == nil {
+				if _, err := l.push(churn, node, http.MethodDelete, groupPath(g), ""); err != nil {
+					if churn.Err() != nil {
+						return // the soak ended: the cycle is not counted
+					}
 					errs.add(err)
 					continue
 				}
-				if _, err := l.push(ctx, node, http.MethodPut, groupPath(g), churnBody(l.cfg.families, n, rng)); err != nil && ctx.Err() == nil {
+				// The group is pushed again even if the soak ends
+				// meanwhile: the phases after the soak find every group.
+				if _, err := l.push(ctx, node, http.MethodPut, groupPath(g), churnBody(l.cfg.families, n, rng)); err != nil {
 					errs.add(err)
 					continue
 				}
 				mu.Lock()
 				res.ops++
-				done := cycles > 0 && res.ops >= cycles
+				ops := res.ops
 				mu.Unlock()
-				if done {
+				if cycles > 0 && ops >= cycles/2 {
+					half()
+				}
+				if cycles > 0 && ops >= cycles {
 					cancel()
 				}
 			}
 		}(w)
 	}
-	// past says whether half the soak is behind it.
-	past := func() bool { return time.Since(start) >= d/2 }
-	if cycles > 0 {
-		past = func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return res.ops >= cycles/2
-		}
-	}
 	tick := time.NewTicker(min(d/soakSamples, soakEvery))
 	defer tick.Stop()
-	var second []rssSample // from half time on
-sample:
-	for {
+	res.rssHalf, res.liveHalf = math.NaN(), math.NaN() // unless the soak gets there
+	var second []rssSample                             // from halfway on
+	sample := func() (float64, error) {
+		r, err := rss()
+		if err != nil {
+			return 0, err
+		}
+		res.rssMax = max(res.rssMax, r)
+		if second != nil {
+			second = append(second, rssSample{time.Since(start), r})
+		}
+		return r, nil
+	}
+	reached := halfway // nil once the half sample is taken
+	for done := false; !done; {
+		var err error
 		select {
-		case <-ctx.Done():
-			break sample
+		case <-churn.Done():
+			done = true
 		case <-tick.C:
-			r, err := rss()
-			if err != nil {
-				cancel()
-				wg.Wait()
-				return res, err
+			_, err = sample()
+		case <-reached:
+			reached = nil
+			second = []rssSample{}
+			if res.rssHalf, err = sample(); err == nil {
+				res.liveHalf, err = l.liveHeap(ctx, l.nodes[0])
 			}
-			res.rssMax = max(res.rssMax, r)
-			half := second == nil && past()
-			if half || second != nil {
-				second = append(second, rssSample{time.Since(start), r})
-			}
-			if half {
-				res.rssHalf = r
-				if res.liveHalf, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
-					cancel()
-					wg.Wait()
-					return res, err
-				}
-			}
+		}
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return res, err
 		}
 	}
 	wg.Wait()
@@ -169,9 +182,11 @@ sample:
 		return res, err
 	}
 	res.rssMax = max(res.rssMax, res.rssEnd)
-	second = append(second, rssSample{res.elapsed, res.rssEnd})
+	if second != nil {
+		second = append(second, rssSample{res.elapsed, res.rssEnd})
+	}
 	res.rssLow, res.rssHigh, res.rssSlope = trend(second)
-	if res.liveEnd, err = l.liveHeap(context.WithoutCancel(ctx), l.nodes[0]); err != nil {
+	if res.liveEnd, err = l.liveHeap(ctx, l.nodes[0]); err != nil {
 		return res, err
 	}
 	res.errors, res.first = errs.n, errs.first
