@@ -131,7 +131,7 @@ func startChild(name, dir, bin string, httpPort int, args []string) (*child, err
 		return nil, err
 	}
 	defer logf.Close()
-	p, err := procs.Start(name, append([]string{bin}, args...), procs.Options{Out: logf, Dir: dir, DieWithParent: true})
+	p, err := procs.Start(name, append([]string{bin}, args...), procs.Options{Out: logf, Dir: dir})
 	if err != nil {
 		return nil, err
 	}

@@ -46,14 +46,13 @@ type proc struct {
 
 // launch starts a one-node gateway on fresh loopback ports with the extra
 // flags, without waiting for it; it is killed at the end of the test, and
-// by the kernel if the test binary dies first (a timeout, a kill): no
-// goroutine of this package locks its thread, so DieWithParent is safe.
+// by the kernel if the test binary dies first (a timeout, a kill).
 func launch(t *testing.T, storage string, extra ...string) *proc {
 	t.Helper()
 	web := testutil.FreeAddr(t)
 	args := append([]string{binary, "--web.listen-address=" + web, "--storage.path=" + storage, "--raft.listen-address=" + testutil.FreeAddr(t), "--cluster.listen-address=" + testutil.FreeAddr(t), "--cluster.node-name=n1"}, extra...)
 	out := &testutil.LockedBuffer{}
-	started, err := procs.Start("gateway", args, procs.Options{Out: out, DieWithParent: true})
+	started, err := procs.Start("gateway", args, procs.Options{Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}

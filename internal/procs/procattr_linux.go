@@ -9,7 +9,7 @@ import (
 )
 
 // dieWithParent makes the kernel kill the child when the thread that
-// started it ends.
+// started it ends (the starter thread, which ends with the process).
 func dieWithParent() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

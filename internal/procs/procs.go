@@ -3,7 +3,10 @@
 // it signals (pause, resume), stop it gracefully or kill it, and wait until
 // it answers. Every helper that starts a gateway process (test/, test/chaos,
 // cmd/pgbench) holds a *Process; what differs between them is the command
-// line and what they read from the running node.
+// line and what they read from the running node. On Linux every process
+// started here dies with the one that started it, even when that one is
+// killed: a test binary stopped by a timeout or by hand leaves no node
+// running (starter.go).
 package procs
 
 import (
@@ -88,11 +91,6 @@ type Options struct {
 	Out io.Writer
 	// Dir is the working directory; "" is the caller's.
 	Dir string
-	// DieWithParent has the kernel kill the process when the thread that
-	// started it ends (Linux). Go ends a thread only when a goroutine
-	// locked to it returns, as a network-namespace dialer does: leave it
-	// off in a test process that does that.
-	DieWithParent bool
 }
 
 // Process is one started program.
@@ -106,7 +104,9 @@ type Process struct {
 	waitErr error
 }
 
-// Start starts argv[0] with the arguments argv[1:].
+// Start starts argv[0] with the arguments argv[1:]. The process dies with
+// the caller's: on Linux the kernel kills it when this process ends, even
+// by SIGKILL (starter.go).
 func Start(name string, argv []string, opt Options) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("start %s: empty command line", name)
@@ -114,10 +114,8 @@ func Start(name string, argv []string, opt Options) (*Process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = opt.Out, opt.Out
 	cmd.Dir = opt.Dir
-	if opt.DieWithParent {
-		cmd.SysProcAttr = dieWithParent()
-	}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = dieWithParent()
+	if err := onStarterThread(cmd.Start); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Process{name: name, cmd: cmd, exited: make(chan struct{})}

@@ -2,6 +2,7 @@ package procs
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,16 +13,33 @@ import (
 )
 
 // serveEnv makes the test binary, started again by the tests, serve
-// /-/ready on the address it names until SIGTERM.
-const serveEnv = "PROCS_TEST_SERVE"
+// /-/ready (answering with its process ID) on the address it names until
+// SIGTERM; parentEnv makes it start such a server itself (with Start) on
+// the address it names, and wait.
+const (
+	serveEnv  = "PROCS_TEST_SERVE"
+	parentEnv = "PROCS_TEST_PARENT"
+)
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(parentEnv); addr != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			os.Exit(3)
+		}
+		os.Unsetenv(parentEnv)
+		os.Setenv(serveEnv, addr)
+		if _, err := Start("server", []string{exe}, Options{}); err != nil {
+			os.Exit(3)
+		}
+		select {}
+	}
 	if addr := os.Getenv(serveEnv); addr != "" {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			os.Exit(3)
 		}
-		http.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+		http.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, os.Getpid()) })
 		go func() { _ = http.Serve(l, nil) }()
 		select {}
 	}
@@ -29,6 +47,13 @@ func TestMain(m *testing.M) {
 }
 
 func startServer(t *testing.T) (*Process, string) {
+	t.Helper()
+	return startTestBinary(t, serveEnv)
+}
+
+// startTestBinary starts the test binary again with env set to a free
+// loopback address, and returns it and the address's /-/ready URL.
+func startTestBinary(t *testing.T, env string) (*Process, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,8 +65,8 @@ func startServer(t *testing.T) (*Process, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(serveEnv, addr)
-	p, err := Start("server", []string{exe}, Options{DieWithParent: true})
+	t.Setenv(env, addr)
+	p, err := Start("server", []string{exe}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func (n *node) start() error {
 	n.starts++
 	fmt.Fprintf(n.log, "===== chaos: start #%d of %s at %s =====\n", n.starts, n.name, time.Now().Format("15:04:05.000"))
 	// Nodes die with the test process, even if it is killed.
-	p, err := procs.Start(n.name, argv, procs.Options{Out: n.log, DieWithParent: true})
+	p, err := procs.Start(n.name, argv, procs.Options{Out: n.log})
 	if err != nil {
 		return err
 	}
