@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // A little network of namespaces for tests that cut hosts off: a hub
@@ -47,9 +49,15 @@ func requireNetLab(t *testing.T) {
 }
 
 // newNetLab creates the hub and hosts namespaces 1..hosts, with addresses
-// subnet+i (hosts) and subnet+254 (hub). It deletes them when the test ends.
+// subnet+i (hosts) and subnet+254 (hub). It deletes them when the test ends,
+// and first those that test processes killed before their end left.
 func newNetLab(t *testing.T, hosts int) *netLab {
 	t.Helper()
+	if removed, err := testutil.RemoveStaleNamespaces("pgc"); err != nil {
+		t.Logf("namespaces left by ended tests not removed: %v", err)
+	} else if len(removed) > 0 {
+		t.Logf("removed namespaces left by ended tests: %s", strings.Join(removed, " "))
+	}
 	l := &netLab{t: t, prefix: fmt.Sprintf("pgc%d-", os.Getpid()), subnet: "10.213.0.", hosts: hosts}
 	t.Cleanup(l.remove)
 	hub := l.ns(0)

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pushgateway-cluster/pushgateway-cluster/internal/testutil"
 )
 
 // network is where the nodes live: either one network namespace per node,
@@ -40,8 +41,6 @@ type network struct {
 	closeOnce sync.Once
 	unreg     func()
 }
-
-var netPrefixRE = regexp.MustCompile(`^pgcc([0-9]+)-`)
 
 // ipCmd runs ip (or another tool) and returns its error with the output.
 func ipCmd(name string, args ...string) error {
@@ -267,23 +266,21 @@ func removeStaleNetworks() {
 	if os.Geteuid() != 0 {
 		return
 	}
-	entries, err := os.ReadDir("/run/netns")
+	if _, err := exec.LookPath("ip"); err != nil {
+		return // no namespaces were made either
+	}
+	removed, err := testutil.RemoveStaleNamespaces("pgcc")
 	if err != nil {
-		return
+		fmt.Fprintf(os.Stderr, "chaos: namespaces left by ended runs: %v\n", err)
 	}
 	stale := map[string]bool{}
-	for _, e := range entries {
-		m := netPrefixRE.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		if _, err := os.Stat("/proc/" + m[1]); err == nil {
-			continue // that run is still alive
-		}
-		stale["pgcc"+m[1]] = true
-		_ = ipCmd("ip", "netns", "del", e.Name())
+	for _, ns := range removed {
+		prefix, _, _ := strings.Cut(ns, "-")
+		stale[prefix] = true
 	}
 	for p := range stale {
+		// Gone with its peer in the hub namespace, unless that was never
+		// made.
 		_ = ipCmd("ip", "link", "del", p)
 	}
 }
