@@ -19,15 +19,22 @@ func dieWithParent() *syscall.SysProcAttr {
 // thread of the process may still answer a request until every thread has
 // stopped.
 func processStopped(pid int) (bool, error) {
+	state, err := processState(pid)
+	return state == 'T', err
+}
+
+// processState is the state letter of pid in /proc/<pid>/stat ('R', 'S',
+// 'T' stopped, 'Z' ended but not reaped, ...).
+func processState(pid int) (byte, error) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return false, fmt.Errorf("read state of %d: %w", pid, err)
+		return 0, fmt.Errorf("read state of %d: %w", pid, err)
 	}
 	// The state follows the command name in parentheses, which may itself
 	// hold spaces and parentheses: take the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 || i+2 >= len(stat) {
-		return false, fmt.Errorf("state of %d: unexpected /proc stat %q", pid, stat)
+		return 0, fmt.Errorf("state of %d: unexpected /proc stat %q", pid, stat)
 	}
-	return stat[i+2] == 'T', nil
+	return stat[i+2], nil
 }

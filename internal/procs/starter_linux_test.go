@@ -73,21 +73,21 @@ func TestChildDiesWithItsParent(t *testing.T) {
 	parent, url := startTestBinary(t, parentEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var pid int
-	for pid == 0 {
-		if resp, err := http.Get(url); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-				t.Fatalf("server answered %q", b)
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the parent's server did not answer")
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := parent.WaitReady(ctx, url); err != nil {
+		t.Fatalf("the parent's server did not answer: %v", err)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("server answered %q", b)
 	}
 	if err := parent.Kill(); err != nil {
 		t.Fatal(err)
@@ -105,10 +105,6 @@ func TestChildDiesWithItsParent(t *testing.T) {
 // alive reports whether pid is a process that has not exited (a zombie,
 // ended but not yet reaped by its new parent, is not alive).
 func alive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z'
+	state, err := processState(pid)
+	return err == nil && state != 'Z'
 }
