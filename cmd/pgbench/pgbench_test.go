@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,15 +259,41 @@ func TestRendering(t *testing.T) {
 	}
 }
 
+// gateway is our binary, built once for the tests that run it
+// (gatewayBinary) and removed by TestMain.
+var gateway struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if gateway.dir != "" {
+		os.RemoveAll(gateway.dir)
+	}
+	os.Exit(code)
+}
+
+// gatewayBinary builds our binary the first time a test asks for it.
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	gateway.once.Do(func() {
+		if gateway.dir, gateway.err = os.MkdirTemp("", "pgbench-test-bin"); gateway.err == nil {
+			gateway.path, gateway.err = procs.Build(gateway.dir, "./cmd/pushgateway-cluster")
+		}
+	})
+	if gateway.err != nil {
+		t.Fatal(gateway.err)
+	}
+	return gateway.path
+}
+
 // TestSoakEndsAfterItsCycles soaks one node of ours with --soak-cycles: the
 // soak stops after that many cycles, long before its time bound, and its
 // second half (from half the cycles on) is sampled.
 func TestSoakEndsAfterItsCycles(t *testing.T) {
-	dir := t.TempDir()
-	bin, err := procs.Build(dir, "./cmd/pushgateway-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := gatewayBinary(t)
 	cfg, err := parseFlags([]string{"--binary=" + bin, "--request-timeout=10s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -311,10 +338,7 @@ func TestSoakEndsAfterItsCycles(t *testing.T) {
 func TestSmoke(t *testing.T) {
 	begin := time.Now()
 	dir := t.TempDir()
-	bin, err := procs.Build(dir, "./cmd/pushgateway-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := gatewayBinary(t)
 	targets := "ours-1,ours-3"
 	if _, err := os.Stat("/usr/bin/prometheus-pushgateway"); err == nil {
 		targets = "upstream," + targets
@@ -323,7 +347,7 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err = run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5", "--soak=600ms",
+	err := run(ctx, []string{"--quick", "--groups=10", "--duration=300ms", "--scrapes=3", "--convergence=5", "--soak=600ms",
 		"--fill-timeout=10s", "--start-timeout=20s", "--request-timeout=10s",
 		"--targets=" + targets, "--binary=" + bin, "--out-md=" + md, "--out-png=" + pngPath, "--profile-dir=" + filepath.Join(dir, "prof")}, &stdout, &stderr)
 	if err != nil {

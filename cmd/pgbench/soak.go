@@ -133,9 +133,9 @@ func (l *loader) soak(ctx context.Context, groups []int, d time.Duration, cycles
 				mu.Unlock()
 				if cycles > 0 && ops >= cycles/2 {
 					half()
-				}
-				if cycles > 0 && ops >= cycles {
-					cancel()
+					if ops >= cycles {
+						cancel()
+					}
 				}
 			}
 		}(w)
